@@ -1,0 +1,95 @@
+# stockcast — `make help` lists every target.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Self-contained by default: Prefect's home inside the project; no library phones home.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+
+## help: list every target with one line each
+.PHONY: help
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+## setup: create .venv with the pinned dependencies (skipped when up to date)
+.PHONY: setup
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+## lock: re-resolve requirements.lock from pyproject.toml's pins
+.PHONY: lock
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dask --extra dev --python-version 3.11 -o requirements.lock
+
+## pipeline: set up if needed, then run every stale stage (dvc repro) on the bundled sample
+.PHONY: pipeline
+pipeline: $(STAMP)
+	$(BIN)/python -m flows.pipeline
+
+## repro-force: rerun every stage even if nothing changed
+.PHONY: repro-force
+repro-force: $(STAMP)
+	$(BIN)/python -m flows.pipeline --force
+
+## test: run the test suite (unit, data, model, flows, end to end)
+.PHONY: test
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## lint: ruff check and format check
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff check src flows tests benchmarks
+	$(BIN)/ruff format --check src flows tests benchmarks
+
+## ui: serve the MLflow UI for the project's store on 127.0.0.1:$(MLFLOW_PORT)
+.PHONY: ui
+ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
+	  --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	  --default-artifact-root $(CURDIR)/mlruns --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+## prefect-ui: start a Prefect server (UI and API) on 127.0.0.1:$(PREFECT_PORT)
+.PHONY: prefect-ui
+prefect-ui: $(STAMP)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+## push: push DVC-tracked data and models to the default remote (.dvc-remote/)
+.PHONY: push
+push: $(STAMP)
+	$(BIN)/dvc push
+
+## pull: fetch DVC-tracked data and models from the default remote
+.PHONY: pull
+pull: $(STAMP)
+	$(BIN)/dvc pull
+
+## metrics: show the metrics of the last run (dvc metrics show)
+.PHONY: metrics
+metrics: $(STAMP)
+	$(BIN)/dvc metrics show
+
+## clean: remove stage outputs and local stores (keeps .venv and raw data)
+.PHONY: clean
+clean:
+	rm -rf data/interim data/processed models reports mlflow.db mlruns .prefect

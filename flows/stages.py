@@ -1,0 +1,162 @@
+"""One Prefect flow per DVC stage; ``python -m flows.stages STAGE`` is each stage's command.
+
+Each flow loads the config once, calls the pure stage in ``stockcast.pipeline`` and passes
+results on. Training submits one task per (ticker, variant) so variants run in parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import flows.env  # noqa: F401  (telemetry off before the libraries load)
+from prefect import flow, get_run_logger, task
+from prefect.futures import wait
+from prefect.runtime import flow_run
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from stockcast import pipeline
+from stockcast.config import Config, TrainConfig, load_config
+from stockcast.errors import StockcastError
+from stockcast.pipeline import Paths
+from stockcast.train import TrainResult
+
+ROOT = Path.cwd()
+
+
+@flow(name="ingest")
+def ingest_flow(params: str = "params.yaml") -> int:
+    cfg, paths = _setup(params)
+    result = pipeline.ingest(cfg, paths)
+    logger = get_run_logger()
+    for repair in result.repairs:
+        logger.info("repair: %s", repair)
+    logger.info("ingested %d rows for %s", len(result.frame),
+                sorted(result.frame["ticker"].unique()))
+    return len(result.frame)
+
+
+@flow(name="validate")
+def validate_flow(params: str = "params.yaml") -> bool:
+    cfg, paths = _setup(params)
+    report = pipeline.validate(cfg, paths)
+    get_run_logger().info("validation:\n%s", report.summary())
+    return report.success
+
+
+@flow(name="window")
+def window_flow(params: str = "params.yaml") -> dict[str, int]:
+    cfg, paths = _setup(params)
+    sets = pipeline.window(cfg, paths)
+    counts = {ws.ticker: len(ws.train_idx) for ws in sets}
+    get_run_logger().info("training windows per ticker: %s", counts)
+    return counts
+
+
+@task(name="fit-variant", task_run_name="fit-{ticker}-{variant}")
+def fit_task(processed: str, ticker: str, variant: str, cfg: TrainConfig, seed: int,
+             out_dir: str) -> TrainResult:
+    """Train one variant; runs in a worker thread or process."""
+    import flows.env  # noqa: F401  (a fresh worker process needs the same environment)
+    from stockcast.train import fit_variant
+    from stockcast.windows import WindowSet
+
+    ws = WindowSet.load(Path(processed) / f"{ticker}.npz")
+    return fit_variant(ws, variant, cfg, seed, Path(out_dir))
+
+
+@flow(name="train")
+def train_flow(params: str = "params.yaml") -> dict[str, list[str]]:
+    cfg, paths = _setup(params)
+    runner = (ProcessPoolTaskRunner if cfg.train.runner == "processes" else ThreadPoolTaskRunner)
+    return _train.with_options(task_runner=runner(max_workers=cfg.train.max_workers))(cfg, paths)
+
+
+@flow(name="train-variants")
+def _train(cfg: Config, paths: Paths) -> dict[str, list[str]]:
+    import json
+
+    manifest = json.loads((paths.processed / "manifest.json").read_text(encoding="utf-8"))
+    futures = {
+        (ticker, variant): fit_task.submit(
+            str(paths.processed), ticker, variant, cfg.train, cfg.seed,
+            str(paths.variant_dir(ticker, variant)))
+        for ticker in manifest for variant in cfg.train.variants
+    }
+    wait(list(futures.values()))
+    logger = get_run_logger()
+    trained: dict[str, list[str]] = {ticker: [] for ticker in manifest}
+    for (ticker, variant), future in futures.items():
+        if future.state.is_completed():
+            result = future.result()
+        else:  # the worker itself died (e.g. out of memory): record it like any failure
+            result = TrainResult(ticker, variant, error=f"task {future.state.name}: "
+                                 f"{future.state.message}")
+            result.save(paths.variant_dir(ticker, variant) / "result.json")
+        if result.ok:
+            trained[ticker].append(variant)
+            logger.info("%s/%s: best val_loss %.6f at epoch %d of %d (%.1f s)", ticker, variant,
+                        result.best_val_loss, result.best_epoch, result.epochs_run,
+                        result.fit_seconds)
+        else:
+            logger.error("%s/%s failed: %s", ticker, variant, result.error)
+    if empty := [t for t, variants in trained.items() if not variants]:
+        raise StockcastError(f"every variant failed for {empty}; see models/<ticker>/*/error.txt")
+    return trained
+
+
+@flow(name="evaluate")
+def evaluate_flow(params: str = "params.yaml") -> dict:
+    cfg, paths = _setup(params)
+    report = pipeline.evaluate(cfg, paths)
+    logger = get_run_logger()
+    for ticker, variants in report.items():
+        for variant, scores in variants.items():
+            if "test_rmse" in scores:
+                logger.info("%s/%s: test_rmse %.3f, naive_rmse %.3f, rmse_vs_naive %.3f", ticker,
+                            variant, scores["test_rmse"], scores["naive_rmse"],
+                            scores["rmse_vs_naive"])
+    return report
+
+
+@task(name="register")
+def register_task(cfg: Config, paths: Paths, tags: dict[str, str]) -> dict:
+    """Not retried here: a retry would log a second parent run. MLflow's own HTTP client
+    already retries transient errors against a tracking server."""
+    return pipeline.register(cfg, paths, tags)
+
+
+@flow(name="register")
+def register_flow(params: str = "params.yaml") -> dict:
+    cfg, paths = _setup(params)
+    decisions = register_task(cfg, paths, {"prefect_flow_run_id": str(flow_run.get_id())})
+    logger = get_run_logger()
+    for ticker, decision in decisions.items():
+        logger.info("%s: %s", ticker, decision)
+    return decisions
+
+
+STAGES = {"ingest": ingest_flow, "validate": validate_flow, "window": window_flow,
+          "train": train_flow, "evaluate": evaluate_flow, "register": register_flow}
+
+
+def _setup(params: str) -> tuple[Config, Paths]:
+    return load_config(ROOT / params), Paths(ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.stages", description=__doc__)
+    parser.add_argument("stage", choices=list(STAGES))
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        STAGES[args.stage](params=args.params)
+    except StockcastError as exc:
+        print(f"\nstockcast {args.stage} stopped:\n{exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The one reader of ``params.yaml``: frozen, typed, checked when built."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stockcast.errors import ConfigError
+
+VARIANTS = ("simple_rnn", "lstm", "gru")
+RUNNERS = ("processes", "threads")
+ON_FAILURE = ("stop", "skip_ticker")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str
+    ticker: str | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    sources: tuple[Source, ...]
+    tickers: tuple[str, ...] = ()
+    target: str = "open"
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError("data.sources is empty: name at least one CSV file")
+        if self.target not in PRICE_COLUMNS:
+            raise ConfigError(
+                f"data.target={self.target!r} is not supported; choose one of {PRICE_COLUMNS}"
+            )
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    on_failure: str = "stop"
+
+    def __post_init__(self) -> None:
+        _check_choice("validate.on_failure", self.on_failure, ON_FAILURE)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    window: int = 60
+    test_days: int = 300
+    val_days: int = 250
+
+    def __post_init__(self) -> None:
+        _check_positive("window.window", self.window)
+        for name in ("test_days", "val_days"):
+            value = getattr(self, name)
+            if value <= self.window:
+                raise ConfigError(
+                    f"window.{name}={value} must exceed window.window={self.window}: "
+                    "each span needs at least one full window and a target"
+                )
+
+    @property
+    def min_rows(self) -> int:
+        """Fewest rows a ticker needs: training windows, then a validation and a test span."""
+        return self.test_days + self.val_days + 2 * self.window
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    variants: tuple[str, ...] = VARIANTS
+    units: tuple[int, ...] = (80, 100)
+    dropout: float = 0.2
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 50
+    patience: int = 8
+    runner: str = "processes"
+    max_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise ConfigError(f"train.variants is empty; choose from {VARIANTS}")
+        for variant in self.variants:
+            _check_choice("train.variants", variant, VARIANTS)
+        if len(set(self.variants)) != len(self.variants):
+            raise ConfigError(f"train.variants lists a variant twice: {list(self.variants)}")
+        if not self.units:
+            raise ConfigError("train.units is empty: give at least one layer size")
+        for name in ("batch_size", "epochs", "patience", "max_workers"):
+            _check_positive(f"train.{name}", getattr(self, name))
+        for unit in self.units:
+            _check_positive("train.units", unit)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"train.dropout={self.dropout} must be in [0, 1)")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate={self.learning_rate} must be > 0")
+        _check_choice("train.runner", self.runner, RUNNERS)
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    experiment: str = "stockcast"
+    model_prefix: str = "stockcast"
+    max_rmse_vs_naive: float | None = 1.0
+
+    def model_name(self, ticker: str) -> str:
+        return f"{self.model_prefix}-{ticker}"
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    data: DataConfig
+    validate: ValidateConfig
+    window: WindowConfig
+    train: TrainConfig
+    register: RegisterConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """A short hash of the effective parameters (a lineage tag)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_config(path: Path | str = "params.yaml") -> Config:
+    """Read and check ``params.yaml``.
+
+    Args:
+        path: the parameters file.
+
+    Returns:
+        The typed configuration.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or holds a bad value.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: parameters file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return config_from_dict(raw, origin=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
+    """Build a :class:`Config` from the parsed YAML mapping."""
+    known = {"base", "data", "validate", "window", "train", "register"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
+    data = dict(raw.get("data") or {})
+    data["sources"] = tuple(_source(s) for s in data.get("sources") or ())
+    data["tickers"] = tuple(str(t) for t in data.get("tickers") or ())
+    train = dict(raw.get("train") or {})
+    for key in ("variants", "units"):
+        if key in train:
+            train[key] = tuple(train[key])
+    return Config(
+        seed=int((raw.get("base") or {}).get("seed", 42)),
+        data=_build(DataConfig, data, "data"),
+        validate=_build(ValidateConfig, raw.get("validate") or {}, "validate"),
+        window=_build(WindowConfig, raw.get("window") or {}, "window"),
+        train=_build(TrainConfig, train, "train"),
+        register=_build(RegisterConfig, raw.get("register") or {}, "register"),
+    )
+
+
+def _source(item: str | dict[str, Any]) -> Source:
+    if isinstance(item, str):
+        return Source(path=item)
+    if not isinstance(item, dict) or "path" not in item:
+        raise ConfigError(f"data.sources: {item!r} is neither a path nor a mapping with 'path'")
+    return _build(Source, item, "data.sources[]")
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{section}: {exc}") from exc
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive integer")

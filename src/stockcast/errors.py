@@ -1,0 +1,56 @@
+"""Exception types that say which file, which column, which rows and what was expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class StockcastError(Exception):
+    """Base class: every error the pipeline raises on purpose is one of these."""
+
+
+class ConfigError(StockcastError):
+    """``params.yaml`` holds a missing, unknown or out-of-range value."""
+
+
+@dataclass
+class DataError(StockcastError):
+    """A data file cannot be read or holds values the pipeline cannot use.
+
+    Attributes:
+        file: the offending file (or URL).
+        problem: what is wrong, in one sentence.
+        column: the column concerned, when there is one.
+        rows: up to five example rows, already formatted for humans.
+        expected: what a good file has instead.
+    """
+
+    file: Path | str
+    problem: str
+    column: str | None = None
+    rows: Sequence[str] = field(default_factory=list)
+    expected: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [f"{self.file}: {self.problem}"]
+        if self.column is not None:
+            lines.append(f"  column: {self.column}")
+        if self.rows:
+            lines.append("  rows:")
+            lines.extend(f"    {row}" for row in self.rows[:5])
+        if self.expected is not None:
+            lines.append(f"  expected: {self.expected}")
+        return "\n".join(lines)
+
+
+class ValidationFailed(StockcastError):
+    """The Great Expectations gate failed; ``report`` is the readable summary."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report

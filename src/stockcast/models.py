@@ -1,0 +1,60 @@
+"""One builder for every recurrent architecture (simple_rnn | lstm | gru)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stockcast.config import VARIANTS
+from stockcast.errors import ConfigError
+
+_LAYERS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def build_model(
+    variant: str,
+    window: int,
+    n_features: int = 1,
+    units: tuple[int, ...] = (80, 100),
+    dropout: float = 0.2,
+    learning_rate: float = 1e-3,
+    seed: int = 42,
+) -> Any:
+    """Stacked recurrent layers, each followed by Dropout, then Dense(1); Adam on MSE.
+
+    Every initializer and dropout gets its own seed, so two variants trained side by side in
+    threads of one process stay reproducible (Keras' global seed is process-wide).
+
+    Args:
+        variant: ``simple_rnn``, ``lstm`` or ``gru``.
+        window: past days per input.
+        n_features: values per day.
+        units: sizes of the recurrent layers, first to last.
+        dropout: dropout rate after each recurrent layer.
+        learning_rate: Adam's step size.
+        seed: base seed for initializers and dropout.
+
+    Raises:
+        ConfigError: unknown variant.
+    """
+    if variant not in _LAYERS:
+        raise ConfigError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
+    import keras
+
+    layer_cls = getattr(keras.layers, _LAYERS[variant])
+    init = keras.initializers
+    inputs = keras.Input(shape=(window, n_features))  # (batch, window, features)
+    x = inputs
+    for depth, size in enumerate(units):
+        s = seed + 10 * depth
+        x = layer_cls(
+            size,
+            return_sequences=depth < len(units) - 1,  # last layer: (batch, units)
+            kernel_initializer=init.GlorotUniform(seed=s),
+            recurrent_initializer=init.Orthogonal(seed=s + 1),
+            name=f"{variant}_{depth}",
+        )(x)
+        x = keras.layers.Dropout(dropout, seed=s + 2)(x)
+    outputs = keras.layers.Dense(1, kernel_initializer=init.GlorotUniform(seed=seed + 99))(x)
+    model = keras.Model(inputs, outputs, name=f"{variant}_forecaster")  # (batch, 1)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model

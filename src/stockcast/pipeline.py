@@ -1,0 +1,250 @@
+"""Each DVC stage as a plain function: read the previous stage's files, write its own.
+
+Outputs are written to a temporary name and renamed, so a crash leaves the last good file.
+The Prefect flows in ``flows/`` call these; nothing here knows of Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stockcast.config import Config
+from stockcast.errors import ValidationFailed
+from stockcast.ingest import IngestResult, combine, read_prices
+from stockcast.windows import WindowSet, make_windows, read_windows, write_windows
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where every stage reads and writes, relative to the project root."""
+
+    root: Path
+
+    @property
+    def ingested(self) -> Path:
+        return self.root / "data/interim/ingested.parquet"
+
+    @property
+    def validated(self) -> Path:
+        return self.root / "data/interim/validated.parquet"
+
+    @property
+    def validation_reports(self) -> Path:
+        return self.root / "reports/validation"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data/processed"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "reports/metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "reports/plots"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "reports/predictions"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "reports/registry.json"
+
+    def variant_dir(self, ticker: str, variant: str) -> Path:
+        return self.models / ticker / variant
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def ingest(cfg: Config, paths: Paths) -> IngestResult:
+    """Stage 1: every source → one canonical table at ``data/interim/ingested.parquet``."""
+    results = [read_prices(paths.root / s.path, s.ticker) for s in cfg.data.sources]
+    result = combine(results, cfg.data.tickers)
+    write_parquet(result.frame, paths.ingested)
+    write_json(paths.ingested.with_name("ingest.json"), {
+        "rows": len(result.frame), "tickers": sorted(result.frame["ticker"].unique()),
+        "repairs": result.repairs,
+    })
+    return result
+
+
+def validate(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> Any:
+    """Stage 2: the Great Expectations gate.
+
+    On success the table is published as ``data/interim/validated.parquet``. On failure
+    (``on_failure: stop``) :class:`ValidationFailed` is raised and the last validated table
+    stays as it was; with ``skip_ticker`` the failing tickers are left out instead.
+    """
+    from stockcast.validate import validate_prices
+
+    frame = pd.read_parquet(paths.ingested)
+    report = validate_prices(frame, cfg.window.min_rows, paths.validation_reports, today)
+    failed = report.failed_tickers
+    if failed and (cfg.validate.on_failure == "stop" or len(failed) == frame["ticker"].nunique()):
+        raise ValidationFailed(f"validation failed for {failed}\n{report.summary()}")
+    write_parquet(frame[~frame["ticker"].isin(failed)], paths.validated)
+    return report
+
+
+def window(cfg: Config, paths: Paths) -> list[WindowSet]:
+    """Stage 3: per ticker spans, scaler fitted on training rows, windows under data/processed."""
+    frame = pd.read_parquet(paths.validated)
+    w = cfg.window
+    sets = [make_windows(group.reset_index(drop=True), cfg.data.target, w.window, w.val_days,
+                         w.test_days) for _, group in frame.groupby("ticker", sort=True)]
+    staging = paths.processed.with_name(paths.processed.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    write_windows(sets, staging)
+    _swap_dir(staging, paths.processed)
+    return sets
+
+
+def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
+    """Stage 5: test-span metrics per ticker and variant, naive beside, plots and predictions."""
+    import keras
+
+    from stockcast.evaluate import plot_forecast, predict_prices, score
+    from stockcast.train import TrainResult
+
+    report: dict[str, dict[str, Any]] = {}
+    for ws in read_windows(paths.processed):
+        idx = ws.test_idx
+        table = pd.DataFrame({"date": ws.dates[idx], "actual": ws.prices[idx],
+                              "naive": ws.naive(idx)})
+        entry: dict[str, Any] = {}
+        for variant in cfg.train.variants:
+            result = TrainResult.load(paths.variant_dir(ws.ticker, variant) / "result.json")
+            if not result.ok:
+                entry[variant] = {"error": result.error}
+                continue
+            model = keras.saving.load_model(result.model_path, compile=False)
+            predicted = predict_prices(model, ws, idx)
+            table[variant] = predicted
+            entry[variant] = score(ws, predicted, idx)
+            plot_forecast(ws, idx, predicted, f"{ws.ticker} {variant}: test span",
+                          paths.plots / f"{ws.ticker}_{variant}.png")
+        report[ws.ticker] = entry
+        paths.predictions.mkdir(parents=True, exist_ok=True)
+        table.to_csv(paths.predictions / f"{ws.ticker}.csv", index=False)
+    write_json(paths.metrics, report)
+    return report
+
+
+def _swap_dir(new: Path, target: Path) -> None:
+    """Replace ``target`` by ``new`` with renames only, keeping ``target`` until the last step."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Stage 6: log the run to MLflow, register each ticker's best variant, gate ``@champion``.
+
+    One parent run per pipeline run; one child run per (ticker, variant). The variant with the
+    lowest validation loss is registered as a new version of ``<prefix>-<TICKER>``; the alias
+    moves only if :func:`stockcast.tracking.decide_promotion` says so. The decision and its
+    reason are tags on the version; ``reports/registry.json`` records them too.
+
+    Args:
+        cfg: the configuration.
+        paths: project paths.
+        run_tags: extra tags for every run (e.g. the orchestrator's run id).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from stockcast import tracking
+    from stockcast.train import TrainResult
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(paths.root))
+    client = MlflowClient()
+    experiment_id = tracking.ensure_experiment(client, cfg.register.experiment, paths.root)
+    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    sets = read_windows(paths.processed)
+    sha, dirty = tracking.git_revision(paths.root)
+    tags = {"git_commit": sha, "git_dirty": str(dirty), "params_hash": cfg.digest(),
+            **(run_tags or {})}
+    decisions: dict[str, Any] = {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline",
+                          tags={**tags, "ticker": ",".join(ws.ticker for ws in sets)}) as parent:
+        mlflow.log_params(tracking.flat_params(cfg))
+        for report in (paths.validation_reports / "validation.json",
+                       paths.ingested.with_name("ingest.json")):
+            if report.exists():
+                mlflow.log_artifact(str(report), artifact_path="validation")
+        for ws in sets:
+            candidates = {}
+            for variant in cfg.train.variants:
+                result = TrainResult.load(paths.variant_dir(ws.ticker, variant) / "result.json")
+                scores = {k: v for k, v in metrics[ws.ticker].get(variant, {}).items()
+                          if isinstance(v, float)}
+                with mlflow.start_run(experiment_id=experiment_id, nested=True,
+                                      parent_run_id=parent.info.run_id,
+                                      run_name=f"{ws.ticker}-{variant}",
+                                      tags={**tags, "ticker": ws.ticker, "variant": variant}):
+                    if not result.ok:
+                        mlflow.set_tag("error", result.error)
+                        mlflow.end_run(status="FAILED")
+                        continue
+                    plot = paths.plots / f"{ws.ticker}_{variant}.png"
+                    uri = tracking.log_variant(mlflow, ws, result, scores, plot, cfg)
+                    candidates[variant] = (result, scores, uri)
+            if candidates:
+                first = next(iter(candidates.values()))[1]
+                mlflow.log_metrics({f"{ws.ticker}.naive_rmse": first["naive_rmse"],
+                                    f"{ws.ticker}.naive_mae": first["naive_mae"]})
+                decisions[ws.ticker] = _register_best(mlflow, client, cfg, ws, candidates, tags)
+            else:
+                decisions[ws.ticker] = {"registered": False, "reason": "every variant failed"}
+    write_json(paths.registry, decisions)
+    return decisions
+
+
+def _register_best(mlflow: Any, client: Any, cfg: Config, ws: WindowSet,
+                   candidates: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    from stockcast import tracking
+
+    variant = min(candidates, key=lambda v: candidates[v][0].best_val_loss)
+    _, scores, uri = candidates[variant]
+    name = cfg.register.model_name(ws.ticker)
+    current = tracking.champion_rmse(mlflow, client, name, ws)
+    version = mlflow.register_model(uri, name, tags={"variant": variant, **tags})
+    decision = tracking.decide_promotion(
+        scores["test_rmse"], scores["naive_rmse"], current[0] if current else None,
+        cfg.register.max_rmse_vs_naive, current[1] if current else None)
+    for key, value in {"promotion": "promoted" if decision.promote else "rejected",
+                       "promotion_reason": decision.reason,
+                       "previous_champion": decision.previous_version or "none"}.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    if decision.promote:  # the very last step: a failure before it never moves the alias
+        client.set_registered_model_alias(name, tracking.CHAMPION, version.version)
+    return {"model": name, "version": version.version, "variant": variant,
+            **asdict(decision)}

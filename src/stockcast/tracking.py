@@ -1,0 +1,182 @@
+"""MLflow boundary: log the pipeline run, register the best variant, promote ``@champion``.
+
+The promotion rule lives here and only here (see :func:`decide_promotion`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stockcast.config import Config
+from stockcast.train import TrainResult
+from stockcast.windows import WindowSet
+
+CHAMPION = "champion"
+
+
+def tracking_uri(project_root: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else a SQLite store at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root.resolve()}/mlflow.db"
+
+
+def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
+    """The experiment's id, creating it (artifacts under ``mlruns/`` for the local store)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = (project_root.resolve() / "mlruns").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_revision(root: Path) -> tuple[str, bool]:
+    """The commit checked out at ``root`` and whether the tree has uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
+        return sha, bool(dirty.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+@dataclass
+class Decision:
+    """Whether a candidate becomes champion, and why."""
+
+    promote: bool
+    reason: str
+    candidate_rmse: float
+    champion_rmse: float | None = None
+    previous_version: str | None = None
+
+
+def decide_promotion(
+    candidate_rmse: float,
+    naive_rmse: float,
+    champion_rmse: float | None,
+    max_rmse_vs_naive: float | None,
+    previous_version: str | None = None,
+) -> Decision:
+    """The promotion rule: beat the naive baseline (when gated) and the current champion.
+
+    Args:
+        candidate_rmse: the candidate's RMSE on this run's test span.
+        naive_rmse: persistence's RMSE on the same targets.
+        champion_rmse: the current champion's RMSE on the same targets; None if there is none.
+        max_rmse_vs_naive: highest allowed candidate/naive ratio; None turns the gate off.
+        previous_version: the current champion's version, recorded on promotion.
+    """
+    ratio = candidate_rmse / naive_rmse
+    if max_rmse_vs_naive is not None and ratio > max_rmse_vs_naive:
+        return Decision(False, f"rmse_vs_naive {ratio:.4f} > {max_rmse_vs_naive} "
+                        f"(candidate {candidate_rmse:.4f}, naive {naive_rmse:.4f})",
+                        candidate_rmse, champion_rmse, previous_version)
+    if champion_rmse is None:
+        return Decision(True, f"no champion yet; rmse {candidate_rmse:.4f}, "
+                        f"rmse_vs_naive {ratio:.4f}", candidate_rmse, None, None)
+    if candidate_rmse < champion_rmse:
+        return Decision(True, f"rmse {candidate_rmse:.4f} < champion v{previous_version} "
+                        f"{champion_rmse:.4f} on this test span", candidate_rmse, champion_rmse,
+                        previous_version)
+    return Decision(False, f"rmse {candidate_rmse:.4f} >= champion v{previous_version} "
+                    f"{champion_rmse:.4f} on this test span", candidate_rmse, champion_rmse,
+                    previous_version)
+
+
+def flat_params(cfg: Config) -> dict[str, str]:
+    """The effective parameters as MLflow params (``section.key`` → string)."""
+    out: dict[str, str] = {"base.seed": str(cfg.seed)}
+    for section in ("data", "validate", "window", "train", "register"):
+        for key, value in asdict(getattr(cfg, section)).items():
+            out[f"{section}.{key}"] = json.dumps(value) if isinstance(value, list | tuple | dict) \
+                else str(value)
+    return out
+
+
+def log_variant(
+    mlflow: Any,
+    ws: WindowSet,
+    result: TrainResult,
+    metrics: dict[str, float],
+    plot: Path | None,
+    cfg: Config,
+) -> str | None:
+    """Log one variant into the active (child) run; returns the logged model's URI."""
+    mlflow.log_params({"variant": result.variant, "ticker": ws.ticker, "window": ws.window,
+                       "units": json.dumps(list(cfg.train.units)), "dropout": cfg.train.dropout,
+                       "learning_rate": cfg.train.learning_rate,
+                       "batch_size": cfg.train.batch_size, "max_epochs": cfg.train.epochs,
+                       "patience": cfg.train.patience, "seed": cfg.seed})
+    for key in ("loss", "val_loss"):
+        for step, value in enumerate(result.history.get(key, []), start=1):
+            mlflow.log_metric(key, value, step=step)
+    mlflow.log_metrics({**metrics, "best_val_loss": result.best_val_loss or float("nan"),
+                        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                        "fit_seconds": result.fit_seconds})
+    if plot is not None and plot.exists():
+        mlflow.log_artifact(str(plot), artifact_path="plots")
+    if result.model_path is None:
+        return None
+    return log_forecaster(mlflow, Path(result.model_path), ws)
+
+
+def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
+    """Log the price-in/price-out pyfunc with signature and input example."""
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    import stockcast
+    from stockcast.serving import PriceForecaster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scaler_path = Path(tmp) / "scaler.json"
+        scaler_path.write_text(json.dumps({**ws.scaler.to_dict(), "window": ws.window}))
+        mlflow.log_artifact(str(scaler_path), artifact_path="scaler")
+        example = ws.prices[ws.test_idx[:3, None] + np.arange(-ws.window, 0)]  # (3, window)
+        model = keras.saving.load_model(keras_path, compile=False)
+        scaled = model.predict(ws.scaler.transform(example)[..., None].astype("float32"),
+                               verbose=0).reshape(-1)
+        signature = infer_signature(example, ws.scaler.inverse(scaled))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=PriceForecaster(),
+            artifacts={"keras_model": str(keras_path), "scaler": str(scaler_path)},
+            code_paths=[str(Path(stockcast.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            metadata={"ticker": ws.ticker, "window": ws.window},
+            pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}",
+                              f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
+                              f"mlflow=={mlflow.__version__}"],
+        )
+    return info.model_uri
+
+
+def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[float, str] | None:
+    """Score the current champion on this run's test targets; None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    window = int(model.metadata.metadata.get("window", ws.window))
+    idx = ws.test_idx
+    inputs = ws.prices[idx[:, None] + np.arange(-window, 0)]  # (targets, champion's window)
+    predicted = np.asarray(model.predict(inputs), dtype="float64").reshape(-1)
+    rmse = float(np.sqrt(np.mean((predicted - ws.prices[idx]) ** 2)))
+    return rmse, str(version.version)

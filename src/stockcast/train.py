@@ -1,0 +1,127 @@
+"""Fit one variant on one ticker's windows, with early stopping on the validation span."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stockcast.config import TrainConfig
+from stockcast.errors import StockcastError
+from stockcast.models import build_model
+from stockcast.windows import WindowSet
+
+
+class TrainingDiverged(StockcastError):
+    """The loss became NaN or infinite: not transient, never retried."""
+
+
+@dataclass
+class TrainResult:
+    """What one fit left behind; ``error`` is set when the variant failed."""
+
+    ticker: str
+    variant: str
+    model_path: str | None = None
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+    fit_seconds: float = 0.0
+    history: dict[str, list[float]] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainResult:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def make_dataset(ws: WindowSet, idx: np.ndarray, batch_size: int, seed: int | None) -> Any:
+    """A tf.data pipeline that gathers each batch's windows on the fly (no 60x copy).
+
+    Args:
+        ws: the ticker's windows.
+        idx: target positions of the span.
+        batch_size: windows per batch.
+        seed: shuffle seed; None keeps the order (validation, prediction).
+    """
+    import tensorflow as tf
+
+    series = tf.constant(ws.scaled)  # (rows,)
+    offsets = tf.range(-ws.window, 0, dtype=tf.int64)  # (window,)
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(idx, dtype="int64"))
+    if seed is not None:
+        ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+
+    def gather(batch: Any) -> tuple[Any, Any]:
+        x = tf.gather(series, batch[:, None] + offsets)[..., None]  # (batch, window, 1)
+        y = tf.gather(series, batch)[:, None]  # (batch, 1)
+        return x, y
+
+    return ds.batch(batch_size).map(gather, num_parallel_calls=1).prefetch(2)
+
+
+def fit_variant(
+    ws: WindowSet, variant: str, cfg: TrainConfig, seed: int, out_dir: Path
+) -> TrainResult:
+    """Train ``variant`` on ``ws``; save the best-on-validation model to ``out_dir``.
+
+    Never raises for a failing fit: the error is recorded in the result, so one failing
+    variant leaves the others alone. The model file is written through a temporary name.
+    """
+    result = TrainResult(ws.ticker, variant)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _fit(ws, variant, cfg, seed, out_dir, result)
+    except Exception as exc:  # noqa: BLE001 - recorded, reported, and the stage decides
+        result.error = f"{type(exc).__name__}: {exc}"
+        (out_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    result.save(out_dir / "result.json")
+    return result
+
+
+def _fit(
+    ws: WindowSet, variant: str, cfg: TrainConfig, seed: int, out_dir: Path, result: TrainResult
+) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(variant, ws.window, 1, cfg.units, cfg.dropout, cfg.learning_rate, seed)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+        ),
+    ]
+    start = time.perf_counter()
+    history = model.fit(
+        make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
+        validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
+        epochs=cfg.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
+    )
+    result.fit_seconds = round(time.perf_counter() - start, 3)
+    result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    val_loss = np.asarray(result.history.get("val_loss", []), dtype="float64")
+    if val_loss.size == 0 or not np.isfinite(val_loss).all():
+        raise TrainingDiverged(f"{ws.ticker}/{variant}: validation loss is not finite")
+    result.epochs_run = int(val_loss.size)
+    result.best_epoch = int(np.argmin(val_loss)) + 1
+    result.best_val_loss = float(val_loss.min())
+    path = out_dir / "model.keras"
+    tmp = out_dir / "model.tmp.keras"
+    model.save(tmp)
+    tmp.replace(path)
+    result.model_path = str(path)

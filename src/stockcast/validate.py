@@ -1,0 +1,206 @@
+"""The Great Expectations gate on the canonical table: one suite, run per ticker."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stockcast.ingest import CANONICAL, NUMERIC
+
+logger = logging.getLogger(__name__)
+PRICES = ("open", "high", "low", "close")
+MAX_ROWS_SHOWN = 5
+
+
+@dataclass
+class Failure:
+    """One failed expectation: what was expected, where, and a few offending rows."""
+
+    expectation: str
+    column: str | None
+    detail: str
+    rows: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TickerResult:
+    ticker: str
+    rows: int
+    success: bool
+    evaluated: int
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class ValidationReport:
+    """The gate's verdict for every ticker, plus where the Data Docs were written."""
+
+    results: list[TickerResult]
+    data_docs: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failed_tickers(self) -> list[str]:
+        return [r.ticker for r in self.results if not r.success]
+
+    def summary(self) -> str:
+        lines = []
+        for r in self.results:
+            verdict = "passed" if r.success else "FAILED"
+            lines.append(f"{r.ticker}: {verdict} ({r.evaluated} expectations, {r.rows} rows)")
+            for f in r.failures:
+                where = f" column {f.column}:" if f.column else ""
+                lines.append(f"  - {f.expectation}:{where} {f.detail}")
+                lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
+        if self.data_docs:
+            lines.append(f"Data Docs: {self.data_docs}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"success": self.success, "data_docs": self.data_docs,
+             "results": [asdict(r) for r in self.results]},
+            indent=2,
+        )
+
+
+def build_suite(min_rows: int, today: pd.Timestamp) -> Any:
+    """The critical expectations every ticker must meet.
+
+    Args:
+        min_rows: fewest rows for window, validation and test spans.
+        today: the last date a row may carry (no prices from the future).
+    """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="stockcast_prices")
+    # Schema adherence: the canonical columns are there and filled.
+    for column in CANONICAL:
+        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    # Plausible values: prices strictly positive, volume never negative.
+    for column in PRICES:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
+        )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
+    # Internal consistency of a daily bar: the high tops everything, the low is under it.
+    for column_a, column_b in (("high", "low"), ("high", "open"), ("high", "close"),
+                               ("open", "low"), ("close", "low")):
+        suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=column_a, column_B=column_b, or_equal=True))
+    # Time order: one row per day, ascending, nothing dated after today.
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="date"))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+        column="date", max_value=today))
+    # A series that never moves teaches nothing; too few rows cannot fill the spans.
+    suite.add_expectation(gxe.ExpectColumnStdevToBeBetween(
+        column="close", min_value=0, strict_min=True))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows))
+    return suite
+
+
+def validate_prices(
+    frame: pd.DataFrame, min_rows: int, report_dir: Path, today: pd.Timestamp | None = None
+) -> ValidationReport:
+    """Run the suite on each ticker; write JSON results and HTML Data Docs under ``report_dir``.
+
+    Args:
+        frame: the canonical table.
+        min_rows: fewest rows a ticker needs.
+        report_dir: where ``validation.json`` and ``data_docs/`` go.
+        today: the clock (passed in so tests can fix it); defaults to now.
+
+    Returns:
+        The report; ``report.success`` is False when any ticker failed.
+    """
+    import great_expectations as gx
+
+    today = today or pd.Timestamp.now().normalize()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    docs_dir = report_dir / "data_docs"
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site("stockcast_site", {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(docs_dir.resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    suite = context.suites.add(build_suite(min_rows, today))
+    batch = (context.data_sources.add_pandas("prices")
+             .add_dataframe_asset("canonical")
+             .add_batch_definition_whole_dataframe("whole"))
+    results = []
+    for ticker, group in frame.groupby("ticker", sort=True):
+        group = group.reset_index(drop=True)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(
+            name=f"prices-{ticker}", data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"gate-{ticker}", validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["date"]},
+        ))
+        outcome = checkpoint.run(batch_parameters={"dataframe": group})
+        results.append(_ticker_result(str(ticker), group, outcome))
+    index = docs_dir / "index.html"
+    report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
+    _atomic_write(report_dir / "validation.json", report.to_json())
+    return report
+
+
+def _ticker_result(ticker: str, group: pd.DataFrame, outcome: Any) -> TickerResult:
+    (validation,) = outcome.run_results.values()
+    failures = [_failure(r, group) for r in validation.results if not r.success]
+    return TickerResult(ticker, len(group), bool(outcome.success),
+                        len(validation.results), failures)
+
+
+def _failure(result: Any, group: pd.DataFrame) -> Failure:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column") or (
+        f"{kwargs['column_A']} vs {kwargs['column_B']}" if "column_A" in kwargs else None)
+    res = result.result or {}
+    expected = {k: v for k, v in kwargs.items()
+                if k not in {"column", "column_A", "column_B", "batch_id"} and v is not None}
+    if "unexpected_count" in res:
+        detail = f"{res['unexpected_count']} of {res.get('element_count')} rows fail {expected}"
+    else:
+        detail = f"observed {res.get('observed_value')!r}, expected {expected}"
+    rows = []
+    for index in (res.get("unexpected_index_list") or [])[:MAX_ROWS_SHOWN]:
+        rows.append(_format_row(group, index))
+    return Failure(config.type, column, detail, rows)
+
+
+def _format_row(group: pd.DataFrame, index: Any) -> str:
+    """One offending row as ``YYYY-MM-DD: open=…, high=…`` (GX gives the date and the columns)."""
+    if isinstance(index, dict) and "date" in index:
+        values = ", ".join(f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
+                           for k, v in index.items() if k != "date")
+        return f"{pd.Timestamp(index['date']):%Y-%m-%d}: {values}"
+    try:
+        row = group.loc[index]
+    except (KeyError, TypeError):
+        return str(index)
+    values = ", ".join(f"{c}={row[c]:g}" for c in NUMERIC)
+    return f"{pd.Timestamp(row['date']):%Y-%m-%d}: {values}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,171 @@
+"""Split each ticker's series into train / validation / test spans and cut sliding windows.
+
+Windows are never materialised as a (rows x window) copy: a span is described by the
+positions of its targets, and inputs are strided views (numpy) or gathered per batch (tf.data).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stockcast.errors import DataError
+
+
+@dataclass(frozen=True)
+class MinMaxScaler:
+    """Maps [low, high] of the training span to [0, 1]; values outside map outside."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> MinMaxScaler:
+        low, high = float(np.min(values)), float(np.max(values))
+        if high <= low:
+            raise DataError("<training span>", f"constant series ({low}): cannot scale")
+        return cls(low, high)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype="float64") - self.low) / (self.high - self.low)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype="float64") * (self.high - self.low) + self.low
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """One ticker's series and the target positions of each span.
+
+    Attributes:
+        ticker: the ticker.
+        dates: trading dates, ascending.
+        prices: the target column in price units.
+        scaled: ``prices`` through ``scaler``, float32 (the model's input).
+        scaler: fitted on the training span only.
+        window: past days per input.
+        train_idx, val_idx, test_idx: positions t whose input is ``scaled[t-window:t]``.
+    """
+
+    ticker: str
+    dates: np.ndarray
+    prices: np.ndarray
+    scaled: np.ndarray
+    scaler: MinMaxScaler
+    window: int
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+    def inputs(self, idx: np.ndarray) -> np.ndarray:
+        """Scaled inputs for targets ``idx``: (len(idx), window, 1) float32."""
+        view = np.lib.stride_tricks.sliding_window_view(self.scaled, self.window)
+        return view[np.asarray(idx) - self.window][..., np.newaxis]
+
+    def targets(self, idx: np.ndarray) -> np.ndarray:
+        """Scaled targets for ``idx``: (len(idx),) float32."""
+        return self.scaled[np.asarray(idx)]
+
+    def naive(self, idx: np.ndarray) -> np.ndarray:
+        """Persistence forecast in prices: tomorrow = today."""
+        return self.prices[np.asarray(idx) - 1]
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (.npz) through a temporary file, so a crash keeps the old one."""
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp, ticker=self.ticker, dates=self.dates.astype("datetime64[D]"),
+            prices=self.prices, scaled=self.scaled,
+            scaler=np.array([self.scaler.low, self.scaler.high]), window=self.window,
+            train_idx=self.train_idx, val_idx=self.val_idx, test_idx=self.test_idx,
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> WindowSet:
+        with np.load(path) as z:
+            low, high = z["scaler"]
+            return cls(
+                ticker=str(z["ticker"]), dates=z["dates"], prices=z["prices"],
+                scaled=z["scaled"], scaler=MinMaxScaler(float(low), float(high)),
+                window=int(z["window"]), train_idx=z["train_idx"], val_idx=z["val_idx"],
+                test_idx=z["test_idx"],
+            )
+
+
+def span_targets(start: int, stop: int, window: int) -> np.ndarray:
+    """Target positions whose whole input window lies in ``[start, stop)``."""
+    return np.arange(start + window, stop)
+
+
+def make_windows(
+    frame: pd.DataFrame, target: str, window: int, val_days: int, test_days: int
+) -> WindowSet:
+    """Cut one ticker's canonical rows into spans; fit the scaler on the training span only.
+
+    Layout of rows: ``[ train | val (val_days) | test (test_days) ]``. Validation is cut from
+    the end of the training data, so the test span is never seen before the final report.
+
+    Args:
+        frame: one ticker's canonical rows in ascending date order.
+        target: the price column to forecast.
+        window: past days per input.
+        val_days: rows of the validation span.
+        test_days: rows of the test span.
+
+    Raises:
+        DataError: too few rows for the three spans.
+    """
+    ticker = str(frame["ticker"].iloc[0])
+    n = len(frame)
+    test_start, val_start = n - test_days, n - test_days - val_days
+    if val_start < 2 * window:
+        raise DataError(
+            ticker, f"{n} rows are too few", column=target,
+            expected=f"at least {test_days + val_days + 2 * window} rows "
+            f"(window {window}, validation {val_days}, test {test_days})",
+        )
+    prices = frame[target].to_numpy(dtype="float64")
+    scaler = MinMaxScaler.fit(prices[:val_start])
+    return WindowSet(
+        ticker=ticker,
+        dates=frame["date"].to_numpy(dtype="datetime64[D]"),
+        prices=prices,
+        scaled=scaler.transform(prices).astype("float32"),
+        scaler=scaler,
+        window=window,
+        train_idx=span_targets(0, val_start, window),
+        val_idx=span_targets(val_start, test_start, window),
+        test_idx=span_targets(test_start, n, window),
+    )
+
+
+def write_windows(sets: list[WindowSet], out_dir: Path) -> Path:
+    """Save every ticker's windows plus a manifest; returns the manifest path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for ws in sets:
+        ws.save(out_dir / f"{ws.ticker}.npz")
+        manifest[ws.ticker] = {
+            "file": f"{ws.ticker}.npz", "rows": len(ws.prices), "window": ws.window,
+            "train": len(ws.train_idx), "val": len(ws.val_idx), "test": len(ws.test_idx),
+            "first_date": str(ws.dates[0]), "last_date": str(ws.dates[-1]),
+            "scaler": ws.scaler.to_dict(),
+        }
+    path = out_dir / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_windows(out_dir: Path) -> list[WindowSet]:
+    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    return [WindowSet.load(out_dir / entry["file"]) for entry in manifest.values()]
