@@ -59,8 +59,8 @@ test: $(STAMP)
 ## lint: ruff check and format check
 .PHONY: lint
 lint: $(STAMP)
-	$(BIN)/ruff check src flows tests benchmarks
-	$(BIN)/ruff format --check src flows tests benchmarks
+	$(BIN)/ruff check src flows tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check src flows tests $(wildcard benchmarks)
 
 ## ui: serve the MLflow UI for the project's store on 127.0.0.1:$(MLFLOW_PORT)
 .PHONY: ui

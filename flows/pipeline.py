@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import flows.env  # noqa: F401
@@ -60,7 +60,10 @@ def prefect_api(start_timeout: float = 90.0) -> Iterator[str]:
     with open(log, "ab") as fh:
         server = subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + start_timeout
         while not healthy(url):
@@ -80,16 +83,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__)
     parser.add_argument("targets", nargs="*", help="dvc.yaml stages to reproduce (default: all)")
     parser.add_argument("--force", action="store_true", help="rerun stages even if unchanged")
+    parser.add_argument(
+        "--single-item",
+        action="store_true",
+        help="reproduce only the named stages, not their upstream",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
         print("pipeline is up to date: every stage skipped (dvc status)")
         return 0
-    repro = ["repro", *(["--force"] if args.force else []), *args.targets]
+    options = [
+        flag for flag, on in (("--force", args.force), ("--single-item", args.single_item)) if on
+    ]
+    repro = ["repro", *options, *args.targets]
     with prefect_api() as url:
         code = dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
-    print(f"pipeline {'finished' if code == 0 else 'FAILED'} in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"pipeline {'finished' if code == 0 else 'FAILED'} in {time.perf_counter() - started:.1f} s"
+    )
     return code
 
 

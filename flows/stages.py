@@ -10,12 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from stockcast import pipeline
 from stockcast.config import Config, TrainConfig, load_config
 from stockcast.errors import StockcastError
@@ -32,8 +32,9 @@ def ingest_flow(params: str = "params.yaml") -> int:
     logger = get_run_logger()
     for repair in result.repairs:
         logger.info("repair: %s", repair)
-    logger.info("ingested %d rows for %s", len(result.frame),
-                sorted(result.frame["ticker"].unique()))
+    logger.info(
+        "ingested %d rows for %s", len(result.frame), sorted(result.frame["ticker"].unique())
+    )
     return len(result.frame)
 
 
@@ -55,10 +56,10 @@ def window_flow(params: str = "params.yaml") -> dict[str, int]:
 
 
 @task(name="fit-variant", task_run_name="fit-{ticker}-{variant}")
-def fit_task(processed: str, ticker: str, variant: str, cfg: TrainConfig, seed: int,
-             out_dir: str) -> TrainResult:
+def fit_task(
+    processed: str, ticker: str, variant: str, cfg: TrainConfig, seed: int, out_dir: str
+) -> TrainResult:
     """Train one variant; runs in a worker thread or process."""
-    import flows.env  # noqa: F401  (a fresh worker process needs the same environment)
     from stockcast.train import fit_variant
     from stockcast.windows import WindowSet
 
@@ -69,7 +70,7 @@ def fit_task(processed: str, ticker: str, variant: str, cfg: TrainConfig, seed: 
 @flow(name="train")
 def train_flow(params: str = "params.yaml") -> dict[str, list[str]]:
     cfg, paths = _setup(params)
-    runner = (ProcessPoolTaskRunner if cfg.train.runner == "processes" else ThreadPoolTaskRunner)
+    runner = ProcessPoolTaskRunner if cfg.train.runner == "processes" else ThreadPoolTaskRunner
     return _train.with_options(task_runner=runner(max_workers=cfg.train.max_workers))(cfg, paths)
 
 
@@ -80,29 +81,42 @@ def _train(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     manifest = json.loads((paths.processed / "manifest.json").read_text(encoding="utf-8"))
     futures = {
         (ticker, variant): fit_task.submit(
-            str(paths.processed), ticker, variant, cfg.train, cfg.seed,
-            str(paths.variant_dir(ticker, variant)))
-        for ticker in manifest for variant in cfg.train.variants
+            str(paths.processed),
+            ticker,
+            variant,
+            cfg.train,
+            cfg.seed,
+            str(paths.variant_dir(ticker, variant)),
+        )
+        for ticker in manifest
+        for variant in cfg.train.variants
     }
     wait(list(futures.values()))
-    logger = get_run_logger()
-    trained: dict[str, list[str]] = {ticker: [] for ticker in manifest}
+    results = []
     for (ticker, variant), future in futures.items():
         if future.state.is_completed():
-            result = future.result()
-        else:  # the worker itself died (e.g. out of memory): record it like any failure
-            result = TrainResult(ticker, variant, error=f"task {future.state.name}: "
-                                 f"{future.state.message}")
-            result.save(paths.variant_dir(ticker, variant) / "result.json")
+            results.append(future.result())
+        else:  # the task itself failed (worker died, folder unwritable...): record it too
+            message = future.state.message or future.state.name
+            results.append(TrainResult(ticker, variant, error=f"task failed: {message}"))
+    summary = pipeline.write_train_summary(results, paths)
+    logger = get_run_logger()
+    for result in results:
         if result.ok:
-            trained[ticker].append(variant)
-            logger.info("%s/%s: best val_loss %.6f at epoch %d of %d (%.1f s)", ticker, variant,
-                        result.best_val_loss, result.best_epoch, result.epochs_run,
-                        result.fit_seconds)
+            logger.info(
+                "%s/%s: best val_loss %.6f at epoch %d of %d (%.1f s)",
+                result.ticker,
+                result.variant,
+                result.best_val_loss,
+                result.best_epoch,
+                result.epochs_run,
+                result.fit_seconds,
+            )
         else:
-            logger.error("%s/%s failed: %s", ticker, variant, result.error)
+            logger.error("%s/%s failed: %s", result.ticker, result.variant, result.error)
+    trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
     if empty := [t for t, variants in trained.items() if not variants]:
-        raise StockcastError(f"every variant failed for {empty}; see models/<ticker>/*/error.txt")
+        raise StockcastError(f"every variant failed for {empty}; see {paths.train_summary}")
     return trained
 
 
@@ -114,9 +128,14 @@ def evaluate_flow(params: str = "params.yaml") -> dict:
     for ticker, variants in report.items():
         for variant, scores in variants.items():
             if "test_rmse" in scores:
-                logger.info("%s/%s: test_rmse %.3f, naive_rmse %.3f, rmse_vs_naive %.3f", ticker,
-                            variant, scores["test_rmse"], scores["naive_rmse"],
-                            scores["rmse_vs_naive"])
+                logger.info(
+                    "%s/%s: test_rmse %.3f, naive_rmse %.3f, rmse_vs_naive %.3f",
+                    ticker,
+                    variant,
+                    scores["test_rmse"],
+                    scores["naive_rmse"],
+                    scores["rmse_vs_naive"],
+                )
     return report
 
 
@@ -137,8 +156,14 @@ def register_flow(params: str = "params.yaml") -> dict:
     return decisions
 
 
-STAGES = {"ingest": ingest_flow, "validate": validate_flow, "window": window_flow,
-          "train": train_flow, "evaluate": evaluate_flow, "register": register_flow}
+STAGES = {
+    "ingest": ingest_flow,
+    "validate": validate_flow,
+    "window": window_flow,
+    "train": train_flow,
+    "evaluate": evaluate_flow,
+    "register": register_flow,
+}
 
 
 def _setup(params: str) -> tuple[Config, Paths]:

@@ -59,8 +59,9 @@ def plot_forecast(
     fig, ax = plt.subplots(figsize=(10, 4.5))
     dates = ws.dates[idx]
     ax.plot(dates, ws.prices[idx], label="actual", color="black", linewidth=1.2)
-    ax.plot(dates, ws.naive(idx), label="naive (yesterday)", color="grey", linewidth=0.8,
-            linestyle="--")
+    ax.plot(
+        dates, ws.naive(idx), label="naive (yesterday)", color="grey", linewidth=0.8, linestyle="--"
+    )
     ax.plot(dates, predicted, label="forecast", color="tab:red", linewidth=1.0)
     ax.set_title(title)
     ax.set_ylabel("price")

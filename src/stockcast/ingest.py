@@ -1,4 +1,4 @@
-"""Read vendor CSV layouts into one canonical table: date, ticker, open, high, low, close, volume."""
+"""Read vendor CSV layouts into one canonical table (date, ticker, OHLC, volume)."""
 
 from __future__ import annotations
 
@@ -38,41 +38,77 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "tushare_pro",
         frozenset({"ts_code", "trade_date", "open", "high", "low", "close", "vol"}),
-        {"date": "trade_date", "open": "open", "high": "high", "low": "low",
-         "close": "close", "volume": "vol"},
+        {
+            "date": "trade_date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "vol",
+        },
         date_format="%Y%m%d",
         ticker_column="ts_code",
     ),
     Layout(
         "quandl_nse",
         frozenset({"date", "open", "high", "low", "last", "close", "total trade quantity"}),
-        {"date": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-         "volume": "total trade quantity"},
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "total trade quantity",
+        },
     ),
     Layout(
         "yahoo",
         frozenset({"date", "open", "high", "low", "close", "adj close", "volume"}),
-        {"date": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-         "volume": "volume"},
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "volume",
+        },
     ),
     Layout(
         "kaggle_all_stocks_5yr",
         frozenset({"date", "open", "high", "low", "close", "volume", "name"}),
-        {"date": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-         "volume": "volume"},
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "volume",
+        },
         ticker_column="name",
     ),
     Layout(
         "tushare_legacy",
         frozenset({"date", "open", "close", "high", "low", "volume", "code"}),
-        {"date": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-         "volume": "volume"},
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "volume",
+        },
     ),
     Layout(
         "generic_ohlcv",
         frozenset({"date", "open", "high", "low", "close", "volume"}),
-        {"date": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-         "volume": "volume"},
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "volume",
+        },
     ),
 )
 
@@ -179,7 +215,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty", expected="a header line and daily rows")
     try:
-        raw = pd.read_csv(path, na_values=["null", "NULL", "NaN", ""], encoding="utf-8-sig")
+        raw = pd.read_csv(
+            path,
+            keep_default_na=False,
+            na_values=["", "null", "NULL", "NaN", "nan"],
+            encoding="utf-8-sig",
+        )
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not a UTF-8 text file ({exc.reason})") from exc
     except pd.errors.ParserError as exc:
@@ -197,7 +238,10 @@ def _parse_dates(values: pd.Series, layout: Layout, path: Path) -> pd.Series:
     if bad.any():
         rows = [f"line {i + 2}: {v!r}" for i, v in zip(values.index[bad], text[bad], strict=False)]
         raise DataError(
-            path, f"{int(bad.sum())} date(s) cannot be parsed", column=values.name, rows=rows,
+            path,
+            f"{int(bad.sum())} date(s) cannot be parsed",
+            column=values.name,
+            rows=rows,
             expected=f"dates as {layout.date_format or 'YYYY-MM-DD'}",
         )
     return parsed.astype("datetime64[ns]").reset_index(drop=True)
@@ -209,7 +253,10 @@ def _parse_numbers(values: pd.Series, column: str, path: Path, dates: pd.Series)
     if bad.any():
         shown = [f"{d:%Y-%m-%d}: {v!r}" for d, v in zip(dates[bad], values[bad], strict=False)]
         raise DataError(
-            path, f"{int(bad.sum())} non-numeric value(s)", column=values.name, rows=shown,
+            path,
+            f"{int(bad.sum())} non-numeric value(s)",
+            column=values.name,
+            rows=shown,
             expected=f"numbers in the {column} column",
         )
     return numbers

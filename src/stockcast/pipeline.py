@@ -62,6 +62,10 @@ class Paths:
     def registry(self) -> Path:
         return self.root / "reports/registry.json"
 
+    @property
+    def train_summary(self) -> Path:
+        return self.models / "train.json"
+
     def variant_dir(self, ticker: str, variant: str) -> Path:
         return self.models / ticker / variant
 
@@ -86,10 +90,14 @@ def ingest(cfg: Config, paths: Paths) -> IngestResult:
     results = [read_prices(paths.root / s.path, s.ticker) for s in cfg.data.sources]
     result = combine(results, cfg.data.tickers)
     write_parquet(result.frame, paths.ingested)
-    write_json(paths.ingested.with_name("ingest.json"), {
-        "rows": len(result.frame), "tickers": sorted(result.frame["ticker"].unique()),
-        "repairs": result.repairs,
-    })
+    write_json(
+        paths.ingested.with_name("ingest.json"),
+        {
+            "rows": len(result.frame),
+            "tickers": sorted(result.frame["ticker"].unique()),
+            "repairs": result.repairs,
+        },
+    )
     return result
 
 
@@ -115,8 +123,12 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
     """Stage 3: per ticker spans, scaler fitted on training rows, windows under data/processed."""
     frame = pd.read_parquet(paths.validated)
     w = cfg.window
-    sets = [make_windows(group.reset_index(drop=True), cfg.data.target, w.window, w.val_days,
-                         w.test_days) for _, group in frame.groupby("ticker", sort=True)]
+    sets = [
+        make_windows(
+            group.reset_index(drop=True), cfg.data.target, w.window, w.val_days, w.test_days
+        )
+        for _, group in frame.groupby("ticker", sort=True)
+    ]
     staging = paths.processed.with_name(paths.processed.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     write_windows(sets, staging)
@@ -124,21 +136,41 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
     return sets
 
 
+def write_train_summary(results: list[Any], paths: Paths) -> dict[str, dict[str, Any]]:
+    """Record every variant's outcome (failures too) in ``models/train.json``."""
+    summary: dict[str, dict[str, Any]] = {}
+    for result in results:
+        summary.setdefault(result.ticker, {})[result.variant] = result
+    write_json(
+        paths.train_summary,
+        {t: {v: asdict(r) for v, r in variants.items()} for t, variants in summary.items()},
+    )
+    return summary
+
+
+def read_train_summary(paths: Paths) -> dict[str, dict[str, Any]]:
+    """The train stage's outcomes: ticker -> variant -> TrainResult."""
+    from stockcast.train import TrainResult
+
+    raw = json.loads(paths.train_summary.read_text(encoding="utf-8"))
+    return {t: {v: TrainResult(**r) for v, r in variants.items()} for t, variants in raw.items()}
+
+
 def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
     """Stage 5: test-span metrics per ticker and variant, naive beside, plots and predictions."""
     import keras
 
     from stockcast.evaluate import plot_forecast, predict_prices, score
-    from stockcast.train import TrainResult
 
+    trained = read_train_summary(paths)
     report: dict[str, dict[str, Any]] = {}
     for ws in read_windows(paths.processed):
         idx = ws.test_idx
-        table = pd.DataFrame({"date": ws.dates[idx], "actual": ws.prices[idx],
-                              "naive": ws.naive(idx)})
+        table = pd.DataFrame(
+            {"date": ws.dates[idx], "actual": ws.prices[idx], "naive": ws.naive(idx)}
+        )
         entry: dict[str, Any] = {}
-        for variant in cfg.train.variants:
-            result = TrainResult.load(paths.variant_dir(ws.ticker, variant) / "result.json")
+        for variant, result in trained[ws.ticker].items():
             if not result.ok:
                 entry[variant] = {"error": result.error}
                 continue
@@ -146,8 +178,13 @@ def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
             predicted = predict_prices(model, ws, idx)
             table[variant] = predicted
             entry[variant] = score(ws, predicted, idx)
-            plot_forecast(ws, idx, predicted, f"{ws.ticker} {variant}: test span",
-                          paths.plots / f"{ws.ticker}_{variant}.png")
+            plot_forecast(
+                ws,
+                idx,
+                predicted,
+                f"{ws.ticker} {variant}: test span",
+                paths.plots / f"{ws.ticker}_{variant}.png",
+            )
         report[ws.ticker] = entry
         paths.predictions.mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.predictions / f"{ws.ticker}.csv", index=False)
@@ -182,34 +219,48 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
     from mlflow import MlflowClient
 
     from stockcast import tracking
-    from stockcast.train import TrainResult
 
     mlflow.set_tracking_uri(tracking.tracking_uri(paths.root))
     client = MlflowClient()
     experiment_id = tracking.ensure_experiment(client, cfg.register.experiment, paths.root)
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     sets = read_windows(paths.processed)
+    trained = read_train_summary(paths)
     sha, dirty = tracking.git_revision(paths.root)
-    tags = {"git_commit": sha, "git_dirty": str(dirty), "params_hash": cfg.digest(),
-            **(run_tags or {})}
+    tags = {
+        "git_commit": sha,
+        "git_dirty": str(dirty),
+        "params_hash": cfg.digest(),
+        **(run_tags or {}),
+    }
     decisions: dict[str, Any] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline",
-                          tags={**tags, "ticker": ",".join(ws.ticker for ws in sets)}) as parent:
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name="pipeline",
+        tags={**tags, "ticker": ",".join(ws.ticker for ws in sets)},
+    ) as parent:
         mlflow.log_params(tracking.flat_params(cfg))
-        for report in (paths.validation_reports / "validation.json",
-                       paths.ingested.with_name("ingest.json")):
+        for report in (
+            paths.validation_reports / "validation.json",
+            paths.ingested.with_name("ingest.json"),
+        ):
             if report.exists():
                 mlflow.log_artifact(str(report), artifact_path="validation")
         for ws in sets:
             candidates = {}
-            for variant in cfg.train.variants:
-                result = TrainResult.load(paths.variant_dir(ws.ticker, variant) / "result.json")
-                scores = {k: v for k, v in metrics[ws.ticker].get(variant, {}).items()
-                          if isinstance(v, float)}
-                with mlflow.start_run(experiment_id=experiment_id, nested=True,
-                                      parent_run_id=parent.info.run_id,
-                                      run_name=f"{ws.ticker}-{variant}",
-                                      tags={**tags, "ticker": ws.ticker, "variant": variant}):
+            for variant, result in trained[ws.ticker].items():
+                scores = {
+                    k: v
+                    for k, v in metrics[ws.ticker].get(variant, {}).items()
+                    if isinstance(v, float)
+                }
+                with mlflow.start_run(
+                    experiment_id=experiment_id,
+                    nested=True,
+                    parent_run_id=parent.info.run_id,
+                    run_name=f"{ws.ticker}-{variant}",
+                    tags={**tags, "ticker": ws.ticker, "variant": variant},
+                ):
                     if not result.ok:
                         mlflow.set_tag("error", result.error)
                         mlflow.end_run(status="FAILED")
@@ -219,8 +270,12 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
                     candidates[variant] = (result, scores, uri)
             if candidates:
                 first = next(iter(candidates.values()))[1]
-                mlflow.log_metrics({f"{ws.ticker}.naive_rmse": first["naive_rmse"],
-                                    f"{ws.ticker}.naive_mae": first["naive_mae"]})
+                mlflow.log_metrics(
+                    {
+                        f"{ws.ticker}.naive_rmse": first["naive_rmse"],
+                        f"{ws.ticker}.naive_mae": first["naive_mae"],
+                    }
+                )
                 decisions[ws.ticker] = _register_best(mlflow, client, cfg, ws, candidates, tags)
             else:
                 decisions[ws.ticker] = {"registered": False, "reason": "every variant failed"}
@@ -228,8 +283,14 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
     return decisions
 
 
-def _register_best(mlflow: Any, client: Any, cfg: Config, ws: WindowSet,
-                   candidates: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+def _register_best(
+    mlflow: Any,
+    client: Any,
+    cfg: Config,
+    ws: WindowSet,
+    candidates: dict[str, Any],
+    tags: dict[str, str],
+) -> dict[str, Any]:
     from stockcast import tracking
 
     variant = min(candidates, key=lambda v: candidates[v][0].best_val_loss)
@@ -238,13 +299,18 @@ def _register_best(mlflow: Any, client: Any, cfg: Config, ws: WindowSet,
     current = tracking.champion_rmse(mlflow, client, name, ws)
     version = mlflow.register_model(uri, name, tags={"variant": variant, **tags})
     decision = tracking.decide_promotion(
-        scores["test_rmse"], scores["naive_rmse"], current[0] if current else None,
-        cfg.register.max_rmse_vs_naive, current[1] if current else None)
-    for key, value in {"promotion": "promoted" if decision.promote else "rejected",
-                       "promotion_reason": decision.reason,
-                       "previous_champion": decision.previous_version or "none"}.items():
+        scores["test_rmse"],
+        scores["naive_rmse"],
+        current[0] if current else None,
+        cfg.register.max_rmse_vs_naive,
+        current[1] if current else None,
+    )
+    for key, value in {
+        "promotion": "promoted" if decision.promote else "rejected",
+        "promotion_reason": decision.reason,
+        "previous_champion": decision.previous_version or "none",
+    }.items():
         client.set_model_version_tag(name, version.version, key, value)
     if decision.promote:  # the very last step: a failure before it never moves the alias
         client.set_registered_model_alias(name, tracking.CHAMPION, version.version)
-    return {"model": name, "version": version.version, "variant": variant,
-            **asdict(decision)}
+    return {"model": name, "version": version.version, "variant": variant, **asdict(decision)}

@@ -41,10 +41,16 @@ def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
 def git_revision(root: Path) -> tuple[str, bool]:
     """The commit checked out at ``root`` and whether the tree has uncommitted changes."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return sha, bool(dirty.strip())
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
@@ -79,19 +85,39 @@ def decide_promotion(
     """
     ratio = candidate_rmse / naive_rmse
     if max_rmse_vs_naive is not None and ratio > max_rmse_vs_naive:
-        return Decision(False, f"rmse_vs_naive {ratio:.4f} > {max_rmse_vs_naive} "
-                        f"(candidate {candidate_rmse:.4f}, naive {naive_rmse:.4f})",
-                        candidate_rmse, champion_rmse, previous_version)
+        return Decision(
+            False,
+            f"rmse_vs_naive {ratio:.4f} > {max_rmse_vs_naive} "
+            f"(candidate {candidate_rmse:.4f}, naive {naive_rmse:.4f})",
+            candidate_rmse,
+            champion_rmse,
+            previous_version,
+        )
     if champion_rmse is None:
-        return Decision(True, f"no champion yet; rmse {candidate_rmse:.4f}, "
-                        f"rmse_vs_naive {ratio:.4f}", candidate_rmse, None, None)
+        return Decision(
+            True,
+            f"no champion yet; rmse {candidate_rmse:.4f}, rmse_vs_naive {ratio:.4f}",
+            candidate_rmse,
+            None,
+            None,
+        )
     if candidate_rmse < champion_rmse:
-        return Decision(True, f"rmse {candidate_rmse:.4f} < champion v{previous_version} "
-                        f"{champion_rmse:.4f} on this test span", candidate_rmse, champion_rmse,
-                        previous_version)
-    return Decision(False, f"rmse {candidate_rmse:.4f} >= champion v{previous_version} "
-                    f"{champion_rmse:.4f} on this test span", candidate_rmse, champion_rmse,
-                    previous_version)
+        return Decision(
+            True,
+            f"rmse {candidate_rmse:.4f} < champion v{previous_version} "
+            f"{champion_rmse:.4f} on this test span",
+            candidate_rmse,
+            champion_rmse,
+            previous_version,
+        )
+    return Decision(
+        False,
+        f"rmse {candidate_rmse:.4f} >= champion v{previous_version} "
+        f"{champion_rmse:.4f} on this test span",
+        candidate_rmse,
+        champion_rmse,
+        previous_version,
+    )
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -99,8 +125,9 @@ def flat_params(cfg: Config) -> dict[str, str]:
     out: dict[str, str] = {"base.seed": str(cfg.seed)}
     for section in ("data", "validate", "window", "train", "register"):
         for key, value in asdict(getattr(cfg, section)).items():
-            out[f"{section}.{key}"] = json.dumps(value) if isinstance(value, list | tuple | dict) \
-                else str(value)
+            out[f"{section}.{key}"] = (
+                json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+            )
     return out
 
 
@@ -113,17 +140,32 @@ def log_variant(
     cfg: Config,
 ) -> str | None:
     """Log one variant into the active (child) run; returns the logged model's URI."""
-    mlflow.log_params({"variant": result.variant, "ticker": ws.ticker, "window": ws.window,
-                       "units": json.dumps(list(cfg.train.units)), "dropout": cfg.train.dropout,
-                       "learning_rate": cfg.train.learning_rate,
-                       "batch_size": cfg.train.batch_size, "max_epochs": cfg.train.epochs,
-                       "patience": cfg.train.patience, "seed": cfg.seed})
+    mlflow.log_params(
+        {
+            "variant": result.variant,
+            "ticker": ws.ticker,
+            "window": ws.window,
+            "units": json.dumps(list(cfg.train.units)),
+            "dropout": cfg.train.dropout,
+            "learning_rate": cfg.train.learning_rate,
+            "batch_size": cfg.train.batch_size,
+            "max_epochs": cfg.train.epochs,
+            "patience": cfg.train.patience,
+            "seed": cfg.seed,
+        }
+    )
     for key in ("loss", "val_loss"):
         for step, value in enumerate(result.history.get(key, []), start=1):
             mlflow.log_metric(key, value, step=step)
-    mlflow.log_metrics({**metrics, "best_val_loss": result.best_val_loss or float("nan"),
-                        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                        "fit_seconds": result.fit_seconds})
+    mlflow.log_metrics(
+        {
+            **metrics,
+            "best_val_loss": result.best_val_loss or float("nan"),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "fit_seconds": result.fit_seconds,
+        }
+    )
     if plot is not None and plot.exists():
         mlflow.log_artifact(str(plot), artifact_path="plots")
     if result.model_path is None:
@@ -147,8 +189,9 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
         mlflow.log_artifact(str(scaler_path), artifact_path="scaler")
         example = ws.prices[ws.test_idx[:3, None] + np.arange(-ws.window, 0)]  # (3, window)
         model = keras.saving.load_model(keras_path, compile=False)
-        scaled = model.predict(ws.scaler.transform(example)[..., None].astype("float32"),
-                               verbose=0).reshape(-1)
+        scaled = model.predict(
+            ws.scaler.transform(example)[..., None].astype("float32"), verbose=0
+        ).reshape(-1)
         signature = infer_signature(example, ws.scaler.inverse(scaled))
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -158,9 +201,13 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
             signature=signature,
             input_example=example,
             metadata={"ticker": ws.ticker, "window": ws.window},
-            pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}",
-                              f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
-                              f"mlflow=={mlflow.__version__}"],
+            pip_requirements=[
+                f"tensorflow-cpu=={tf.__version__}",
+                f"keras=={keras.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
         )
     return info.model_uri
 

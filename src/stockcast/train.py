@@ -110,7 +110,10 @@ def _fit(
     history = model.fit(
         make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
         validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
-        epochs=cfg.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
+        epochs=cfg.epochs,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,  # tf.data shuffles
     )
     result.fit_seconds = round(time.perf_counter() - start, 3)
     result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}

@@ -66,8 +66,11 @@ class ValidationReport:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"success": self.success, "data_docs": self.data_docs,
-             "results": [asdict(r) for r in self.results]},
+            {
+                "success": self.success,
+                "data_docs": self.data_docs,
+                "results": [asdict(r) for r in self.results],
+            },
             indent=2,
         )
 
@@ -94,18 +97,26 @@ def build_suite(min_rows: int, today: pd.Timestamp) -> Any:
         )
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
     # Internal consistency of a daily bar: the high tops everything, the low is under it.
-    for column_a, column_b in (("high", "low"), ("high", "open"), ("high", "close"),
-                               ("open", "low"), ("close", "low")):
-        suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A=column_a, column_B=column_b, or_equal=True))
+    for column_a, column_b in (
+        ("high", "low"),
+        ("high", "open"),
+        ("high", "close"),
+        ("open", "low"),
+        ("close", "low"),
+    ):
+        suite.add_expectation(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=column_a, column_B=column_b, or_equal=True
+            )
+        )
     # Time order: one row per day, ascending, nothing dated after today.
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="date"))
     suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-        column="date", max_value=today))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="date", max_value=today))
     # A series that never moves teaches nothing; too few rows cannot fill the spans.
-    suite.add_expectation(gxe.ExpectColumnStdevToBeBetween(
-        column="close", min_value=0, strict_min=True))
+    suite.add_expectation(
+        gxe.ExpectColumnStdevToBeBetween(column="close", min_value=0, strict_min=True)
+    )
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows))
     return suite
 
@@ -133,26 +144,40 @@ def validate_prices(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site("stockcast_site", {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(docs_dir.resolve())},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        "stockcast_site",
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir.resolve()),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     suite = context.suites.add(build_suite(min_rows, today))
-    batch = (context.data_sources.add_pandas("prices")
-             .add_dataframe_asset("canonical")
-             .add_batch_definition_whole_dataframe("whole"))
+    batch = (
+        context.data_sources.add_pandas("prices")
+        .add_dataframe_asset("canonical")
+        .add_batch_definition_whole_dataframe("whole")
+    )
     results = []
     for ticker, group in frame.groupby("ticker", sort=True):
         group = group.reset_index(drop=True)
-        definition = context.validation_definitions.add(gx.ValidationDefinition(
-            name=f"prices-{ticker}", data=batch, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"gate-{ticker}", validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["date"]},
-        ))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"prices-{ticker}", data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"gate-{ticker}",
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+                result_format={
+                    "result_format": "COMPLETE",
+                    "unexpected_index_column_names": ["date"],
+                },
+            )
+        )
         outcome = checkpoint.run(batch_parameters={"dataframe": group})
         results.append(_ticker_result(str(ticker), group, outcome))
     index = docs_dir / "index.html"
@@ -164,19 +189,29 @@ def validate_prices(
 def _ticker_result(ticker: str, group: pd.DataFrame, outcome: Any) -> TickerResult:
     (validation,) = outcome.run_results.values()
     failures = [_failure(r, group) for r in validation.results if not r.success]
-    return TickerResult(ticker, len(group), bool(outcome.success),
-                        len(validation.results), failures)
+    return TickerResult(
+        ticker, len(group), bool(outcome.success), len(validation.results), failures
+    )
 
 
 def _failure(result: Any, group: pd.DataFrame) -> Failure:
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column") or (
-        f"{kwargs['column_A']} vs {kwargs['column_B']}" if "column_A" in kwargs else None)
+        f"{kwargs['column_A']} vs {kwargs['column_B']}" if "column_A" in kwargs else None
+    )
     res = result.result or {}
-    expected = {k: v for k, v in kwargs.items()
-                if k not in {"column", "column_A", "column_B", "batch_id"} and v is not None}
-    if "unexpected_count" in res:
+    expected = {
+        k: v
+        for k, v in kwargs.items()
+        if k not in {"column", "column_A", "column_B", "batch_id"} and v is not None
+    }
+    if "column_A" in kwargs:
+        detail = (
+            f"{res.get('unexpected_count')} of {res.get('element_count')} rows fail "
+            f"(expected {kwargs['column_A']} >= {kwargs['column_B']})"
+        )
+    elif "unexpected_count" in res:
         detail = f"{res['unexpected_count']} of {res.get('element_count')} rows fail {expected}"
     else:
         detail = f"observed {res.get('observed_value')!r}, expected {expected}"
@@ -189,8 +224,11 @@ def _failure(result: Any, group: pd.DataFrame) -> Failure:
 def _format_row(group: pd.DataFrame, index: Any) -> str:
     """One offending row as ``YYYY-MM-DD: open=…, high=…`` (GX gives the date and the columns)."""
     if isinstance(index, dict) and "date" in index:
-        values = ", ".join(f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
-                           for k, v in index.items() if k != "date")
+        values = ", ".join(
+            f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
+            for k, v in index.items()
+            if k != "date"
+        )
         return f"{pd.Timestamp(index['date']):%Y-%m-%d}: {values}"
     try:
         row = group.loc[index]

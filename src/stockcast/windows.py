@@ -81,10 +81,16 @@ class WindowSet:
         """Write to ``path`` (.npz) through a temporary file, so a crash keeps the old one."""
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
-            tmp, ticker=self.ticker, dates=self.dates.astype("datetime64[D]"),
-            prices=self.prices, scaled=self.scaled,
-            scaler=np.array([self.scaler.low, self.scaler.high]), window=self.window,
-            train_idx=self.train_idx, val_idx=self.val_idx, test_idx=self.test_idx,
+            tmp,
+            ticker=self.ticker,
+            dates=self.dates.astype("datetime64[D]"),
+            prices=self.prices,
+            scaled=self.scaled,
+            scaler=np.array([self.scaler.low, self.scaler.high]),
+            window=self.window,
+            train_idx=self.train_idx,
+            val_idx=self.val_idx,
+            test_idx=self.test_idx,
         )
         tmp.replace(path)
 
@@ -93,9 +99,14 @@ class WindowSet:
         with np.load(path) as z:
             low, high = z["scaler"]
             return cls(
-                ticker=str(z["ticker"]), dates=z["dates"], prices=z["prices"],
-                scaled=z["scaled"], scaler=MinMaxScaler(float(low), float(high)),
-                window=int(z["window"]), train_idx=z["train_idx"], val_idx=z["val_idx"],
+                ticker=str(z["ticker"]),
+                dates=z["dates"],
+                prices=z["prices"],
+                scaled=z["scaled"],
+                scaler=MinMaxScaler(float(low), float(high)),
+                window=int(z["window"]),
+                train_idx=z["train_idx"],
+                val_idx=z["val_idx"],
                 test_idx=z["test_idx"],
             )
 
@@ -128,7 +139,9 @@ def make_windows(
     test_start, val_start = n - test_days, n - test_days - val_days
     if val_start < 2 * window:
         raise DataError(
-            ticker, f"{n} rows are too few", column=target,
+            ticker,
+            f"{n} rows are too few",
+            column=target,
             expected=f"at least {test_days + val_days + 2 * window} rows "
             f"(window {window}, validation {val_days}, test {test_days})",
         )
@@ -154,9 +167,14 @@ def write_windows(sets: list[WindowSet], out_dir: Path) -> Path:
     for ws in sets:
         ws.save(out_dir / f"{ws.ticker}.npz")
         manifest[ws.ticker] = {
-            "file": f"{ws.ticker}.npz", "rows": len(ws.prices), "window": ws.window,
-            "train": len(ws.train_idx), "val": len(ws.val_idx), "test": len(ws.test_idx),
-            "first_date": str(ws.dates[0]), "last_date": str(ws.dates[-1]),
+            "file": f"{ws.ticker}.npz",
+            "rows": len(ws.prices),
+            "window": ws.window,
+            "train": len(ws.train_idx),
+            "val": len(ws.val_idx),
+            "test": len(ws.test_idx),
+            "first_date": str(ws.dates[0]),
+            "last_date": str(ws.dates[-1]),
             "scaler": ws.scaler.to_dict(),
         }
     path = out_dir / "manifest.json"

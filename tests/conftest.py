@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny synthetic data and real libraries in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import flows.env  # noqa: F401  (telemetry off for every library under test)
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # tests run on CPU, as CI does
+
+PROJECT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def synthetic_prices(
+    n: int = 400, ticker: str = "TEST", seed: int = 0, start: str = "2015-01-05"
+) -> pd.DataFrame:
+    """A canonical table of a noisy trending random walk with consistent daily bars."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0005, 0.01, n)))
+    open_ = close * (1 + rng.normal(0, 0.003, n))
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
+    return pd.DataFrame(
+        {
+            "date": pd.bdate_range(start, periods=n),
+            "ticker": ticker,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.integers(1_000, 100_000, n).astype("float64"),
+        }
+    )
+
+
+@pytest.fixture
+def prices() -> pd.DataFrame:
+    return synthetic_prices()
+
+
+def write_yahoo_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a canonical table as a Yahoo Finance CSV."""
+    out = frame.rename(columns=str.title).drop(columns="Ticker")
+    out.insert(5, "Adj Close", out["Close"])
+    out["Date"] = out["Date"].dt.strftime("%Y-%m-%d")
+    out.to_csv(path, index=False)
+    return path

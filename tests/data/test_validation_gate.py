@@ -1,0 +1,101 @@
+"""The Great Expectations gate: one comment per risk it guards against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stockcast.ingest import combine, read_prices
+from stockcast.validate import validate_prices
+from tests.conftest import FIXTURES, synthetic_prices
+
+TODAY = pd.Timestamp("2026-11-22")
+
+
+@pytest.fixture(scope="module")
+def good() -> pd.DataFrame:
+    return synthetic_prices(200)
+
+
+def _failures(frame: pd.DataFrame, tmp_path: Path, min_rows: int = 100) -> dict[str, str]:
+    """Failed expectation type -> every failure of that type as ``column: detail [rows]``."""
+    report = validate_prices(frame, min_rows, tmp_path, today=TODAY)
+    (result,) = report.results
+    failures: dict[str, str] = {}
+    for f in result.failures:
+        text = f"{f.column}: {f.detail} {f.rows}"
+        failures[f.expectation] = (
+            f"{failures[f.expectation]}\n{text}" if f.expectation in failures else text
+        )
+    return failures
+
+
+def test_good_data_passes_and_writes_json_and_data_docs(good, tmp_path: Path):
+    report = validate_prices(good, 100, tmp_path, today=TODAY)
+    assert report.success, report.summary()
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert saved["success"] is True and saved["results"][0]["evaluated"] >= 20
+    assert (tmp_path / "data_docs" / "index.html").exists()
+
+
+def test_every_real_fixture_passes_with_its_own_row_count(tmp_path: Path):
+    frame = combine([read_prices(p) for p in sorted(FIXTURES.glob("*.csv"))]).frame
+    report = validate_prices(frame, 30, tmp_path, today=TODAY)
+    assert report.success, report.summary()
+    assert len(report.results) == 5
+
+
+def test_non_positive_price_names_the_column_and_date(good, tmp_path: Path):
+    # Plausible values: a zero or negative price is a vendor error, not a crash.
+    bad = good.copy()
+    bad.loc[7, "open"] = -1.0
+    failures = _failures(bad, tmp_path)
+    text = failures["expect_column_values_to_be_between"]
+    assert text.startswith("open: 1 of 200 rows fail")
+    assert f"{bad.loc[7, 'date']:%Y-%m-%d}: open=-1" in text
+
+
+def test_high_below_low_is_caught(good, tmp_path: Path):
+    # Internal consistency of a bar: swapped high/low columns.
+    bad = good.copy()
+    bad.loc[[3, 4], ["high", "low"]] = bad.loc[[3, 4], ["low", "high"]].to_numpy()
+    failures = _failures(bad, tmp_path)
+    pairs = failures["expect_column_pair_values_a_to_be_greater_than_b"]
+    assert "high vs low: 2 of 200 rows fail (expected high >= low)" in pairs
+
+
+def test_duplicate_and_unordered_dates_are_caught(good, tmp_path: Path):
+    # Time order: a repeated day would leak a target into its own input window.
+    bad = good.copy()
+    bad.loc[10, "date"] = bad.loc[9, "date"]
+    failures = _failures(bad, tmp_path)
+    assert "expect_column_values_to_be_unique" in failures
+    assert "expect_column_values_to_be_increasing" in failures
+
+
+def test_dates_in_the_future_are_caught(good, tmp_path: Path):
+    bad = good.copy()
+    bad.loc[199, "date"] = pd.Timestamp("2030-01-02")
+    assert "2030-01-02" in _failures(bad, tmp_path)["expect_column_values_to_be_between"]
+
+
+def test_nulls_constant_series_and_too_few_rows(good, tmp_path: Path):
+    bad = good.copy()
+    bad.loc[5, "volume"] = float("nan")
+    bad["close"] = 50.0
+    bad[["open", "high", "low"]] = 50.0
+    failures = _failures(bad, tmp_path, min_rows=500)
+    assert "volume" in failures["expect_column_values_to_not_be_null"]
+    assert "expect_column_stdev_to_be_between" in failures
+    assert "observed 200" in failures["expect_table_row_count_to_be_between"]
+
+
+def test_each_ticker_is_judged_on_its_own(good, tmp_path: Path):
+    other = synthetic_prices(200, ticker="OTHER", seed=1)
+    other.loc[0, "low"] = other.loc[0, "high"] * 2
+    report = validate_prices(pd.concat([good, other]), 100, tmp_path, today=TODAY)
+    assert report.failed_tickers == ["OTHER"]
+    assert "OTHER: FAILED" in report.summary() and "TEST: passed" in report.summary()

@@ -1,0 +1,218 @@
+"""The whole pipeline, as ``make pipeline`` runs it, on a short sample in a temporary project.
+
+Real Prefect (one local server for the run), real DVC, real Great Expectations, real MLflow
+(SQLite store at the project root). Tiny models, 2 epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.e2e
+
+METRICS = {"test_rmse", "test_mae", "test_mape", "naive_rmse", "naive_mae", "rmse_vs_naive"}
+STAGES = {"ingest", "validate", "window", "train", "evaluate", "register"}
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _make_project(root: Path) -> None:
+    for name in ("src", "flows"):
+        shutil.copytree(
+            PROJECT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+    shutil.copy(PROJECT / "dvc.yaml", root / "dvc.yaml")
+    raw = (PROJECT / "data/raw/SH600519.csv").read_text().splitlines()
+    (root / "data/raw").mkdir(parents=True)
+    (root / "data/raw/SH600519.csv").write_text("\n".join([raw[0], *raw[-260:]]) + "\n")
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["window"] = {"window": 10, "val_days": 50, "test_days": 60}
+    params["train"].update(units=[8, 8], epochs=2, patience=2, batch_size=32)
+    params["register"]["max_rmse_vs_naive"] = None  # the naive gate has its own tests
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("mlflow.db\nmlruns/\n.prefect/\n")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    _make_project(root)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_TRACKING_URI", "PREFECT_API_URL"))
+    }
+    env.update(PREFECT_HOME=str(root / ".prefect"), DVC_NO_ANALYTICS="1")
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
+        subprocess.run(cmd, cwd=root, env=env, check=True)
+    started = time.perf_counter()
+    first = _run([sys.executable, "-m", "flows.pipeline"], root, env)
+    elapsed = time.perf_counter() - started
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    return root, env, first, elapsed
+
+
+def _client(root: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+
+
+def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
+    root, _, first, _ = project
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == STAGES
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first.stdout
+    logs = first.stdout + first.stderr
+    for flow in STAGES:
+        assert f"for flow '{flow}'" in logs
+
+
+def test_three_child_runs_with_metrics_history_and_model(project):
+    root, *_ = project
+    client = _client(root)
+    experiment = client.get_experiment_by_name("stockcast")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags["ticker"] == "SH600519"
+    assert parents[0].data.tags["git_commit"]
+    assert sorted(r.data.tags["variant"] for r in children) == ["gru", "lstm", "simple_rnn"]
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert METRICS <= set(run.data.metrics), run.data.metrics
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert len(history) == int(run.data.metrics["epochs_run"]) >= 1
+        assert run.data.params["variant"] == run.data.tags["variant"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"plots", "scaler"} <= artifacts
+
+
+def test_best_on_validation_is_registered_and_becomes_champion(project):
+    root, *_ = project
+    client = _client(root)
+    champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
+    assert champion.tags["promotion"] == "promoted"
+    assert "no champion yet" in champion.tags["promotion_reason"]
+    runs = client.search_runs(
+        [client.get_experiment_by_name("stockcast").experiment_id],
+        filter_string="tags.variant != ''",
+    )
+    best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
+    assert champion.tags["variant"] == best.data.tags["variant"]
+    registry = json.loads((root / "reports/registry.json").read_text())
+    assert registry["SH600519"]["promote"] is True
+
+
+def test_outputs_land_where_the_readme_says(project):
+    root, *_ = project
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(metrics["SH600519"]) == {"simple_rnn", "lstm", "gru"}
+    for variant in ("simple_rnn", "lstm", "gru"):
+        assert (root / f"reports/plots/SH600519_{variant}.png").stat().st_size > 1000
+        assert (root / f"models/SH600519/{variant}/model.keras").exists()
+    assert (root / "reports/validation/data_docs/index.html").exists()
+    assert (root / "reports/predictions/SH600519.csv").exists()
+
+
+def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project):
+    root, env, _, _ = project
+    lock_before = (root / "dvc.lock").read_bytes()
+    started = time.perf_counter()
+    again = _run([sys.executable, "-m", "flows.pipeline"], root, env)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    assert time.perf_counter() - started < 30
+    assert (root / "dvc.lock").read_bytes() == lock_before
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 0.002
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = _run(["dvc", "status", "--json"], root, env)
+        assert set(json.loads(status.stdout)) == {"train"}
+        dry = _run(["dvc", "repro", "--dry"], root, env).stdout
+        # (a dry run cannot know train's outputs will change, so it stops listing there)
+        assert "Running stage 'train'" in dry
+        assert "Running stage 'ingest'" not in dry and "Running stage 'window'" not in dry
+    finally:
+        params["train"]["learning_rate"] = 0.001
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_bad_raw_file_stops_at_the_gate_and_loses_nothing(project):
+    root, env, _, _ = project
+    raw = root / "data/raw/SH600519.csv"
+    original = raw.read_text()
+    lines = original.splitlines()
+    cells = lines[5].split(",")
+    cells[2] = "-5.0"  # a negative open price on one day
+    lines[5] = ",".join(cells)
+    raw.write_text("\n".join(lines) + "\n")
+    bad_bytes = raw.read_bytes()
+    validated = root / "data/interim/validated.parquet"
+    digest = hashlib.md5(validated.read_bytes()).hexdigest()
+    lock_before = (root / "dvc.lock").read_bytes()
+    client = _client(root)
+    champion = client.get_model_version_by_alias("stockcast-SH600519", "champion").version
+    try:
+        failed = _run([sys.executable, "-m", "flows.pipeline"], root, env)
+        assert failed.returncode != 0
+        report = failed.stdout + failed.stderr
+        assert "validation failed for ['SH600519']" in report
+        assert "column open" in report and f"{cells[1]}: open=-5" in report
+        assert "Running stage 'window'" not in failed.stdout
+        assert raw.read_bytes() == bad_bytes  # raw data never modified
+        assert hashlib.md5(validated.read_bytes()).hexdigest() == digest
+        assert (
+            client.get_model_version_by_alias("stockcast-SH600519", "champion").version == champion
+        )
+        lock = yaml.safe_load((root / "dvc.lock").read_text())
+        assert set(lock["stages"]) == STAGES
+    finally:
+        raw.write_text(original)
+    assert (root / "dvc.lock").read_bytes() != b"" and lock_before
+
+
+def test_one_failing_variant_does_not_take_the_others_down(project):
+    root, env, _, _ = project
+    lstm = root / "models/SH600519/lstm"
+    shutil.rmtree(lstm)
+    lstm.write_text("a file where the variant's folder should be: its task must fail")
+    try:
+        run = _run([sys.executable, "-m", "flows.pipeline", "--force"], root, env)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    finally:
+        lstm.unlink()
+    summary = json.loads((root / "models/train.json").read_text())["SH600519"]
+    assert "task failed" in summary["lstm"]["error"]
+    assert summary["gru"]["error"] is None and summary["simple_rnn"]["error"] is None
+    metrics = json.loads((root / "reports/metrics.json").read_text())["SH600519"]
+    assert "error" in metrics["lstm"] and "test_rmse" in metrics["gru"]
+    client = _client(root)
+    experiment = client.get_experiment_by_name("stockcast").experiment_id
+    failed = client.search_runs(
+        [experiment], filter_string="tags.variant = 'lstm'", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert failed.info.status == "FAILED" and "task failed" in failed.data.tags["error"]
+    versions = client.search_model_versions("name = 'stockcast-SH600519'")
+    assert len(versions) == 2  # the second run still registered its best surviving variant

@@ -1,0 +1,72 @@
+"""Behaviour of the models: shapes, reproducibility, save/load, and failure isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stockcast.config import TrainConfig
+from stockcast.errors import ConfigError
+from stockcast.models import build_model
+from stockcast.train import TrainResult, fit_variant
+from stockcast.windows import make_windows
+from tests.conftest import synthetic_prices
+
+TINY = TrainConfig(units=(8, 8), epochs=2, batch_size=32, patience=2)
+
+
+@pytest.fixture(scope="module")
+def ws():
+    return make_windows(synthetic_prices(300), "open", window=10, val_days=40, test_days=40)
+
+
+@pytest.mark.parametrize("variant", ["simple_rnn", "lstm", "gru"])
+def test_each_variant_maps_windows_to_one_value(variant):
+    model = build_model(variant, window=10, units=(8, 4))
+    assert model.input_shape == (None, 10, 1)
+    assert model.output_shape == (None, 1)
+    out = model.predict(np.zeros((3, 10, 1), "float32"), verbose=0)
+    assert out.shape == (3, 1)
+
+
+def test_unknown_variant_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown variant 'tcn'; choose one of \['simple_rnn'"):
+        build_model("tcn", window=10)
+
+
+def test_same_seed_same_losses_and_saved_model_predicts_identically(ws, tmp_path: Path):
+    import keras
+
+    first = fit_variant(ws, "gru", TINY, 7, tmp_path / "a")
+    second = fit_variant(ws, "gru", TINY, 7, tmp_path / "b")
+    assert first.ok and second.ok, (first.error, second.error)
+    assert first.history["loss"] == second.history["loss"]
+    assert first.history["val_loss"] == second.history["val_loss"]
+    assert first.best_val_loss == min(first.history["val_loss"])
+    loaded = keras.saving.load_model(first.model_path, compile=False)
+    reloaded = keras.saving.load_model(second.model_path, compile=False)
+    x = ws.inputs(ws.test_idx)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), reloaded.predict(x, verbose=0))
+    saved = TrainResult.load(tmp_path / "a" / "result.json")
+    assert saved.best_epoch == first.best_epoch and saved.model_path == first.model_path
+
+
+def test_a_diverging_fit_is_recorded_not_raised(tmp_path: Path):
+    frame = synthetic_prices(300)
+    ws = make_windows(frame, "open", window=10, val_days=40, test_days=40)
+    broken = type(ws)(**{**ws.__dict__, "scaled": np.full_like(ws.scaled, np.nan)})
+    result = fit_variant(broken, "lstm", TINY, 1, tmp_path / "lstm")
+    assert not result.ok and "not finite" in result.error
+    assert result.model_path is None and not (tmp_path / "lstm" / "model.keras").exists()
+    assert (tmp_path / "lstm" / "error.txt").exists()
+    assert TrainResult.load(tmp_path / "lstm" / "result.json").error == result.error
+
+
+def test_early_stopping_restores_the_best_epoch(ws, tmp_path: Path):
+    cfg = TrainConfig(units=(4,), epochs=30, batch_size=32, patience=1, learning_rate=0.05)
+    result = fit_variant(ws, "simple_rnn", cfg, 3, tmp_path / "s")
+    assert result.ok
+    assert result.epochs_run < 30  # stopped early
+    assert result.best_epoch == result.epochs_run - 1  # patience 1: one epoch past the best

@@ -1,0 +1,83 @@
+"""The MLflow boundary on a real SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stockcast import tracking
+from stockcast.config import TrainConfig
+from stockcast.evaluate import predict_prices
+from stockcast.train import fit_variant
+from stockcast.windows import make_windows
+from tests.conftest import synthetic_prices
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tracking")
+    ws = make_windows(synthetic_prices(300), "open", window=10, val_days=40, test_days=40)
+    result = fit_variant(ws, "gru", TrainConfig(units=(8,), epochs=1), 5, root / "gru")
+    assert result.ok, result.error
+    return root, ws, result
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield mlflow
+    mlflow.set_tracking_uri(None)
+
+
+def test_tracking_uri_defaults_to_sqlite_at_the_root(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
+
+
+def test_logged_pyfunc_takes_prices_and_matches_keras(trained, mlflow_store):
+    import keras
+
+    mlflow = mlflow_store
+    _, ws, result = trained
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+    model = mlflow.pyfunc.load_model(uri)
+    assert model.metadata.signature is not None
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 10)
+    idx = ws.test_idx
+    raw_windows = ws.prices[idx[:, None] + np.arange(-10, 0)]
+    via_mlflow = np.asarray(model.predict(raw_windows)).reshape(-1)
+    direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
+    np.testing.assert_allclose(via_mlflow, direct, rtol=1e-5)
+    with pytest.raises(
+        Exception, match=r"Shape of input \(30, 5\) does not match expected shape \(-1, 10\)"
+    ):
+        model.predict(raw_windows[:, :5])
+
+
+def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
+    from mlflow import MlflowClient
+
+    mlflow = mlflow_store
+    _, ws, result = trained
+    client = MlflowClient()
+    assert tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws) is None
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+    version = mlflow.register_model(uri, "stockcast-TEST")
+    client.set_registered_model_alias("stockcast-TEST", tracking.CHAMPION, version.version)
+    rmse, champion_version = tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws)
+    import keras
+
+    direct = predict_prices(keras.saving.load_model(result.model_path), ws, ws.test_idx)
+    expected = float(np.sqrt(np.mean((direct - ws.prices[ws.test_idx]) ** 2)))
+    assert champion_version == "1"
+    assert rmse == pytest.approx(expected, rel=1e-5)

@@ -1,0 +1,62 @@
+"""params.yaml is read in one place and bad values are named with the valid choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stockcast.config import config_from_dict, load_config
+from stockcast.errors import ConfigError
+from tests.conftest import PROJECT
+
+
+def _params() -> dict:
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
+def test_project_params_load_with_the_seed_settings():
+    cfg = load_config(PROJECT / "params.yaml")
+    assert cfg.window.window == 60 and cfg.window.test_days == 300
+    assert cfg.train.variants == ("simple_rnn", "lstm", "gru")
+    assert cfg.train.units == (80, 100)
+    assert cfg.data.target == "open"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        (
+            "train",
+            "variants",
+            ["lstm", "transformer"],
+            "choose one of ['simple_rnn', 'lstm', 'gru']",
+        ),
+        ("train", "runner", "gpu", "train.runner='gpu' is not supported"),
+        ("train", "epochs", 0, "train.epochs=0 must be a positive integer"),
+        ("train", "dropout", 1.5, "train.dropout=1.5 must be in [0, 1)"),
+        ("train", "batchsize", 3, "unknown key(s) ['batchsize']"),
+        ("window", "test_days", 30, "window.test_days=30 must exceed window.window=60"),
+        ("data", "target", "adj_close", "data.target='adj_close' is not supported"),
+        ("validate", "on_failure", "ignore", "choose one of ['stop', 'skip_ticker']"),
+    ],
+)
+def test_bad_values_are_named(section, key, value, message):
+    raw = _params()
+    raw[section][key] = value
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="parameters file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_digest_changes_with_any_param():
+    raw = _params()
+    first = config_from_dict(raw).digest()
+    raw["train"]["learning_rate"] = 0.01
+    assert config_from_dict(raw).digest() != first

@@ -1,0 +1,119 @@
+"""Every real layout ingests to the canonical table; bad files get specific messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stockcast.errors import DataError
+from stockcast.ingest import CANONICAL, combine, read_prices, sanitize_ticker
+from tests.conftest import FIXTURES
+
+
+@pytest.mark.parametrize(
+    ("name", "ticker", "first_date", "first_open"),
+    [
+        ("SH600519.csv", "SH600519", "2010-04-26", 88.702),
+        ("^NSEI.csv", "^NSEI", "2008-11-03", 2885.399902),
+        ("000001.SZ.csv", "000001.SZ", "2019-01-02", None),
+        ("NSE-TATAGLOBAL.csv", "NSE-TATAGLOBAL", None, None),
+        ("MSFT_data.csv", "MSFT", "2013-02-08", 27.35),
+    ],
+)
+def test_real_layouts_ingest(name, ticker, first_date, first_open):
+    result = read_prices(FIXTURES / name)
+    frame = result.frame
+    assert list(frame.columns) == list(CANONICAL)
+    assert frame["ticker"].unique().tolist() == [ticker]
+    assert frame["date"].is_monotonic_increasing and frame["date"].is_unique
+    assert frame[["open", "high", "low", "close", "volume"]].notna().all().all()
+    if first_date:
+        assert frame["date"].iloc[0] == pd.Timestamp(first_date)
+    if first_open:
+        assert frame["open"].iloc[0] == pytest.approx(first_open)
+
+
+def test_seed_file_keeps_open_not_close():
+    # The seed's column order is open, close, high, low: mapping by name, not position.
+    frame = read_prices(FIXTURES / "SH600519.csv").frame
+    assert frame.loc[0, ["open", "close", "high", "low"]].tolist() == pytest.approx(
+        [88.702, 87.381, 89.072, 87.362]
+    )
+
+
+def test_repairs_are_reported_with_counts():
+    yahoo = read_prices(FIXTURES / "^NSEI.csv")
+    assert any("dropped 1 row(s) with every price and volume empty" in r for r in yahoo.repairs)
+    nse = read_prices(FIXTURES / "NSE-TATAGLOBAL.csv")
+    assert any("sorted 40 rows into ascending date order" in r for r in nse.repairs)
+
+
+def test_tushare_pro_integer_dates_parse_as_yyyymmdd():
+    frame = read_prices(FIXTURES / "000001.SZ.csv").frame
+    assert frame["date"].iloc[1] == pd.Timestamp("2019-01-03")
+
+
+def test_raw_file_is_never_modified():
+    path = FIXTURES / "NSE-TATAGLOBAL.csv"
+    before = path.read_bytes()
+    read_prices(path)
+    assert path.read_bytes() == before
+
+
+def test_combine_dedupes_and_filters(tmp_path: Path):
+    a = read_prices(FIXTURES / "MSFT_data.csv")
+    b = read_prices(FIXTURES / "MSFT_data.csv")
+    c = read_prices(FIXTURES / "SH600519.csv")
+    both = combine([a, b, c])
+    assert len(both.frame) == 80
+    assert any("dropped 40 repeated (ticker, date)" in r for r in both.repairs)
+    only = combine([a, c], tickers=["MSFT"])
+    assert only.frame["ticker"].unique().tolist() == ["MSFT"]
+    with pytest.raises(DataError, match=r"ticker\(s\) \['AAPL'\] not found"):
+        combine([a], tickers=["AAPL"])
+
+
+def test_ticker_from_content_cannot_escape_paths():
+    assert sanitize_ticker("../../etc/passwd") == "etc_passwd"
+    assert "/" not in sanitize_ticker("a/b\\c")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty"),
+        (b"Date,Open,High,Low,Close,Adj Close,Volume\n", "header only, no data rows"),
+        (b"when,price\n2020-01-01,3\n", "unknown CSV layout"),
+        (
+            b"Date,Open,High,Low,Close,Adj Close,Volume\n2020-13-45,1,2,0.5,1,1,10\n",
+            "1 date(s) cannot be parsed",
+        ),
+        (
+            b"Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,abc,2,0.5,1,1,10\n",
+            "1 non-numeric value(s)",
+        ),
+        (b"\x00\x01\xff\xfe\x00garbage", "not a UTF-8 text file"),
+    ],
+)
+def test_bad_files_get_specific_messages(tmp_path: Path, content: bytes, message: str):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        read_prices(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_non_numeric_price_names_column_and_row(tmp_path: Path):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2020-01-02,1,2,0.5,1,1,10\n2020-01-03,n/a,2,0.5,1,1,10\n"
+    )
+    with pytest.raises(DataError) as err:
+        read_prices(path)
+    text = str(err.value)
+    assert "column: open" in text and "2020-01-03: 'n/a'" in text
+    assert "expected: numbers in the open column" in text

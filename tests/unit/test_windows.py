@@ -1,0 +1,82 @@
+"""Spans, leakage and the windows themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stockcast.errors import DataError
+from stockcast.windows import MinMaxScaler, WindowSet, make_windows, read_windows, write_windows
+
+
+def _seed_loop(a: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's own windowing: for i in range(60, n): x.append(a[i-60:i])."""
+    x, y = [], []
+    for i in range(window, len(a)):
+        x.append(a[i - window : i])
+        y.append(a[i])
+    return np.array(x), np.array(y)
+
+
+def test_spans_follow_the_seed_split(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    n = len(prices)
+    assert ws.test_idx[0] == n - 100 + 20 and ws.test_idx[-1] == n - 1
+    assert len(ws.test_idx) == 80  # seed: test windows lie wholly in the test span
+    assert ws.val_idx[0] == n - 160 + 20 and ws.val_idx[-1] == n - 101
+    assert ws.train_idx[-1] == n - 161  # validation is cut from the END of training
+
+
+def test_scaler_is_fitted_on_the_training_span_only(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    train = prices["open"].to_numpy()[: len(prices) - 160]
+    assert ws.scaler == MinMaxScaler(train.min(), train.max())
+    # Changing every validation and test price changes nothing the model is fitted with.
+    shocked = prices.copy()
+    shocked.loc[len(prices) - 160 :, "open"] *= 10
+    ws2 = make_windows(shocked, "open", window=20, val_days=60, test_days=100)
+    assert ws2.scaler == ws.scaler
+    np.testing.assert_array_equal(ws2.inputs(ws2.train_idx), ws.inputs(ws.train_idx))
+
+
+def test_windows_equal_the_seed_loop(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    x, y = _seed_loop(ws.scaled, 20)
+    idx = ws.train_idx
+    np.testing.assert_array_equal(ws.inputs(idx)[..., 0], x[idx - 20])
+    np.testing.assert_array_equal(ws.targets(idx), y[idx - 20])
+
+
+def test_inputs_are_a_view_not_a_copy_of_the_series(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    view = np.lib.stride_tricks.sliding_window_view(ws.scaled, 20)
+    assert np.shares_memory(view, ws.scaled)
+
+
+def test_naive_is_yesterdays_price(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    np.testing.assert_array_equal(ws.naive(ws.test_idx), prices["open"].to_numpy()[ws.test_idx - 1])
+
+
+def test_too_few_rows_says_how_many_are_needed(prices):
+    with pytest.raises(DataError, match="at least 480 rows"):
+        make_windows(prices, "open", window=60, val_days=60, test_days=300)
+
+
+def test_scaler_round_trip_and_constant_series():
+    s = MinMaxScaler.fit(np.array([2.0, 4.0, 6.0]))
+    np.testing.assert_allclose(s.inverse(s.transform(np.array([1.0, 5.0, 9.0]))), [1, 5, 9])
+    with pytest.raises(DataError, match="constant series"):
+        MinMaxScaler.fit(np.array([3.0, 3.0]))
+
+
+def test_save_and_load_round_trip(prices, tmp_path: Path):
+    ws = make_windows(prices, "close", window=20, val_days=60, test_days=100)
+    write_windows([ws], tmp_path)
+    (loaded,) = read_windows(tmp_path)
+    assert isinstance(loaded, WindowSet) and loaded.ticker == ws.ticker
+    np.testing.assert_array_equal(loaded.scaled, ws.scaled)
+    np.testing.assert_array_equal(loaded.test_idx, ws.test_idx)
+    assert loaded.scaler == ws.scaler
