@@ -18,7 +18,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from stockcast import pipeline
 from stockcast.config import Config, TrainConfig, load_config
-from stockcast.errors import StockcastError
+from stockcast.errors import StockcastError, ValidationFailed
 from stockcast.pipeline import Paths
 from stockcast.train import TrainResult
 
@@ -41,7 +41,20 @@ def ingest_flow(params: str = "params.yaml") -> int:
 @flow(name="validate")
 def validate_flow(params: str = "params.yaml") -> bool:
     cfg, paths = _setup(params)
-    report = pipeline.validate(cfg, paths)
+    try:
+        report = pipeline.validate(cfg, paths)
+    except ValidationFailed as exc:  # keep the report beside the other runs in MLflow
+        from stockcast.tracking import log_failed_validation
+
+        run_id = log_failed_validation(
+            paths.root,
+            cfg.register.experiment,
+            paths.validation_reports,
+            exc.report,
+            {"prefect_flow_run_id": str(flow_run.get_id())},
+        )
+        get_run_logger().error("validation failed (MLflow run %s):\n%s", run_id, exc.report)
+        raise
     get_run_logger().info("validation:\n%s", report.summary())
     return report.success
 

@@ -14,14 +14,26 @@ from stockcast.errors import ConfigError
 
 VARIANTS = ("simple_rnn", "lstm", "gru")
 RUNNERS = ("processes", "threads")
+DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
 @dataclass(frozen=True)
 class Source:
+    """One source: a file, a folder, a glob or an http(s) URL.
+
+    Attributes:
+        path: where the CSV(s) are.
+        ticker: the ticker when the file carries none (default: the file's stem).
+        columns: an explicit mapping canonical name -> the file's column, for any other layout.
+        date_format: strptime format of the date column, with ``columns``.
+    """
+
     path: str
     ticker: str | None = None
+    columns: dict[str, str] | None = None
+    date_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,8 +41,12 @@ class DataConfig:
     sources: tuple[Source, ...]
     tickers: tuple[str, ...] = ()
     target: str = "open"
+    date_order: str = "auto"
+    fetch_timeout: float = 30.0
+    fetch_retries: int = 3
 
     def __post_init__(self) -> None:
+        _check_choice("data.date_order", self.date_order, DATE_ORDERS)
         if not self.sources:
             raise ConfigError("data.sources is empty: name at least one CSV file")
         if self.target not in PRICE_COLUMNS:
@@ -42,9 +58,14 @@ class DataConfig:
 @dataclass(frozen=True)
 class ValidateConfig:
     on_failure: str = "stop"
+    max_daily_move: float = 0.25  # warning: |close-to-close change| above this fraction
+    max_gap_days: int = 14  # warning: calendar days between two rows above this
 
     def __post_init__(self) -> None:
         _check_choice("validate.on_failure", self.on_failure, ON_FAILURE)
+        if self.max_daily_move <= 0:
+            raise ConfigError(f"validate.max_daily_move={self.max_daily_move} must be > 0")
+        _check_positive("validate.max_gap_days", self.max_gap_days)
 
 
 @dataclass(frozen=True)

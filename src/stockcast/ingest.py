@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,30 @@ LAYOUTS: tuple[Layout, ...] = (
         },
     ),
     Layout(
+        "nasdaq",
+        frozenset({"date", "close/last", "volume", "open", "high", "low"}),
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close/last",
+            "volume": "volume",
+        },
+    ),
+    Layout(
+        "investing_com",
+        frozenset({"date", "price", "open", "high", "low", "vol.", "change %"}),
+        {
+            "date": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "price",
+            "volume": "vol.",
+        },
+    ),
+    Layout(
         "generic_ohlcv",
         frozenset({"date", "open", "high", "low", "close", "volume"}),
         {
@@ -113,6 +138,11 @@ LAYOUTS: tuple[Layout, ...] = (
 )
 
 _TICKER_UNSAFE = re.compile(r"[^A-Za-z0-9._^-]+")
+_CURRENCY = re.compile(r"[$¥€£₹]")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_SUFFIX = re.compile(r"^(-?\d+(?:\.\d+)?)([KMB])$", re.IGNORECASE)
+_MULTIPLIER = {"K": 1e3, "M": 1e6, "B": 1e9}
+_NN_NN_YYYY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
 
 
 @dataclass
@@ -150,46 +180,99 @@ def sanitize_ticker(raw: str) -> str:
     return ticker[:64]
 
 
-def read_prices(path: Path, ticker: str | None = None) -> IngestResult:
+def mapped_layout(columns: Mapping[str, str], date_format: str | None = None) -> Layout:
+    """A layout from an explicit mapping in params: canonical name -> the file's column."""
+    missing = sorted({"date", *NUMERIC} - set(columns))
+    if missing:
+        raise DataError(
+            "params.yaml",
+            f"column mapping lacks {missing}",
+            expected="a mapping for date, open, high, low, close and volume",
+        )
+    lowered = {k: str(v).strip().lower() for k, v in columns.items()}
+    ticker_column = lowered.pop("ticker", None)
+    return Layout("mapped", frozenset(lowered.values()), lowered, date_format, ticker_column)
+
+
+def read_prices(
+    path: Path | str,
+    ticker: str | None = None,
+    *,
+    layout: Layout | None = None,
+    date_order: str = "auto",
+    content: bytes | None = None,
+) -> IngestResult:
     """Read one CSV file in any known layout into the canonical table.
 
     Args:
-        path: the CSV file; it is only read, never modified.
-        ticker: the ticker to use when the file carries none (default: the file's stem).
+        path: the CSV file (or, with ``content``, the URL it came from); only ever read.
+        ticker: the ticker when the file carries none (default: the file's stem).
+        layout: an explicit layout (from a column mapping); default: detected from the header.
+        date_order: ``auto`` infers NN/NN/YYYY dates from the data; or ``month_first`` /
+            ``day_first`` when the data cannot tell.
+        content: the file's bytes, when already fetched.
 
     Returns:
-        The canonical table sorted by ticker and date, and the repairs made.
+        The canonical table sorted by ticker and date, and every repair made, with counts.
 
     Raises:
-        DataError: the file is missing, empty, of unknown layout, or has unparseable values.
+        DataError: the file is missing, empty, binary, of unknown layout, or has values that
+            cannot be read unambiguously.
     """
-    raw = _read_csv(path)
-    layout = detect_layout(raw.columns, path)
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    raw = _read_csv(path, content)
+    header = [str(c).strip().lower() for c in raw.columns]
+    layout = layout or detect_layout(raw.columns, path)
+    missing = [c for c in layout.columns.values() if c not in header]
+    if missing:
+        raise DataError(
+            path,
+            f"column(s) {missing} not found",
+            rows=[f"header: {header}"],
+            expected=f"the columns of the mapping {layout.columns}",
+        )
+    original = {h: str(c).strip() for h, c in zip(header, raw.columns, strict=True)}
+    raw.columns = header
     repairs: list[str] = []
 
-    before = len(raw)
     value_columns = [layout.columns[c] for c in NUMERIC]
-    raw = raw.dropna(how="all", subset=value_columns)
-    if dropped := before - len(raw):
+    text = raw[value_columns].astype("string").apply(lambda col: col.str.strip())
+    empty = text.isna() | text.isin(["", "-", "null", "NULL", "NaN", "nan"])
+    keep = ~empty.all(axis=1)
+    if dropped := int((~keep).sum()):
         repairs.append(f"{path}: dropped {dropped} row(s) with every price and volume empty")
+    raw = raw[keep].reset_index(drop=True)
 
-    frame = pd.DataFrame({"date": _parse_dates(raw[layout.columns["date"]], layout, path)})
+    date_column = layout.columns["date"]
+    dates, date_repairs = _parse_dates(
+        raw[date_column].rename(original[date_column]), layout, path, date_order
+    )
+    frame = pd.DataFrame({"date": dates})
     if layout.ticker_column:
         frame["ticker"] = raw[layout.ticker_column].astype(str).map(sanitize_ticker).to_numpy()
     else:
-        frame["ticker"] = sanitize_ticker(ticker or path.stem)
+        stem = Path(str(path).split("?")[0]).stem
+        frame["ticker"] = sanitize_ticker(ticker or stem)
     for column in NUMERIC:
-        frame[column] = _parse_numbers(raw[layout.columns[column]], column, path, frame["date"])
+        source = layout.columns[column]
+        values, notes = _parse_numbers(
+            raw[source].rename(original[source]), column, path, frame["date"]
+        )
+        frame[column] = values
+        repairs.extend(notes)
 
     frame, sort_repairs = _sort(frame, path)
-    return IngestResult(frame, repairs + sort_repairs)
+    return IngestResult(frame, repairs + date_repairs + sort_repairs)
 
 
 def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> IngestResult:
-    """Stack per-file tables, keep the chosen tickers, and drop exact (ticker, date) repeats."""
+    """Stack per-file tables and keep the chosen tickers.
+
+    Where sources overlap on (ticker, date), the later source wins (re-ingesting newer data).
+    Repeats inside one file are left for the validation gate to judge: which row is right
+    is not unambiguous.
+    """
     results = list(results)
-    frame = pd.concat([r.frame for r in results], ignore_index=True)
+    frame = pd.concat([r.frame.assign(_source=i) for i, r in enumerate(results)], ignore_index=True)
     repairs = [repair for r in results for repair in r.repairs]
     wanted = [sanitize_ticker(t) for t in tickers]
     if wanted:
@@ -201,39 +284,68 @@ def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> Ing
                 expected=f"one of {sorted(frame['ticker'].unique())}",
             )
         frame = frame[frame["ticker"].isin(wanted)]
-    before = len(frame)
-    frame = frame.drop_duplicates(subset=["ticker", "date"], keep="last")
-    if dropped := before - len(frame):
-        repairs.append(f"dropped {dropped} repeated (ticker, date) row(s) across sources")
+    newest = frame.groupby(["ticker", "date"])["_source"].transform("max")
+    if dropped := int((frame["_source"] != newest).sum()):
+        repairs.append(f"dropped {dropped} (ticker, date) row(s) repeated by a later source")
+    frame = frame[frame["_source"] == newest]
     frame = frame.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
     return IngestResult(frame[list(CANONICAL)], repairs)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    if path.stat().st_size == 0:
+def _read_csv(path: Path | str, content: bytes | None) -> pd.DataFrame:
+    if content is None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(path, "file not found")
+        content = path.read_bytes()
+    if not content.strip():
         raise DataError(path, "file is empty", expected="a header line and daily rows")
+    if b"\x00" in content[:4096]:
+        raise DataError(
+            path,
+            "binary data (NUL bytes), not a CSV text file",
+            expected="comma-separated text with a header line",
+        )
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            path,
+            f"not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+            expected="UTF-8 (or ASCII) comma-separated text",
+        ) from exc
     try:
         raw = pd.read_csv(
-            path,
-            keep_default_na=False,
-            na_values=["", "null", "NULL", "NaN", "nan"],
-            encoding="utf-8-sig",
+            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
         )
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not a UTF-8 text file ({exc.reason})") from exc
     except pd.errors.ParserError as exc:
         raise DataError(path, f"not a readable CSV file: {exc}") from exc
-    raw = raw.loc[:, [not str(c).startswith("Unnamed:") for c in raw.columns]]
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(path, "file is empty", expected="a header line and daily rows") from exc
+    raw = raw.loc[:, [not str(c).startswith("Unnamed:") and str(c) != "" for c in raw.columns]]
+    if len(raw.columns) == 1:
+        name = str(raw.columns[0])
+        for sep, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if sep in name:
+                raise DataError(
+                    path,
+                    f"wrong delimiter: the header is split by {label}",
+                    rows=[f"header: {name!r}"],
+                    expected="comma-separated columns",
+                )
     if raw.empty:
         raise DataError(path, "header only, no data rows", expected="at least one daily row")
     return raw
 
 
-def _parse_dates(values: pd.Series, layout: Layout, path: Path) -> pd.Series:
+def _parse_dates(
+    values: pd.Series, layout: Layout, path: Path | str, date_order: str
+) -> tuple[pd.Series, list[str]]:
     text = values.astype(str).str.strip()
-    parsed = pd.to_datetime(text, format=layout.date_format, errors="coerce")
+    fmt, repairs = layout.date_format, []
+    if fmt is None:
+        fmt, repairs = _date_format(text, path, date_order)
+    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
     bad = parsed.isna()
     if bad.any():
         rows = [f"line {i + 2}: {v!r}" for i, v in zip(values.index[bad], text[bad], strict=False)]
@@ -242,16 +354,72 @@ def _parse_dates(values: pd.Series, layout: Layout, path: Path) -> pd.Series:
             f"{int(bad.sum())} date(s) cannot be parsed",
             column=values.name,
             rows=rows,
-            expected=f"dates as {layout.date_format or 'YYYY-MM-DD'}",
+            expected=f"dates as {'YYYY-MM-DD' if fmt == 'ISO8601' else fmt}",
         )
-    return parsed.astype("datetime64[ns]").reset_index(drop=True)
+    return parsed.astype("datetime64[ns]").reset_index(drop=True), repairs
 
 
-def _parse_numbers(values: pd.Series, column: str, path: Path, dates: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64").reset_index(drop=True)
-    bad = numbers.isna().to_numpy() & values.notna().to_numpy()
+def _date_format(text: pd.Series, path: Path | str, date_order: str) -> tuple[str, list[str]]:
+    """The one date format the column allows; NN/NN/YYYY is decided by the data, not guessed."""
+    if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+        return "ISO8601", []
+    parts = text.str.extract(_NN_NN_YYYY)
+    if parts.notna().all().all():
+        sep = text.iloc[0][len(parts.iloc[0, 0])]
+        first, second = parts[0].astype(int), parts[1].astype(int)
+        if (first > 12).any() and (second > 12).any():
+            raise DataError(
+                path,
+                "dates fit neither month-first nor day-first",
+                column=text.name,
+                rows=list(text[(first > 12) | (second > 12)][:5]),
+                expected="NN/NN/YYYY with one consistent order",
+            )
+        if (first > 12).any() or (date_order == "day_first" and not (second > 12).any()):
+            how = "from the data" if (first > 12).any() else "from data.date_order"
+            return f"%d{sep}%m{sep}%Y", [f"{path}: dates read as day-first ({how})"]
+        if (second > 12).any() or date_order == "month_first":
+            how = "from the data" if (second > 12).any() else "from data.date_order"
+            return f"%m{sep}%d{sep}%Y", [f"{path}: dates read as month-first ({how})"]
+        raise DataError(
+            path,
+            "ambiguous dates: every NN/NN/YYYY value could be either order",
+            column=text.name,
+            rows=list(text[:3]),
+            expected="set data.date_order to month_first or day_first",
+        )
+    if text.str.match(r"^[A-Za-z]{3} \d{1,2}, \d{4}$").all():
+        return "%b %d, %Y", []
+    return "ISO8601", []  # let the parse report the offending rows
+
+
+def _parse_numbers(
+    values: pd.Series, column: str, path: Path | str, dates: pd.Series
+) -> tuple[pd.Series, list[str]]:
+    """Numbers from vendor text: strips currency signs, thousands separators, K/M/B suffixes."""
+    text = values.astype("string").str.strip().reset_index(drop=True)
+    repairs = []
+    has_currency = text.str.contains(_CURRENCY, na=False)
+    if n := int(has_currency.sum()):
+        text = text.str.replace(_CURRENCY, "", regex=True).str.strip()
+        repairs.append(f"{path}: stripped currency signs from {n} value(s) in {values.name}")
+    has_thousands = text.str.match(_THOUSANDS, na=False)
+    if n := int(has_thousands.sum()):
+        text = text.where(~has_thousands, text.str.replace(",", "", regex=False))
+        repairs.append(f"{path}: removed thousands separators from {n} value(s) in {values.name}")
+    empty = text.isna() | text.isin(["", "-", "null", "NULL", "NaN", "nan"])
+    numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype("float64")
+    if column == "volume":
+        suffixed = text.str.extract(_SUFFIX)
+        has_suffix = suffixed[0].notna()
+        if n := int(has_suffix.sum()):
+            scale = suffixed.loc[has_suffix, 1].str.upper().map(_MULTIPLIER)
+            numbers[has_suffix] = suffixed.loc[has_suffix, 0].astype(float) * scale
+            repairs.append(f"{path}: expanded K/M/B suffixes on {n} value(s) in {values.name}")
+    bad = numbers.isna() & ~empty
     if bad.any():
-        shown = [f"{d:%Y-%m-%d}: {v!r}" for d, v in zip(dates[bad], values[bad], strict=False)]
+        offending = values.to_numpy()[bad.to_numpy()]
+        shown = [f"{d:%Y-%m-%d}: {v!r}" for d, v in zip(dates[bad], offending, strict=False)]
         raise DataError(
             path,
             f"{int(bad.sum())} non-numeric value(s)",
@@ -259,10 +427,10 @@ def _parse_numbers(values: pd.Series, column: str, path: Path, dates: pd.Series)
             rows=shown,
             expected=f"numbers in the {column} column",
         )
-    return numbers
+    return numbers, repairs
 
 
-def _sort(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str]]:
+def _sort(frame: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, list[str]]:
     keys = frame[["ticker", "date"]]
     if keys.equals(keys.sort_values(["ticker", "date"], kind="stable")):
         return frame.reset_index(drop=True), []

@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from stockcast import sources
 from stockcast.config import Config
 from stockcast.errors import ValidationFailed
-from stockcast.ingest import IngestResult, combine, read_prices
+from stockcast.ingest import IngestResult, combine
 from stockcast.windows import WindowSet, make_windows, read_windows, write_windows
 
 
@@ -87,8 +88,13 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 def ingest(cfg: Config, paths: Paths) -> IngestResult:
     """Stage 1: every source → one canonical table at ``data/interim/ingested.parquet``."""
-    results = [read_prices(paths.root / s.path, s.ticker) for s in cfg.data.sources]
-    result = combine(results, cfg.data.tickers)
+    d = cfg.data
+    results = [
+        r
+        for s in d.sources
+        for r in sources.load(s, paths.root, d.date_order, d.fetch_timeout, d.fetch_retries)
+    ]
+    result = combine(results, d.tickers)
     write_parquet(result.frame, paths.ingested)
     write_json(
         paths.ingested.with_name("ingest.json"),
@@ -111,7 +117,15 @@ def validate(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> An
     from stockcast.validate import validate_prices
 
     frame = pd.read_parquet(paths.ingested)
-    report = validate_prices(frame, cfg.window.min_rows, paths.validation_reports, today)
+    v = cfg.validate
+    report = validate_prices(
+        frame,
+        cfg.window.min_rows,
+        paths.validation_reports,
+        today,
+        v.max_daily_move,
+        v.max_gap_days,
+    )
     failed = report.failed_tickers
     if failed and (cfg.validate.on_failure == "stop" or len(failed) == frame["ticker"].nunique()):
         raise ValidationFailed(f"validation failed for {failed}\n{report.summary()}")
@@ -240,12 +254,11 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
         tags={**tags, "ticker": ",".join(ws.ticker for ws in sets)},
     ) as parent:
         mlflow.log_params(tracking.flat_params(cfg))
-        for report in (
-            paths.validation_reports / "validation.json",
-            paths.ingested.with_name("ingest.json"),
-        ):
-            if report.exists():
-                mlflow.log_artifact(str(report), artifact_path="validation")
+        if paths.validation_reports.exists():  # JSON result and HTML Data Docs
+            mlflow.log_artifacts(str(paths.validation_reports), artifact_path="validation")
+        ingest_report = paths.ingested.with_name("ingest.json")
+        if ingest_report.exists():  # the repairs made on the way in
+            mlflow.log_artifact(str(ingest_report), artifact_path="validation")
         for ws in sets:
             candidates = {}
             for variant, result in trained[ws.ticker].items():

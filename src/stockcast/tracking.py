@@ -227,3 +227,26 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
     predicted = np.asarray(model.predict(inputs), dtype="float64").reshape(-1)
     rmse = float(np.sqrt(np.mean((predicted - ws.prices[idx]) ** 2)))
     return rmse, str(version.version)
+
+
+def log_failed_validation(
+    project_root: Path,
+    experiment: str,
+    report_dir: Path,
+    message: str,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Record a run stopped by the validation gate, with its report, as a FAILED MLflow run."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri(project_root))
+    experiment_id = ensure_experiment(MlflowClient(), experiment, project_root)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name="pipeline", tags={"stage": "validate", **(tags or {})}
+    ) as run:
+        mlflow.set_tag("error", message[:5000])
+        if report_dir.exists():
+            mlflow.log_artifacts(str(report_dir), artifact_path="validation")
+        mlflow.end_run(status="FAILED")
+    return run.info.run_id

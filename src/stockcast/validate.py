@@ -29,11 +29,14 @@ class Failure:
 
 @dataclass
 class TickerResult:
+    """One ticker's verdict: critical failures stop it, warnings are only reported."""
+
     ticker: str
     rows: int
     success: bool
     evaluated: int
     failures: list[Failure] = field(default_factory=list)
+    warnings: list[Failure] = field(default_factory=list)
 
 
 @dataclass
@@ -56,10 +59,11 @@ class ValidationReport:
         for r in self.results:
             verdict = "passed" if r.success else "FAILED"
             lines.append(f"{r.ticker}: {verdict} ({r.evaluated} expectations, {r.rows} rows)")
-            for f in r.failures:
-                where = f" column {f.column}:" if f.column else ""
-                lines.append(f"  - {f.expectation}:{where} {f.detail}")
-                lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
+            for label, items in (("", r.failures), ("warning: ", r.warnings)):
+                for f in items:
+                    where = f" column {f.column}:" if f.column else ""
+                    lines.append(f"  - {label}{f.expectation}:{where} {f.detail}")
+                    lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
         if self.data_docs:
             lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
@@ -75,25 +79,38 @@ class ValidationReport:
         )
 
 
-def build_suite(min_rows: int, today: pd.Timestamp) -> Any:
-    """The critical expectations every ticker must meet.
+def build_suite(
+    min_rows: int, today: pd.Timestamp, max_daily_move: float = 0.25, max_gap_days: int = 14
+) -> Any:
+    """The expectations every ticker must meet (critical) or is warned about (warning).
 
     Args:
         min_rows: fewest rows for window, validation and test spans.
         today: the last date a row may carry (no prices from the future).
+        max_daily_move: warn when |close / previous close - 1| exceeds this.
+        max_gap_days: warn when two consecutive rows are more calendar days apart.
     """
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name="stockcast_prices")
-    # Schema adherence: the canonical columns are there and filled.
+    # Schema adherence: the canonical columns are there; prices and dates filled.
     for column in CANONICAL:
         suite.add_expectation(gxe.ExpectColumnToExist(column=column))
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    # Plausible values: prices strictly positive, volume never negative.
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=column, severity="warning" if column == "volume" else "critical"
+            )
+        )
+    # Plausible values: prices finite and strictly positive, volume never negative.
     for column in PRICES:
         suite.add_expectation(
             gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
+        )
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToNotBeInSet(
+                column=column, value_set=[float("inf"), float("-inf")]
+            )
         )
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
     # Internal consistency of a daily bar: the high tops everything, the low is under it.
@@ -118,11 +135,35 @@ def build_suite(min_rows: int, today: pd.Timestamp) -> Any:
         gxe.ExpectColumnStdevToBeBetween(column="close", min_value=0, strict_min=True)
     )
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows))
+    # Warnings: real markets do jump and close for holidays; a person should look, not a gate.
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="daily_move", max_value=max_daily_move, severity="warning"
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="gap_days", max_value=max_gap_days, severity="warning"
+        )
+    )
     return suite
 
 
+def with_checks(group: pd.DataFrame) -> pd.DataFrame:
+    """One ticker's rows plus the derived columns the warnings look at."""
+    out = group.reset_index(drop=True).copy()
+    out["daily_move"] = out["close"].pct_change().abs().fillna(0.0)
+    out["gap_days"] = out["date"].diff().dt.days.fillna(0).astype("int64")
+    return out
+
+
 def validate_prices(
-    frame: pd.DataFrame, min_rows: int, report_dir: Path, today: pd.Timestamp | None = None
+    frame: pd.DataFrame,
+    min_rows: int,
+    report_dir: Path,
+    today: pd.Timestamp | None = None,
+    max_daily_move: float = 0.25,
+    max_gap_days: int = 14,
 ) -> ValidationReport:
     """Run the suite on each ticker; write JSON results and HTML Data Docs under ``report_dir``.
 
@@ -131,6 +172,8 @@ def validate_prices(
         min_rows: fewest rows a ticker needs.
         report_dir: where ``validation.json`` and ``data_docs/`` go.
         today: the clock (passed in so tests can fix it); defaults to now.
+        max_daily_move: warning threshold on close-to-close moves.
+        max_gap_days: warning threshold on calendar gaps between rows.
 
     Returns:
         The report; ``report.success`` is False when any ticker failed.
@@ -155,7 +198,7 @@ def validate_prices(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    suite = context.suites.add(build_suite(min_rows, today))
+    suite = context.suites.add(build_suite(min_rows, today, max_daily_move, max_gap_days))
     batch = (
         context.data_sources.add_pandas("prices")
         .add_dataframe_asset("canonical")
@@ -163,7 +206,7 @@ def validate_prices(
     )
     results = []
     for ticker, group in frame.groupby("ticker", sort=True):
-        group = group.reset_index(drop=True)
+        group = with_checks(group)
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"prices-{ticker}", data=batch, suite=suite)
         )
@@ -188,10 +231,17 @@ def validate_prices(
 
 def _ticker_result(ticker: str, group: pd.DataFrame, outcome: Any) -> TickerResult:
     (validation,) = outcome.run_results.values()
-    failures = [_failure(r, group) for r in validation.results if not r.success]
+    failed = [r for r in validation.results if not r.success]
+    critical = [_failure(r, group) for r in failed if _severity(r) == "critical"]
+    warnings = [_failure(r, group) for r in failed if _severity(r) != "critical"]
     return TickerResult(
-        ticker, len(group), bool(outcome.success), len(validation.results), failures
+        ticker, len(group), not critical, len(validation.results), critical, warnings
     )
+
+
+def _severity(result: Any) -> str:
+    severity = getattr(result.expectation_config, "severity", "critical")
+    return str(getattr(severity, "value", severity))
 
 
 def _failure(result: Any, group: pd.DataFrame) -> Failure:

@@ -88,7 +88,7 @@ def test_nulls_constant_series_and_too_few_rows(good, tmp_path: Path):
     bad["close"] = 50.0
     bad[["open", "high", "low"]] = 50.0
     failures = _failures(bad, tmp_path, min_rows=500)
-    assert "volume" in failures["expect_column_values_to_not_be_null"]
+    assert "expect_column_values_to_not_be_null" not in failures  # volume: a warning only
     assert "expect_column_stdev_to_be_between" in failures
     assert "observed 200" in failures["expect_table_row_count_to_be_between"]
 
@@ -99,3 +99,21 @@ def test_each_ticker_is_judged_on_its_own(good, tmp_path: Path):
     report = validate_prices(pd.concat([good, other]), 100, tmp_path, today=TODAY)
     assert report.failed_tickers == ["OTHER"]
     assert "OTHER: FAILED" in report.summary() and "TEST: passed" in report.summary()
+
+
+def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):
+    # Real markets jump and close for holidays: a person should look, the gate should not stop.
+    odd = good.copy()
+    odd.loc[5, "volume"] = float("nan")  # indexes often have no volume
+    odd.loc[60:, "date"] += pd.Timedelta(days=30)  # a month-long closure
+    odd.loc[100:, ["open", "high", "low", "close"]] *= 1.6  # a 60% jump (a re-rating)
+    report = validate_prices(odd, 100, tmp_path, today=TODAY, max_daily_move=0.25, max_gap_days=14)
+    assert report.success, report.summary()
+    warnings = {(w.expectation, w.column): w for w in report.results[0].warnings}
+    assert ("expect_column_values_to_not_be_null", "volume") in warnings
+    gap = warnings[("expect_column_values_to_be_between", "gap_days")]
+    days = (odd.loc[60, "date"] - odd.loc[59, "date"]).days
+    assert days > 30 and gap.rows == [f"{odd.loc[60, 'date']:%Y-%m-%d}: gap_days={days}"]
+    move = warnings[("expect_column_values_to_be_between", "daily_move")]
+    assert move.rows[0].startswith(f"{odd.loc[100, 'date']:%Y-%m-%d}: daily_move=0.")
+    assert "warning: expect_column_values_to_be_between: column gap_days" in report.summary()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT
+from tests.conftest import FIXTURES, PROJECT
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,19 @@ def _make_project(root: Path) -> None:
             PROJECT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
     shutil.copy(PROJECT / "dvc.yaml", root / "dvc.yaml")
-    raw = (PROJECT / "data/raw/SH600519.csv").read_text().splitlines()
     (root / "data/raw").mkdir(parents=True)
-    (root / "data/raw/SH600519.csv").write_text("\n".join([raw[0], *raw[-260:]]) + "\n")
+    # Two tickers in two layouts: the seed's legacy tushare file and a Kaggle all_stocks_5yr file.
+    for name, source in (
+        ("SH600519.csv", PROJECT / "data/raw/SH600519.csv"),
+        ("MSFT_data.csv", FIXTURES / "e2e/MSFT_data.csv"),
+    ):
+        raw = source.read_text().splitlines()
+        (root / "data/raw" / name).write_text("\n".join([raw[0], *raw[-260:]]) + "\n")
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"]["sources"] = [
+        {"path": "data/raw/SH600519.csv", "ticker": "SH600519"},
+        {"path": "data/raw/MSFT_data.csv"},
+    ]
     params["window"] = {"window": 10, "val_days": 50, "test_days": 60}
     params["train"].update(units=[8, 8], epochs=2, patience=2, batch_size=32)
     params["register"]["max_rmse_vs_naive"] = None  # the naive gate has its own tests
@@ -96,9 +105,16 @@ def test_three_child_runs_with_metrics_history_and_model(project):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and parents[0].data.tags["ticker"] == "SH600519"
+    assert len(parents) == 1 and parents[0].data.tags["ticker"] == "MSFT,SH600519"
     assert parents[0].data.tags["git_commit"]
-    assert sorted(r.data.tags["variant"] for r in children) == ["gru", "lstm", "simple_rnn"]
+    for ticker in ("MSFT", "SH600519"):
+        variants = sorted(
+            r.data.tags["variant"] for r in children if r.data.tags["ticker"] == ticker
+        )
+        assert variants == ["gru", "lstm", "simple_rnn"]
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "validation")}
+    assert "validation/validation.json" in parent_artifacts
+    assert "validation/data_docs" in parent_artifacts
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert METRICS <= set(run.data.metrics), run.data.metrics
@@ -186,6 +202,12 @@ def test_bad_raw_file_stops_at_the_gate_and_loses_nothing(project):
         assert (
             client.get_model_version_by_alias("stockcast-SH600519", "champion").version == champion
         )
+        stopped = client.search_runs(
+            [client.get_experiment_by_name("stockcast").experiment_id],
+            filter_string="tags.stage = 'validate'",
+        )
+        assert len(stopped) == 1 and stopped[0].info.status == "FAILED"
+        assert "validation failed for ['SH600519']" in stopped[0].data.tags["error"]
         lock = yaml.safe_load((root / "dvc.lock").read_text())
         assert set(lock["stages"]) == STAGES
     finally:

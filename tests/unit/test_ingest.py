@@ -68,7 +68,9 @@ def test_combine_dedupes_and_filters(tmp_path: Path):
     c = read_prices(FIXTURES / "SH600519.csv")
     both = combine([a, b, c])
     assert len(both.frame) == 80
-    assert any("dropped 40 repeated (ticker, date)" in r for r in both.repairs)
+    assert any(
+        "dropped 40 (ticker, date) row(s) repeated by a later source" in r for r in both.repairs
+    )
     only = combine([a, c], tickers=["MSFT"])
     assert only.frame["ticker"].unique().tolist() == ["MSFT"]
     with pytest.raises(DataError, match=r"ticker\(s\) \['AAPL'\] not found"):
@@ -94,7 +96,8 @@ def test_ticker_from_content_cannot_escape_paths():
             b"Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,abc,2,0.5,1,1,10\n",
             "1 non-numeric value(s)",
         ),
-        (b"\x00\x01\xff\xfe\x00garbage", "not a UTF-8 text file"),
+        (b"\x00\x01\xff\xfe\x00garbage", "binary data (NUL bytes), not a CSV text file"),
+        (b"Date,Open\n\xff\xfe2020,1\n", "not a UTF-8 text file"),
     ],
 )
 def test_bad_files_get_specific_messages(tmp_path: Path, content: bytes, message: str):
@@ -115,5 +118,87 @@ def test_non_numeric_price_names_column_and_row(tmp_path: Path):
     with pytest.raises(DataError) as err:
         read_prices(path)
     text = str(err.value)
-    assert "column: open" in text and "2020-01-03: 'n/a'" in text
+    assert "column: Open" in text and "2020-01-03: 'n/a'" in text
     assert "expected: numbers in the open column" in text
+
+
+NASDAQ = (
+    "Date,Close/Last,Volume,Open,High,Low\n"
+    "11/20/2026,$227.48,45089120,$228.06,$229.74,$226.21\n"
+    "11/19/2026,$228.28,38010080,$226.98,$230.16,$226.65\n"
+)
+INVESTING = (
+    '"Date","Price","Open","High","Low","Vol.","Change %"\n'
+    '"11/20/2026","1,227.48","1,228.06","1,229.74","1,226.21","45.09M","-0.35%"\n'
+    '"11/19/2026","1,228.28","1,226.98","1,230.16","1,226.65","","0.52%"\n'
+    '"11/18/2026","1,221.90","1,219.00","1,224.30","1,218.10","880.5K","0.10%"\n'
+)
+
+
+def test_nasdaq_layout_strips_dollars_and_reads_us_dates(tmp_path: Path):
+    path = tmp_path / "AAPL.csv"
+    path.write_text(NASDAQ)
+    result = read_prices(path)
+    frame = result.frame
+    assert frame["date"].tolist() == [pd.Timestamp("2026-11-19"), pd.Timestamp("2026-11-20")]
+    assert frame.loc[1, ["open", "high", "low", "close"]].tolist() == [
+        228.06,
+        229.74,
+        226.21,
+        227.48,
+    ]
+    assert any("stripped currency signs from 2 value(s) in Open" in r for r in result.repairs)
+    assert any("month-first (from the data)" in r for r in result.repairs)
+
+
+def test_investing_layout_quotes_thousands_and_volume_suffixes(tmp_path: Path):
+    path = tmp_path / "XAU.csv"
+    path.write_text(INVESTING)
+    result = read_prices(path)
+    frame = result.frame.set_index("date")
+    assert frame.loc["2026-11-20", "close"] == 1227.48  # Price is the close
+    assert frame.loc["2026-11-20", "volume"] == pytest.approx(45.09e6)
+    assert frame.loc["2026-11-18", "volume"] == pytest.approx(880.5e3)
+    assert pd.isna(frame.loc["2026-11-19", "volume"])  # empty Vol.: left to the gate
+    assert any("thousands separators from 3 value(s) in Price" in r for r in result.repairs)
+    assert any("K/M/B suffixes on 2 value(s) in Vol." in r for r in result.repairs)
+
+
+@pytest.mark.parametrize(
+    ("rows", "order", "expected"),
+    [
+        (["13/01/2020", "14/01/2020"], "auto", "2020-01-13"),  # day > 12 first: day-first
+        (["01/13/2020", "01/14/2020"], "auto", "2020-01-13"),  # day > 12 second: month-first
+        (["01/02/2020", "01/03/2020"], "day_first", "2020-02-01"),  # ambiguous: params decide
+        (["01/02/2020", "01/03/2020"], "month_first", "2020-01-02"),
+        (["13.01.2020", "14.01.2020"], "auto", "2020-01-13"),
+    ],
+)
+def test_nn_nn_yyyy_dates_are_decided_by_the_data_or_params(tmp_path, rows, order, expected):
+    path = tmp_path / "T.csv"
+    body = "".join(f"{d},1,2,0.5,1,1,10\n" for d in rows)
+    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + body)
+    frame = read_prices(path, date_order=order).frame
+    assert frame["date"].iloc[0] == pd.Timestamp(expected)
+
+
+def test_explicit_column_mapping_reads_any_other_layout(tmp_path: Path):
+    from stockcast.ingest import mapped_layout
+
+    path = tmp_path / "odd.csv"
+    path.write_text("Trade Day,O,H,L,C,Shares,Sym\n2021-03-01,1,2,0.5,1.5,100,XYZ\n")
+    layout = mapped_layout(
+        {
+            "date": "Trade Day",
+            "open": "O",
+            "high": "H",
+            "low": "L",
+            "close": "C",
+            "volume": "Shares",
+            "ticker": "Sym",
+        }
+    )
+    frame = read_prices(path, layout=layout).frame
+    assert frame.loc[0, "ticker"] == "XYZ" and frame.loc[0, "close"] == 1.5
+    with pytest.raises(DataError, match=r"column mapping lacks \['volume'\]"):
+        mapped_layout({"date": "d", "open": "o", "high": "h", "low": "l", "close": "c"})

@@ -1,0 +1,71 @@
+"""The ingest and validate stages on a temporary project: what a failure keeps and skips."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from stockcast import pipeline
+from stockcast.config import config_from_dict
+from stockcast.errors import ValidationFailed
+from stockcast.pipeline import Paths
+from tests.conftest import PROJECT, synthetic_prices, write_yahoo_csv
+
+TODAY = pd.Timestamp("2026-11-22")
+
+
+def _config(on_failure: str):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["data"]["sources"] = [{"path": "data/raw"}]
+    raw["validate"]["on_failure"] = on_failure
+    raw["window"] = {"window": 10, "val_days": 30, "test_days": 30}
+    return config_from_dict(raw)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Paths:
+    raw = tmp_path / "data/raw"
+    raw.mkdir(parents=True)
+    write_yahoo_csv(synthetic_prices(150, "GOOD"), raw / "GOOD.csv")
+    write_yahoo_csv(synthetic_prices(150, "BAD", seed=3), raw / "BAD.csv")
+    return Paths(tmp_path)
+
+
+def _break(paths: Paths) -> None:
+    path = paths.root / "data/raw/BAD.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[4].split(",")
+    cells[3] = str(float(cells[2]) * 2)  # Low above High
+    lines[4] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_stop_keeps_the_last_validated_table(project: Paths):
+    cfg = _config("stop")
+    pipeline.ingest(cfg, project)
+    pipeline.validate(cfg, project, today=TODAY)
+    digest = hashlib.md5(project.validated.read_bytes()).hexdigest()
+    _break(project)
+    pipeline.ingest(cfg, project)
+    with pytest.raises(ValidationFailed) as err:
+        pipeline.validate(cfg, project, today=TODAY)
+    assert "validation failed for ['BAD']" in str(err.value)
+    assert "BAD: FAILED" in err.value.report and "GOOD: passed" in err.value.report
+    assert hashlib.md5(project.validated.read_bytes()).hexdigest() == digest
+    assert '"success": false' in (project.validation_reports / "validation.json").read_text()
+
+
+def test_skip_ticker_trains_on_the_tickers_that_pass(project: Paths):
+    cfg = _config("skip_ticker")
+    _break(project)
+    pipeline.ingest(cfg, project)
+    report = pipeline.validate(cfg, project, today=TODAY)
+    assert report.failed_tickers == ["BAD"]
+    validated = pd.read_parquet(project.validated)
+    assert validated["ticker"].unique().tolist() == ["GOOD"]
+    sets = pipeline.window(cfg, project)
+    assert [ws.ticker for ws in sets] == ["GOOD"]
