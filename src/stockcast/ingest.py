@@ -219,7 +219,7 @@ def read_prices(
         DataError: the file is missing, empty, binary, of unknown layout, or has values that
             cannot be read unambiguously.
     """
-    raw = _read_csv(path, content)
+    raw, repairs = _read_csv(path, content)
     header = [str(c).strip().lower() for c in raw.columns]
     layout = layout or detect_layout(raw.columns, path)
     missing = [c for c in layout.columns.values() if c not in header]
@@ -232,7 +232,6 @@ def read_prices(
         )
     original = {h: str(c).strip() for h, c in zip(header, raw.columns, strict=True)}
     raw.columns = header
-    repairs: list[str] = []
 
     value_columns = [layout.columns[c] for c in NUMERIC]
     text = raw[value_columns].astype("string").apply(lambda col: col.str.strip())
@@ -292,7 +291,8 @@ def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> Ing
     return IngestResult(frame[list(CANONICAL)], repairs)
 
 
-def _read_csv(path: Path | str, content: bytes | None) -> pd.DataFrame:
+def _read_csv(path: Path | str, content: bytes | None) -> tuple[pd.DataFrame, list[str]]:
+    """The file as text cells, and the text-level repairs made (BOM, CRLF, whitespace)."""
     if content is None:
         path = Path(path)
         if not path.is_file():
@@ -314,10 +314,13 @@ def _read_csv(path: Path | str, content: bytes | None) -> pd.DataFrame:
             f"not a UTF-8 text file ({exc.reason} at byte {exc.start})",
             expected="UTF-8 (or ASCII) comma-separated text",
         ) from exc
+    repairs = []
+    if content.startswith(b"\xef\xbb\xbf"):
+        repairs.append(f"{path}: removed a UTF-8 byte-order mark")
+    if crlf := text.count("\r\n"):
+        repairs.append(f"{path}: read {crlf} CRLF line ending(s) as plain newlines")
     try:
-        raw = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
-        )
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
         raise DataError(path, f"not a readable CSV file: {exc}") from exc
     except pd.errors.EmptyDataError as exc:
@@ -335,7 +338,11 @@ def _read_csv(path: Path | str, content: bytes | None) -> pd.DataFrame:
                 )
     if raw.empty:
         raise DataError(path, "header only, no data rows", expected="at least one daily row")
-    return raw
+    padded = raw.apply(lambda col: col.str.len() != col.str.strip().str.len())
+    if n := int(padded.to_numpy().sum()):
+        raw = raw.apply(lambda col: col.str.strip())
+        repairs.append(f"{path}: stripped stray whitespace from {n} value(s)")
+    return raw, repairs
 
 
 def _parse_dates(

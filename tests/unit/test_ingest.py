@@ -202,3 +202,14 @@ def test_explicit_column_mapping_reads_any_other_layout(tmp_path: Path):
     assert frame.loc[0, "ticker"] == "XYZ" and frame.loc[0, "close"] == 1.5
     with pytest.raises(DataError, match=r"column mapping lacks \['volume'\]"):
         mapped_layout({"date": "d", "open": "o", "high": "h", "low": "l", "close": "c"})
+
+
+def test_bom_crlf_and_whitespace_are_repaired_and_counted(tmp_path: Path):
+    path = tmp_path / "T.csv"
+    body = "Date,Open,High,Low,Close,Adj Close,Volume\r\n2020-01-02, 1 ,2,0.5,1,1,10 \r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    result = read_prices(path)
+    assert result.frame.loc[0, "open"] == 1.0 and result.frame.loc[0, "volume"] == 10.0
+    assert any("removed a UTF-8 byte-order mark" in r for r in result.repairs)
+    assert any("read 2 CRLF line ending(s)" in r for r in result.repairs)
+    assert any("stripped stray whitespace from 2 value(s)" in r for r in result.repairs)
