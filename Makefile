@@ -56,6 +56,11 @@ repro-force: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## predict: next-day forecast of every ticker's @champion into data/predictions/<date>.csv
+.PHONY: predict
+predict: $(STAMP)
+	$(BIN)/stockcast predict --horizon $(or $(HORIZON),1)
+
 ## lint: ruff check and format check
 .PHONY: lint
 lint: $(STAMP)

@@ -1,5 +1,8 @@
 """``stockcast``: command-line entry points that need no orchestrator.
 
+``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``;
+``stockcast rollback --ticker T`` moves ``@champion`` back to the previous champion.
+
 ``stockcast validate FILE...`` ingests and validates without training: exit 0 when every
 ticker passes (repairs and warnings are printed), 1 with a readable report when not.
 """
@@ -11,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from stockcast.errors import StockcastError
 
@@ -57,6 +61,77 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _client(args: argparse.Namespace) -> tuple[Any, Any]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from stockcast.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+    return mlflow, MlflowClient()
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from stockcast.config import load_config
+    from stockcast.ingest import sanitize_ticker
+    from stockcast.tracking import rollback
+
+    cfg = load_config(args.params)
+    name = cfg.register.model_name(sanitize_ticker(args.ticker))
+    _, client = _client(args)
+    old, new = rollback(client, name, args.reason)
+    print(f"{name}: @champion moved back from v{old} to v{new} ({args.reason})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from stockcast.config import load_config
+    from stockcast.pipeline import Paths
+    from stockcast.tracking import CHAMPION, forecast
+
+    cfg = load_config(args.params)
+    paths = Paths(Path.cwd())
+    if not paths.validated.exists():
+        raise StockcastError(f"{paths.validated} not found: run `make pipeline` first")
+    frame = pd.read_parquet(paths.validated)
+    mlflow, _ = _client(args)
+    rows, missing = [], []
+    for ticker, group in frame.groupby("ticker", sort=True):
+        name = cfg.register.model_name(str(ticker))
+        try:
+            model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+        except MlflowException:
+            missing.append(name)
+            continue
+        last = pd.Timestamp(group["date"].iloc[-1])
+        values = forecast(model, group[cfg.data.target].to_numpy(), args.horizon)
+        for step, value in enumerate(values, start=1):
+            rows.append(
+                {
+                    "ticker": ticker,
+                    "as_of": last.date(),
+                    "step": step,
+                    "date": (last + pd.offsets.BDay(step)).date(),
+                    f"forecast_{cfg.data.target}": round(value, 4),
+                    "model": name,
+                }
+            )
+    for name in missing:
+        print(f"no @{CHAMPION} for {name}: nothing promoted yet (see reports/registry.json)")
+    if not rows:
+        return 1
+    out = pd.DataFrame(rows)
+    target = paths.root / "data/predictions" / f"{pd.Timestamp.now():%Y-%m-%d}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(target, index=False)
+    print(out.to_string(index=False))
+    print(f"\nwritten to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stockcast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to read NN/NN/YYYY dates the data cannot tell",
     )
     validate.set_defaults(handler=_validate)
+    predict = commands.add_parser("predict", help="next-day forecasts from every @champion")
+    predict.add_argument("--params", default="params.yaml")
+    predict.add_argument("--horizon", type=int, default=1, help="trading days ahead")
+    predict.set_defaults(handler=_predict)
+    rollback = commands.add_parser("rollback", help="move @champion back to the previous one")
+    rollback.add_argument("--ticker", required=True)
+    rollback.add_argument("--reason", default="manual rollback")
+    rollback.add_argument("--params", default="params.yaml")
+    rollback.set_defaults(handler=_rollback)
     return parser
 
 

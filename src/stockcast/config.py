@@ -13,6 +13,7 @@ import yaml
 from stockcast.errors import ConfigError
 
 VARIANTS = ("simple_rnn", "lstm", "gru")
+TRANSFORMS = ("level", "diff", "log_return")
 RUNNERS = ("processes", "threads")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
@@ -91,6 +92,16 @@ class WindowConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    target_transform: str = "level"
+    moving_average: int = 5  # window of the moving-average baseline
+
+    def __post_init__(self) -> None:
+        _check_choice("features.target_transform", self.target_transform, TRANSFORMS)
+        _check_positive("features.moving_average", self.moving_average)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     variants: tuple[str, ...] = VARIANTS
     units: tuple[int, ...] = (80, 100)
@@ -138,6 +149,7 @@ class Config:
     data: DataConfig
     validate: ValidateConfig
     window: WindowConfig
+    features: FeaturesConfig
     train: TrainConfig
     register: RegisterConfig
 
@@ -174,7 +186,7 @@ def load_config(path: Path | str = "params.yaml") -> Config:
 
 def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
     """Build a :class:`Config` from the parsed YAML mapping."""
-    known = {"base", "data", "validate", "window", "train", "register"}
+    known = {"base", "data", "validate", "window", "features", "train", "register"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -190,6 +202,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         data=_build(DataConfig, data, "data"),
         validate=_build(ValidateConfig, raw.get("validate") or {}, "validate"),
         window=_build(WindowConfig, raw.get("window") or {}, "window"),
+        features=_build(FeaturesConfig, raw.get("features") or {}, "features"),
         train=_build(TrainConfig, train, "train"),
         register=_build(RegisterConfig, raw.get("register") or {}, "register"),
     )

@@ -21,30 +21,81 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
     }
 
 
-def score(ws: WindowSet, predicted: np.ndarray, idx: np.ndarray) -> dict[str, float]:
-    """Test metrics of a forecast for targets ``idx`` beside the naive forecast on them.
+def baselines(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, np.ndarray]:
+    """Forecasts that need no model, for targets ``idx``, in prices.
+
+    naive: tomorrow = today. drift: today plus the average daily change since the first row.
+    moving_average: the mean of the last ``ma_window`` prices.
+    """
+    idx = np.asarray(idx)
+    p = ws.prices
+    previous = p[idx - 1]
+    drift = previous + (previous - p[0]) / np.maximum(idx - 1, 1)
+    cumulative = np.concatenate([[0.0], np.cumsum(p)])
+    start = np.maximum(idx - ma_window, 0)
+    moving = (cumulative[idx] - cumulative[start]) / (idx - start)
+    return {"naive": previous, "drift": drift, "moving_average": moving}
+
+
+def in_sample_naive_mae(ws: WindowSet) -> float:
+    """MASE's scale: the naive forecast's MAE over the training span."""
+    train = ws.prices[: int(ws.val_idx[0]) - ws.window]
+    return float(np.mean(np.abs(np.diff(train))))
+
+
+def score(
+    ws: WindowSet, predicted: np.ndarray, idx: np.ndarray, prefix: str = "test"
+) -> dict[str, float]:
+    """A forecast's metrics for targets ``idx``, with the naive forecast's beside them.
 
     Returns:
-        ``test_rmse``, ``test_mae``, ``test_mape``, ``naive_rmse``, ``naive_mae`` and
-        ``rmse_vs_naive`` (below 1 means the model beats doing nothing).
+        ``<prefix>_rmse``, ``_mae``, ``_mape``, ``_mase`` (MAE over the in-sample naive MAE),
+        ``_directional_accuracy`` (share of days whose up/down move is called right),
+        ``_rmse_vs_naive`` (below 1 beats doing nothing), plus ``naive_rmse`` and
+        ``naive_mae`` for the test span (their historical names).
     """
+    idx = np.asarray(idx)
     actual = ws.prices[idx]
+    previous = ws.prices[idx - 1]
     model = regression_metrics(actual, predicted)
-    naive = regression_metrics(actual, ws.naive(idx))
-    return {
-        "test_rmse": model["rmse"],
-        "test_mae": model["mae"],
-        "test_mape": model["mape"],
-        "naive_rmse": naive["rmse"],
-        "naive_mae": naive["mae"],
-        "rmse_vs_naive": model["rmse"] / naive["rmse"],
+    naive = regression_metrics(actual, previous)
+    called = np.sign(np.asarray(predicted) - previous) == np.sign(actual - previous)
+    out = {
+        f"{prefix}_rmse": model["rmse"],
+        f"{prefix}_mae": model["mae"],
+        f"{prefix}_mape": model["mape"],
+        f"{prefix}_mase": model["mae"] / in_sample_naive_mae(ws),
+        f"{prefix}_directional_accuracy": float(np.mean(called)),
+        f"{prefix}_rmse_vs_naive": model["rmse"] / naive["rmse"],
     }
+    if prefix == "test":
+        out.update(
+            naive_rmse=naive["rmse"],
+            naive_mae=naive["mae"],
+            rmse_vs_naive=out["test_rmse_vs_naive"],
+        )
+    else:
+        out.update({f"{prefix}_naive_rmse": naive["rmse"]})
+    return out
+
+
+def baseline_scores(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, float]:
+    """RMSE, MAE and MASE of every baseline on targets ``idx`` (``drift_rmse`` etc.)."""
+    actual = ws.prices[np.asarray(idx)]
+    scale = in_sample_naive_mae(ws)
+    out = {}
+    for name, forecast in baselines(ws, idx, ma_window).items():
+        m = regression_metrics(actual, forecast)
+        out.update(
+            {f"{name}_rmse": m["rmse"], f"{name}_mae": m["mae"], f"{name}_mase": m["mae"] / scale}
+        )
+    return out
 
 
 def predict_prices(model: Any, ws: WindowSet, idx: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """A Keras model's forecasts for targets ``idx``, mapped back to prices."""
     scaled = model.predict(ws.inputs(idx), batch_size=batch_size, verbose=0)  # (n, 1)
-    return ws.scaler.inverse(np.asarray(scaled).reshape(-1))
+    return ws.to_prices(scaled, idx)
 
 
 def plot_forecast(

@@ -139,7 +139,12 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
     w = cfg.window
     sets = [
         make_windows(
-            group.reset_index(drop=True), cfg.data.target, w.window, w.val_days, w.test_days
+            group.reset_index(drop=True),
+            cfg.data.target,
+            w.window,
+            w.val_days,
+            w.test_days,
+            cfg.features.target_transform,
         )
         for _, group in frame.groupby("ticker", sort=True)
     ]
@@ -171,27 +176,39 @@ def read_train_summary(paths: Paths) -> dict[str, dict[str, Any]]:
 
 
 def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
-    """Stage 5: test-span metrics per ticker and variant, naive beside, plots and predictions."""
+    """Stage 5: metrics per ticker and variant on validation and test, baselines beside.
+
+    ``reports/metrics.json`` holds, per ticker, ``baselines`` (naive, drift, moving average on
+    the test span) and one entry per variant. Selection uses only the ``val_*`` metrics; the
+    test span is scored once, for the report.
+    """
     import keras
 
-    from stockcast.evaluate import plot_forecast, predict_prices, score
+    from stockcast.evaluate import baseline_scores, baselines, plot_forecast, predict_prices, score
 
     trained = read_train_summary(paths)
+    ma = cfg.features.moving_average
     report: dict[str, dict[str, Any]] = {}
     for ws in read_windows(paths.processed):
         idx = ws.test_idx
+        base = baseline_scores(ws, idx, ma)
         table = pd.DataFrame(
-            {"date": ws.dates[idx], "actual": ws.prices[idx], "naive": ws.naive(idx)}
+            {"date": ws.dates[idx], "actual": ws.prices[idx], **baselines(ws, idx, ma)}
         )
-        entry: dict[str, Any] = {}
+        entry: dict[str, Any] = {"baselines": base}
         for variant, result in trained[ws.ticker].items():
             if not result.ok:
                 entry[variant] = {"error": result.error}
                 continue
             model = keras.saving.load_model(result.model_path, compile=False)
             predicted = predict_prices(model, ws, idx)
+            validation = predict_prices(model, ws, ws.val_idx)
             table[variant] = predicted
-            entry[variant] = score(ws, predicted, idx)
+            entry[variant] = {
+                **score(ws, predicted, idx),
+                **score(ws, validation, ws.val_idx, "val"),
+                **base,
+            }
             plot_forecast(
                 ws,
                 idx,
@@ -283,12 +300,9 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
                     candidates[variant] = (result, scores, uri)
             if candidates:
                 first = next(iter(candidates.values()))[1]
-                mlflow.log_metrics(
-                    {
-                        f"{ws.ticker}.naive_rmse": first["naive_rmse"],
-                        f"{ws.ticker}.naive_mae": first["naive_mae"],
-                    }
-                )
+                base = metrics[ws.ticker]["baselines"]
+                mlflow.log_metrics({f"{ws.ticker}.{k}": v for k, v in base.items()})
+                mlflow.log_metrics({f"{ws.ticker}.naive_mae": first["naive_mae"]})
                 decisions[ws.ticker] = _register_best(mlflow, client, cfg, ws, candidates, tags)
             else:
                 decisions[ws.ticker] = {"registered": False, "reason": "every variant failed"}

@@ -123,7 +123,7 @@ def decide_promotion(
 def flat_params(cfg: Config) -> dict[str, str]:
     """The effective parameters as MLflow params (``section.key`` → string)."""
     out: dict[str, str] = {"base.seed": str(cfg.seed)}
-    for section in ("data", "validate", "window", "train", "register"):
+    for section in ("data", "validate", "window", "features", "train", "register"):
         for key, value in asdict(getattr(cfg, section)).items():
             out[f"{section}.{key}"] = (
                 json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
@@ -182,17 +182,20 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
 
     import stockcast
     from stockcast.serving import PriceForecaster
+    from stockcast.transforms import context
 
+    needed = context(ws.window, ws.transform)
     with tempfile.TemporaryDirectory() as tmp:
         scaler_path = Path(tmp) / "scaler.json"
-        scaler_path.write_text(json.dumps({**ws.scaler.to_dict(), "window": ws.window}))
+        scaler_path.write_text(
+            json.dumps({**ws.scaler.to_dict(), "window": ws.window, "transform": ws.transform})
+        )
         mlflow.log_artifact(str(scaler_path), artifact_path="scaler")
-        example = ws.prices[ws.test_idx[:3, None] + np.arange(-ws.window, 0)]  # (3, window)
+        idx = ws.test_idx[:3]
+        example = ws.prices[idx[:, None] + np.arange(-needed, 0)]  # (3, context) raw prices
         model = keras.saving.load_model(keras_path, compile=False)
-        scaled = model.predict(
-            ws.scaler.transform(example)[..., None].astype("float32"), verbose=0
-        ).reshape(-1)
-        signature = infer_signature(example, ws.scaler.inverse(scaled))
+        output = ws.to_prices(model.predict(ws.inputs(idx), verbose=0), idx)
+        signature = infer_signature(example, output)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=PriceForecaster(),
@@ -200,7 +203,12 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
             code_paths=[str(Path(stockcast.__file__).parent)],
             signature=signature,
             input_example=example,
-            metadata={"ticker": ws.ticker, "window": ws.window},
+            metadata={
+                "ticker": ws.ticker,
+                "window": ws.window,
+                "context": needed,
+                "transform": ws.transform,
+            },
             pip_requirements=[
                 f"tensorflow-cpu=={tf.__version__}",
                 f"keras=={keras.__version__}",
@@ -221,9 +229,10 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
     except MlflowException:
         return None
     model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
-    window = int(model.metadata.metadata.get("window", ws.window))
+    meta = model.metadata.metadata or {}
+    needed = int(meta.get("context", meta.get("window", ws.window)))
     idx = ws.test_idx
-    inputs = ws.prices[idx[:, None] + np.arange(-window, 0)]  # (targets, champion's window)
+    inputs = ws.prices[idx[:, None] + np.arange(-needed, 0)]  # (targets, champion's context)
     predicted = np.asarray(model.predict(inputs), dtype="float64").reshape(-1)
     rmse = float(np.sqrt(np.mean((predicted - ws.prices[idx]) ** 2)))
     return rmse, str(version.version)
@@ -250,3 +259,46 @@ def log_failed_validation(
             mlflow.log_artifacts(str(report_dir), artifact_path="validation")
         mlflow.end_run(status="FAILED")
     return run.info.run_id
+
+
+def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
+    """Move ``@champion`` back to the version the current champion replaced.
+
+    Returns:
+        (the version rolled back from, the version now champion).
+
+    Raises:
+        StockcastError: no champion, or the champion records no previous one.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from stockcast.errors import StockcastError
+
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        raise StockcastError(f"{name} has no @{CHAMPION} to roll back") from exc
+    previous = current.tags.get("previous_champion", "none")
+    if previous in ("", "none"):
+        raise StockcastError(
+            f"{name} v{current.version} replaced no earlier champion: nothing to roll back to"
+        )
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_model_version_tag(name, current.version, "rolled_back", reason)
+    client.set_model_version_tag(name, previous, "restored_by_rollback_from", current.version)
+    return str(current.version), str(previous)
+
+
+def forecast(model: Any, history: np.ndarray, horizon: int) -> list[float]:
+    """Next ``horizon`` prices from a price-in/price-out pyfunc, feeding forecasts back in."""
+    meta = model.metadata.metadata or {}
+    needed = int(meta.get("context", meta.get("window")))
+    window = list(np.asarray(history, dtype="float64")[-needed:])
+    if len(window) < needed:
+        raise ValueError(f"need {needed} prices of history, have {len(window)}")
+    out = []
+    for _ in range(horizon):
+        value = float(np.asarray(model.predict(np.array([window[-needed:]]))).reshape(-1)[0])
+        out.append(value)
+        window.append(value)
+    return out

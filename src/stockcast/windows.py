@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stockcast import transforms
 from stockcast.errors import DataError
 
 
@@ -48,7 +49,7 @@ class WindowSet:
         ticker: the ticker.
         dates: trading dates, ascending.
         prices: the target column in price units.
-        scaled: ``prices`` through ``scaler``, float32 (the model's input).
+        scaled: ``prices`` through ``transform`` then ``scaler``, float32 (the model's input).
         scaler: fitted on the training span only.
         window: past days per input.
         train_idx, val_idx, test_idx: positions t whose input is ``scaled[t-window:t]``.
@@ -63,6 +64,12 @@ class WindowSet:
     train_idx: np.ndarray
     val_idx: np.ndarray
     test_idx: np.ndarray
+    transform: str = "level"
+
+    def to_prices(self, scaled: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Model outputs for targets ``idx`` back in price units."""
+        values = self.scaler.inverse(np.asarray(scaled).reshape(-1))
+        return transforms.inverse(values, self.prices[np.asarray(idx) - 1], self.transform)
 
     def inputs(self, idx: np.ndarray) -> np.ndarray:
         """Scaled inputs for targets ``idx``: (len(idx), window, 1) float32."""
@@ -91,6 +98,7 @@ class WindowSet:
             train_idx=self.train_idx,
             val_idx=self.val_idx,
             test_idx=self.test_idx,
+            transform=self.transform,
         )
         tmp.replace(path)
 
@@ -108,6 +116,7 @@ class WindowSet:
                 train_idx=z["train_idx"],
                 val_idx=z["val_idx"],
                 test_idx=z["test_idx"],
+                transform=str(z["transform"]),
             )
 
 
@@ -117,7 +126,12 @@ def span_targets(start: int, stop: int, window: int) -> np.ndarray:
 
 
 def make_windows(
-    frame: pd.DataFrame, target: str, window: int, val_days: int, test_days: int
+    frame: pd.DataFrame,
+    target: str,
+    window: int,
+    val_days: int,
+    test_days: int,
+    transform: str = "level",
 ) -> WindowSet:
     """Cut one ticker's canonical rows into spans; fit the scaler on the training span only.
 
@@ -130,6 +144,7 @@ def make_windows(
         window: past days per input.
         val_days: rows of the validation span.
         test_days: rows of the test span.
+        transform: ``level`` | ``diff`` | ``log_return`` (see :mod:`stockcast.transforms`).
 
     Raises:
         DataError: too few rows for the three spans.
@@ -146,17 +161,20 @@ def make_windows(
             f"(window {window}, validation {val_days}, test {test_days})",
         )
     prices = frame[target].to_numpy(dtype="float64")
-    scaler = MinMaxScaler.fit(prices[:val_start])
+    series = transforms.forward(prices, transform)
+    first = 0 if transform == "level" else 1  # a change has no value on the first day
+    scaler = MinMaxScaler.fit(series[first:val_start])
     return WindowSet(
         ticker=ticker,
         dates=frame["date"].to_numpy(dtype="datetime64[D]"),
         prices=prices,
-        scaled=scaler.transform(prices).astype("float32"),
+        scaled=scaler.transform(series).astype("float32"),
         scaler=scaler,
         window=window,
-        train_idx=span_targets(0, val_start, window),
+        train_idx=span_targets(first, val_start, window),
         val_idx=span_targets(val_start, test_start, window),
         test_idx=span_targets(test_start, n, window),
+        transform=transform,
     )
 
 
@@ -176,6 +194,7 @@ def write_windows(sets: list[WindowSet], out_dir: Path) -> Path:
             "first_date": str(ws.dates[0]),
             "last_date": str(ws.dates[-1]),
             "scaler": ws.scaler.to_dict(),
+            "transform": ws.transform,
         }
     path = out_dir / "manifest.json"
     tmp = path.with_suffix(".json.tmp")

@@ -22,7 +22,20 @@ from tests.conftest import FIXTURES, PROJECT
 
 pytestmark = pytest.mark.e2e
 
-METRICS = {"test_rmse", "test_mae", "test_mape", "naive_rmse", "naive_mae", "rmse_vs_naive"}
+METRICS = {
+    "test_rmse",
+    "test_mae",
+    "test_mape",
+    "naive_rmse",
+    "naive_mae",
+    "rmse_vs_naive",
+    "test_mase",
+    "test_directional_accuracy",
+    "val_rmse",
+    "val_rmse_vs_naive",
+    "drift_rmse",
+    "moving_average_rmse",
+}
 STAGES = {"ingest", "validate", "window", "train", "evaluate", "register"}
 
 
@@ -144,12 +157,30 @@ def test_best_on_validation_is_registered_and_becomes_champion(project):
 def test_outputs_land_where_the_readme_says(project):
     root, *_ = project
     metrics = json.loads((root / "reports/metrics.json").read_text())
-    assert set(metrics["SH600519"]) == {"simple_rnn", "lstm", "gru"}
+    assert set(metrics["SH600519"]) == {"baselines", "simple_rnn", "lstm", "gru"}
+    assert {"naive_rmse", "drift_rmse", "moving_average_mase"} <= set(
+        metrics["SH600519"]["baselines"]
+    )
     for variant in ("simple_rnn", "lstm", "gru"):
         assert (root / f"reports/plots/SH600519_{variant}.png").stat().st_size > 1000
         assert (root / f"models/SH600519/{variant}/model.keras").exists()
     assert (root / "reports/validation/data_docs/index.html").exists()
     assert (root / "reports/predictions/SH600519.csv").exists()
+
+
+def test_predict_writes_a_forecast_per_champion(project):
+    import pandas as pd
+
+    root, env, _, _ = project
+    run = _run(
+        [str(Path(sys.executable).parent / "stockcast"), "predict", "--horizon", "2"], root, env
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (written,) = (root / "data/predictions").glob("*.csv")
+    table = pd.read_csv(written)
+    assert sorted(table["ticker"].unique()) == ["MSFT", "SH600519"]
+    assert table.groupby("ticker")["step"].max().tolist() == [2, 2]
+    assert (table["forecast_open"] > 0).all()
 
 
 def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project):

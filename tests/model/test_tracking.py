@@ -81,3 +81,49 @@ def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
     expected = float(np.sqrt(np.mean((direct - ws.prices[ws.test_idx]) ** 2)))
     assert champion_version == "1"
     assert rmse == pytest.approx(expected, rel=1e-5)
+
+
+def test_diff_model_logs_a_pyfunc_that_still_takes_and_returns_prices(mlflow_store, tmp_path):
+    import keras
+
+    mlflow = mlflow_store
+    ws = make_windows(synthetic_prices(300), "open", 10, 40, 40, "log_return")
+    result = fit_variant(ws, "simple_rnn", TrainConfig(units=(4,), epochs=1), 2, tmp_path / "s")
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+    model = mlflow.pyfunc.load_model(uri)
+    assert model.metadata.metadata["context"] == 11  # a change needs one more price
+    idx = ws.test_idx
+    raw = ws.prices[idx[:, None] + np.arange(-11, 0)]
+    direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
+    np.testing.assert_allclose(np.asarray(model.predict(raw)).reshape(-1), direct, rtol=1e-5)
+    ahead = tracking.forecast(model, ws.prices, horizon=3)
+    assert len(ahead) == 3 and all(np.isfinite(ahead))
+    assert ahead[0] == pytest.approx(float(model.predict(ws.prices[-11:][None, :])[0]))
+
+
+def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_store):
+    from mlflow import MlflowClient
+
+    from stockcast.errors import StockcastError
+
+    mlflow = mlflow_store
+    _, ws, result = trained
+    client = MlflowClient()
+    name = "stockcast-ROLL"
+    with pytest.raises(StockcastError, match="has no @champion"):
+        tracking.rollback(client, name, "x")
+    versions = []
+    for _ in range(2):
+        with mlflow.start_run():
+            uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+        versions.append(mlflow.register_model(uri, name).version)
+    client.set_registered_model_alias(name, tracking.CHAMPION, versions[0])
+    with pytest.raises(StockcastError, match="nothing to roll back to"):
+        tracking.rollback(client, name, "x")
+    client.set_model_version_tag(name, versions[1], "previous_champion", str(versions[0]))
+    client.set_registered_model_alias(name, tracking.CHAMPION, versions[1])
+    assert tracking.rollback(client, name, "bad fills on Monday") == ("2", "1")
+    assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "1"
+    assert client.get_model_version(name, "2").tags["rolled_back"] == "bad fills on Monday"
+    assert client.get_model_version(name, "1").tags["restored_by_rollback_from"] == "2"

@@ -26,11 +26,36 @@ def test_score_puts_naive_beside_the_model(prices):
     assert perfect["naive_rmse"] == pytest.approx(naive_rmse)
     as_naive = score(ws, ws.prices[idx - 1], idx)
     assert as_naive["rmse_vs_naive"] == pytest.approx(1.0)
-    assert set(perfect) == {
+    assert {
         "test_rmse",
         "test_mae",
         "test_mape",
+        "test_mase",
+        "test_directional_accuracy",
         "naive_rmse",
         "naive_mae",
         "rmse_vs_naive",
-    }
+    } <= set(perfect)
+
+
+def test_baselines_by_hand(prices):
+    from stockcast.evaluate import baselines
+
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    idx = ws.test_idx[:2]
+    p = ws.prices
+    got = baselines(ws, idx, ma_window=3)
+    np.testing.assert_allclose(got["naive"], p[idx - 1])
+    np.testing.assert_allclose(got["drift"], p[idx - 1] + (p[idx - 1] - p[0]) / (idx - 1))
+    np.testing.assert_allclose(got["moving_average"], [p[i - 3 : i].mean() for i in idx])
+
+
+def test_mase_and_directional_accuracy_by_hand(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    idx = ws.test_idx
+    actual, previous = ws.prices[idx], ws.prices[idx - 1]
+    scale = np.mean(np.abs(np.diff(ws.prices[: len(prices) - 160])))
+    m = score(ws, previous + 0.5 * (actual - previous), idx)  # right direction, half the move
+    assert m["test_directional_accuracy"] == pytest.approx(np.mean(actual != previous))
+    assert m["test_mase"] == pytest.approx(np.mean(np.abs(0.5 * (actual - previous))) / scale)
+    assert m["rmse_vs_naive"] == pytest.approx(0.5)

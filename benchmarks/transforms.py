@@ -1,0 +1,70 @@
+"""Target transform x variant on the seed's job: validation and test RMSE against naive.
+
+Selection must use validation only; the test column is printed for the report. Runs each
+fit in its own process (2 at a time), as the pipeline's default runner does.
+
+    .venv/bin/python benchmarks/transforms.py [--epochs 50] [--csv data/raw/SH600519.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from tempfile import mkdtemp
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fit(args: tuple) -> dict:
+    transform, variant, epochs, csv = args
+    from stockcast.config import TrainConfig
+    from stockcast.evaluate import predict_prices, score
+    from stockcast.ingest import read_prices
+    from stockcast.train import fit_variant
+    from stockcast.windows import make_windows
+
+    import keras
+
+    frame = read_prices(Path(csv)).frame
+    ws = make_windows(frame, "open", 60, 250, 300, transform)
+    out = Path(mkdtemp()) / variant
+    result = fit_variant(ws, variant, TrainConfig(epochs=epochs), 42, out)
+    if not result.ok:
+        return {"transform": transform, "variant": variant, "error": result.error}
+    model = keras.saving.load_model(result.model_path, compile=False)
+    val = score(ws, predict_prices(model, ws, ws.val_idx), ws.val_idx, "val")
+    test = score(ws, predict_prices(model, ws, ws.test_idx), ws.test_idx)
+    return {"transform": transform, "variant": variant, "epochs": result.epochs_run,
+            "fit_s": result.fit_seconds, **val, **test}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--csv", default="data/raw/SH600519.csv")
+    parser.add_argument("--transforms", default="level,diff,log_return")
+    args = parser.parse_args()
+    jobs = [(t, v, args.epochs, args.csv) for t in args.transforms.split(",")
+            for v in ("simple_rnn", "lstm", "gru")]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        rows = list(pool.map(_fit, jobs))
+    print("| transform | variant | epochs | val RMSE / naive | test RMSE | test RMSE / naive "
+          "| test MASE | test dir. acc. |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['transform']} | {r['variant']} | failed: {r['error']} |")
+            continue
+        print(f"| {r['transform']} | {r['variant']} | {r['epochs']} | "
+              f"{r['val_rmse_vs_naive']:.3f} | {r['test_rmse']:.2f} | {r['rmse_vs_naive']:.3f} "
+              f"| {r['test_mase']:.3f} | {r['test_directional_accuracy']:.3f} |")
+    print(f"naive test RMSE {rows[0].get('naive_rmse', float('nan')):.3f}; "
+          f"wall {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

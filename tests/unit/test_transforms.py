@@ -1,0 +1,41 @@
+"""Target transforms: round trips, leakage, and spans that stay comparable across transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stockcast import transforms
+from stockcast.windows import make_windows
+
+
+@pytest.mark.parametrize("name", ["level", "diff", "log_return"])
+def test_round_trip_recovers_prices(name):
+    prices = np.array([10.0, 11.0, 10.5, 12.0, 12.25])
+    series = transforms.forward(prices, name)
+    recovered = transforms.inverse(series[1:], prices[:-1], name)
+    np.testing.assert_allclose(recovered, prices[1:])
+
+
+def test_unknown_transform_lists_choices():
+    with pytest.raises(ValueError, match=r"choose one of \['level', 'diff', 'log_return'\]"):
+        transforms.forward(np.ones(3), "pct")
+
+
+@pytest.mark.parametrize("name", ["diff", "log_return"])
+def test_transformed_windows_fit_the_scaler_on_training_changes_only(prices, name):
+    ws = make_windows(prices, "open", 20, 60, 100, name)
+    n = len(prices)
+    series = transforms.forward(prices["open"].to_numpy(), name)
+    train = series[1 : n - 160]
+    assert (ws.scaler.low, ws.scaler.high) == (train.min(), train.max())
+    assert ws.train_idx[0] == 21  # the first change needs a previous day
+    level = make_windows(prices, "open", 20, 60, 100, "level")
+    np.testing.assert_array_equal(ws.test_idx, level.test_idx)  # same targets, same naive
+
+
+@pytest.mark.parametrize("name", ["level", "diff", "log_return"])
+def test_to_prices_maps_a_perfect_scaled_forecast_to_the_actual_prices(prices, name):
+    ws = make_windows(prices, "open", 20, 60, 100, name)
+    idx = ws.test_idx
+    np.testing.assert_allclose(ws.to_prices(ws.targets(idx), idx), ws.prices[idx], rtol=1e-5)
