@@ -37,8 +37,14 @@ def _fit(args: tuple) -> dict:
     model = keras.saving.load_model(result.model_path, compile=False)
     val = score(ws, predict_prices(model, ws, ws.val_idx), ws.val_idx, "val")
     test = score(ws, predict_prices(model, ws, ws.test_idx), ws.test_idx)
-    return {"transform": transform, "variant": variant, "epochs": result.epochs_run,
-            "fit_s": result.fit_seconds, **val, **test}
+    return {
+        "transform": transform,
+        "variant": variant,
+        "epochs": result.epochs_run,
+        "fit_s": result.fit_seconds,
+        **val,
+        **test,
+    }
 
 
 def main() -> None:
@@ -47,23 +53,32 @@ def main() -> None:
     parser.add_argument("--csv", default="data/raw/SH600519.csv")
     parser.add_argument("--transforms", default="level,diff,log_return")
     args = parser.parse_args()
-    jobs = [(t, v, args.epochs, args.csv) for t in args.transforms.split(",")
-            for v in ("simple_rnn", "lstm", "gru")]
+    jobs = [
+        (t, v, args.epochs, args.csv)
+        for t in args.transforms.split(",")
+        for v in ("simple_rnn", "lstm", "gru")
+    ]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(_fit, jobs))
-    print("| transform | variant | epochs | val RMSE / naive | test RMSE | test RMSE / naive "
-          "| test MASE | test dir. acc. |")
+    print(
+        "| transform | variant | epochs | val RMSE / naive | test RMSE | test RMSE / naive "
+        "| test MASE | test dir. acc. |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['transform']} | {r['variant']} | failed: {r['error']} |")
             continue
-        print(f"| {r['transform']} | {r['variant']} | {r['epochs']} | "
-              f"{r['val_rmse_vs_naive']:.3f} | {r['test_rmse']:.2f} | {r['rmse_vs_naive']:.3f} "
-              f"| {r['test_mase']:.3f} | {r['test_directional_accuracy']:.3f} |")
-    print(f"naive test RMSE {rows[0].get('naive_rmse', float('nan')):.3f}; "
-          f"wall {time.perf_counter() - started:.0f} s")
+        print(
+            f"| {r['transform']} | {r['variant']} | {r['epochs']} | "
+            f"{r['val_rmse_vs_naive']:.3f} | {r['test_rmse']:.2f} | {r['rmse_vs_naive']:.3f} "
+            f"| {r['test_mase']:.3f} | {r['test_directional_accuracy']:.3f} |"
+        )
+    print(
+        f"naive test RMSE {rows[0].get('naive_rmse', float('nan')):.3f}; "
+        f"wall {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -68,16 +68,17 @@ def window_flow(params: str = "params.yaml") -> dict[str, int]:
     return counts
 
 
-@task(name="fit-variant", task_run_name="fit-{ticker}-{variant}")
+@task(name="fit-variant", task_run_name="fit-{ticker}-{variant}-{fold}")
 def fit_task(
-    processed: str, ticker: str, variant: str, cfg: TrainConfig, seed: int, out_dir: str
+    file: str, ticker: str, variant: str, fold: int, cfg: TrainConfig, seed: int, out_dir: str
 ) -> TrainResult:
-    """Train one variant; runs in a worker thread or process."""
+    """Train one variant on one window set (fold 0: the main model); a thread or a process."""
     from stockcast.train import fit_variant
     from stockcast.windows import WindowSet
 
-    ws = WindowSet.load(Path(processed) / f"{ticker}.npz")
-    return fit_variant(ws, variant, cfg, seed, Path(out_dir))
+    result = fit_variant(WindowSet.load(Path(file)), variant, cfg, seed, Path(out_dir))
+    result.fold = fold
+    return result
 
 
 @flow(name="train")
@@ -89,44 +90,50 @@ def train_flow(params: str = "params.yaml") -> dict[str, list[str]]:
 
 @flow(name="train-variants")
 def _train(cfg: Config, paths: Paths) -> dict[str, list[str]]:
-    import json
+    """Every (ticker, variant, fold) as its own task: fold 0 is the model that may be
+    registered, folds 1..K the walk-forward backtest. A failure is recorded, never fatal,
+    unless every main variant of a ticker fails."""
+    from stockcast.windows import read_manifest
 
-    manifest = json.loads((paths.processed / "manifest.json").read_text(encoding="utf-8"))
-    futures = {
-        (ticker, variant): fit_task.submit(
-            str(paths.processed),
-            ticker,
-            variant,
-            cfg.train,
-            cfg.seed,
-            str(paths.variant_dir(ticker, variant)),
-        )
-        for ticker in manifest
-        for variant in cfg.train.variants
-    }
-    wait(list(futures.values()))
+    jobs = {}
+    for ticker, entry in read_manifest(paths.processed).items():
+        files = [entry["file"], *entry.get("folds", [])]
+        for variant in cfg.train.variants:
+            for fold, name in enumerate(files):
+                out = paths.variant_dir(ticker, variant) / (f"fold{fold}" if fold else "")
+                jobs[(ticker, variant, fold)] = fit_task.submit(
+                    str(paths.processed / name),
+                    ticker,
+                    variant,
+                    fold,
+                    cfg.train,
+                    cfg.seed,
+                    str(out),
+                )
+    wait(list(jobs.values()))
     results = []
-    for (ticker, variant), future in futures.items():
+    for (ticker, variant, fold), future in jobs.items():
         if future.state.is_completed():
             results.append(future.result())
         else:  # the task itself failed (worker died, folder unwritable...): record it too
             message = future.state.message or future.state.name
-            results.append(TrainResult(ticker, variant, error=f"task failed: {message}"))
+            results.append(TrainResult(ticker, variant, fold=fold, error=f"task failed: {message}"))
     summary = pipeline.write_train_summary(results, paths)
     logger = get_run_logger()
-    for result in results:
-        if result.ok:
+    for r in results:
+        if r.ok:
             logger.info(
-                "%s/%s: best val_loss %.6f at epoch %d of %d (%.1f s)",
-                result.ticker,
-                result.variant,
-                result.best_val_loss,
-                result.best_epoch,
-                result.epochs_run,
-                result.fit_seconds,
+                "%s/%s fold %d: best val_loss %.6f at epoch %d of %d (%.1f s)",
+                r.ticker,
+                r.variant,
+                r.fold,
+                r.best_val_loss,
+                r.best_epoch,
+                r.epochs_run,
+                r.fit_seconds,
             )
         else:
-            logger.error("%s/%s failed: %s", result.ticker, result.variant, result.error)
+            logger.error("%s/%s fold %d failed: %s", r.ticker, r.variant, r.fold, r.error)
     trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
     if empty := [t for t, variants in trained.items() if not variants]:
         raise StockcastError(f"every variant failed for {empty}; see {paths.train_summary}")

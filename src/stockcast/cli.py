@@ -22,17 +22,21 @@ from stockcast.errors import StockcastError
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from stockcast.config import Source, WindowConfig, load_config
+    from stockcast.config import Source, config_from_dict, load_config
     from stockcast.errors import DataError
     from stockcast.ingest import combine
     from stockcast.sources import load
     from stockcast.validate import validate_prices
 
     params = Path(args.params)
-    cfg = load_config(params) if params.exists() else None
-    window = cfg.window if cfg else WindowConfig()
-    min_rows = args.min_rows if args.min_rows is not None else window.min_rows
-    date_order = args.date_order or (cfg.data.date_order if cfg else "auto")
+    # Without a params file, the defaults (the seed's spans) decide the thresholds.
+    cfg = (
+        load_config(params)
+        if params.exists()
+        else config_from_dict({"data": {"sources": [{"path": "-"}]}})
+    )
+    min_rows = args.min_rows if args.min_rows is not None else cfg.min_rows
+    date_order = args.date_order or cfg.data.date_order
     results, errors = [], []
     for spec in args.files:
         try:
@@ -46,14 +50,13 @@ def _validate(args: argparse.Namespace) -> int:
     ingested = combine(results)
     for repair in ingested.repairs:
         print(f"repair: {repair}")
-    v = cfg.validate if cfg else None
     report = validate_prices(
         ingested.frame,
         min_rows,
         Path(args.reports),
         today=pd.Timestamp.now().normalize(),
-        max_daily_move=v.max_daily_move if v else 0.25,
-        max_gap_days=v.max_gap_days if v else 14,
+        max_daily_move=cfg.validate.max_daily_move,
+        max_gap_days=cfg.validate.max_gap_days,
     )
     print(report.summary())
     ok = report.success and not errors

@@ -92,6 +92,26 @@ class WindowConfig:
 
 
 @dataclass(frozen=True)
+class BacktestConfig:
+    """Walk-forward folds before the test span: fold k trains on every row before its
+    ``fold_days`` evaluation rows (expanding window); the last fold ends where the test span
+    begins. Scaler and transform are refitted on each fold's training rows."""
+
+    folds: int = 3
+    fold_days: int = 120
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.folds, int) or self.folds < 0:
+            raise ConfigError(f"backtest.folds={self.folds!r} must be a whole number >= 0")
+        _check_positive("backtest.fold_days", self.fold_days)
+
+    def fold_ends(self, rows: int, test_days: int) -> list[int]:
+        """Row count (exclusive end) of each fold's data, oldest fold first."""
+        last = rows - test_days
+        return [last - (self.folds - k) * self.fold_days for k in range(1, self.folds + 1)]
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     target_transform: str = "level"
     moving_average: int = 5  # window of the moving-average baseline
@@ -135,9 +155,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RegisterConfig:
+    """Promotion gates (``None`` turns one off). Scored on the backtest folds when there are
+    any, else on the validation span; never on the test span."""
+
     experiment: str = "stockcast"
     model_prefix: str = "stockcast"
     max_rmse_vs_naive: float | None = 1.0
+    max_mase: float | None = 1.0
 
     def model_name(self, ticker: str) -> str:
         return f"{self.model_prefix}-{ticker}"
@@ -149,9 +173,15 @@ class Config:
     data: DataConfig
     validate: ValidateConfig
     window: WindowConfig
+    backtest: BacktestConfig
     features: FeaturesConfig
     train: TrainConfig
     register: RegisterConfig
+
+    @property
+    def min_rows(self) -> int:
+        """Fewest rows per ticker: the spans, plus the backtest folds before the test span."""
+        return self.window.min_rows + self.backtest.folds * self.backtest.fold_days
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,7 +216,7 @@ def load_config(path: Path | str = "params.yaml") -> Config:
 
 def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
     """Build a :class:`Config` from the parsed YAML mapping."""
-    known = {"base", "data", "validate", "window", "features", "train", "register"}
+    known = {"base", "data", "validate", "window", "backtest", "features", "train", "register"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -202,6 +232,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         data=_build(DataConfig, data, "data"),
         validate=_build(ValidateConfig, raw.get("validate") or {}, "validate"),
         window=_build(WindowConfig, raw.get("window") or {}, "window"),
+        backtest=_build(BacktestConfig, raw.get("backtest") or {}, "backtest"),
         features=_build(FeaturesConfig, raw.get("features") or {}, "features"),
         train=_build(TrainConfig, train, "train"),
         register=_build(RegisterConfig, raw.get("register") or {}, "register"),

@@ -98,18 +98,24 @@ def predict_prices(model: Any, ws: WindowSet, idx: np.ndarray, batch_size: int =
     return ws.to_prices(scaled, idx)
 
 
-def plot_forecast(
-    ws: WindowSet, idx: np.ndarray, predicted: np.ndarray, title: str, path: Path
-) -> Path:
-    """Predicted vs actual over the span, with the naive line; saved as PNG."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    return plt
+
+
+def plot_forecast(
+    ws: WindowSet, idx: np.ndarray, predicted: np.ndarray, title: str, path: Path
+) -> Path:
+    """Predicted vs actual over the span with the naive line, and the residual histogram."""
+    plt = _pyplot()
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(13, 4.5), width_ratios=[3, 1])
     dates = ws.dates[idx]
-    ax.plot(dates, ws.prices[idx], label="actual", color="black", linewidth=1.2)
+    actual = ws.prices[idx]
+    ax.plot(dates, actual, label="actual", color="black", linewidth=1.2)
     ax.plot(
         dates, ws.naive(idx), label="naive (yesterday)", color="grey", linewidth=0.8, linestyle="--"
     )
@@ -117,7 +123,27 @@ def plot_forecast(
     ax.set_title(title)
     ax.set_ylabel("price")
     ax.legend()
+    hist.hist(np.asarray(predicted) - actual, bins=30, color="tab:red", alpha=0.7, label="forecast")
+    hist.hist(ws.naive(idx) - actual, bins=30, color="grey", alpha=0.5, label="naive")
+    hist.set_title("residuals (forecast - actual)")
+    hist.legend()
     fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_backtest(rows: Any, title: str, path: Path) -> Path:
+    """Each variant's MASE and RMSE/naive per fold, with the line at 1 (= naive)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key in zip(axes, ("mase", "rmse_vs_naive"), strict=True):
+        table = rows.pivot(index="fold", columns="variant", values=key)
+        table.plot.bar(ax=ax, rot=0)
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_title(f"{title}: {key}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

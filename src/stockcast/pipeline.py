@@ -67,6 +67,14 @@ class Paths:
     def train_summary(self) -> Path:
         return self.models / "train.json"
 
+    @property
+    def backtest_summary(self) -> Path:
+        return self.models / "backtest.json"
+
+    @property
+    def backtest_reports(self) -> Path:
+        return self.root / "reports/backtest"
+
     def variant_dir(self, ticker: str, variant: str) -> Path:
         return self.models / ticker / variant
 
@@ -120,7 +128,7 @@ def validate(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> An
     v = cfg.validate
     report = validate_prices(
         frame,
-        cfg.window.min_rows,
+        cfg.min_rows,
         paths.validation_reports,
         today,
         v.max_daily_move,
@@ -134,61 +142,87 @@ def validate(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> An
 
 
 def window(cfg: Config, paths: Paths) -> list[WindowSet]:
-    """Stage 3: per ticker spans, scaler fitted on training rows, windows under data/processed."""
+    """Stage 3: per ticker spans, scaler fitted on training rows, windows under data/processed.
+
+    Also writes each backtest fold as ``<TICKER>.fold<k>.npz``: the ticker's rows up to the
+    fold's end, with the fold's evaluation rows as its "test" span, so the scaler and the
+    transform are refitted on the fold's own training rows.
+    """
     frame = pd.read_parquet(paths.validated)
-    w = cfg.window
-    sets = [
-        make_windows(
-            group.reset_index(drop=True),
-            cfg.data.target,
-            w.window,
-            w.val_days,
-            w.test_days,
-            cfg.features.target_transform,
-        )
-        for _, group in frame.groupby("ticker", sort=True)
-    ]
+    w, t = cfg.window, cfg.features.target_transform
+    sets, folds = [], {}
+    for _, group in frame.groupby("ticker", sort=True):
+        group = group.reset_index(drop=True)
+        ws = make_windows(group, cfg.data.target, w.window, w.val_days, w.test_days, t)
+        sets.append(ws)
+        folds[ws.ticker] = [
+            make_windows(
+                group.iloc[:end], cfg.data.target, w.window, w.val_days, cfg.backtest.fold_days, t
+            )
+            for end in cfg.backtest.fold_ends(len(group), w.test_days)
+        ]
     staging = paths.processed.with_name(paths.processed.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    write_windows(sets, staging)
+    write_windows(sets, staging, folds)
     _swap_dir(staging, paths.processed)
     return sets
 
 
 def write_train_summary(results: list[Any], paths: Paths) -> dict[str, dict[str, Any]]:
-    """Record every variant's outcome (failures too) in ``models/train.json``."""
-    summary: dict[str, dict[str, Any]] = {}
-    for result in results:
-        summary.setdefault(result.ticker, {})[result.variant] = result
+    """Record every fit's outcome, failures too: main models in ``models/train.json``,
+    backtest folds in ``models/backtest.json``. Returns the main models' outcomes."""
+    main: dict[str, dict[str, Any]] = {}
+    folds: dict[str, dict[str, list[Any]]] = {}
+    for r in sorted(results, key=lambda r: (r.ticker, r.variant, r.fold)):
+        if r.fold == 0:
+            main.setdefault(r.ticker, {})[r.variant] = r
+        else:
+            folds.setdefault(r.ticker, {}).setdefault(r.variant, []).append(r)
     write_json(
-        paths.train_summary,
-        {t: {v: asdict(r) for v, r in variants.items()} for t, variants in summary.items()},
+        paths.train_summary, {t: {v: asdict(r) for v, r in vs.items()} for t, vs in main.items()}
     )
-    return summary
+    write_json(
+        paths.backtest_summary,
+        {t: {v: [asdict(r) for r in rs] for v, rs in vs.items()} for t, vs in folds.items()},
+    )
+    return main
 
 
 def read_train_summary(paths: Paths) -> dict[str, dict[str, Any]]:
-    """The train stage's outcomes: ticker -> variant -> TrainResult."""
+    """The train stage's main models: ticker -> variant -> TrainResult."""
     from stockcast.train import TrainResult
 
     raw = json.loads(paths.train_summary.read_text(encoding="utf-8"))
-    return {t: {v: TrainResult(**r) for v, r in variants.items()} for t, variants in raw.items()}
+    return {t: {v: TrainResult(**r) for v, r in vs.items()} for t, vs in raw.items()}
+
+
+def read_backtest_summary(paths: Paths) -> dict[str, dict[str, list[Any]]]:
+    """The backtest fits: ticker -> variant -> [TrainResult per fold]."""
+    from stockcast.train import TrainResult
+
+    if not paths.backtest_summary.exists():
+        return {}
+    raw = json.loads(paths.backtest_summary.read_text(encoding="utf-8"))
+    return {t: {v: [TrainResult(**r) for r in rs] for v, rs in vs.items()} for t, vs in raw.items()}
 
 
 def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
-    """Stage 5: metrics per ticker and variant on validation and test, baselines beside.
+    """Stage 5: metrics per ticker and variant on backtest, validation and test; baselines.
 
     ``reports/metrics.json`` holds, per ticker, ``baselines`` (naive, drift, moving average on
-    the test span) and one entry per variant. Selection uses only the ``val_*`` metrics; the
-    test span is scored once, for the report.
+    the test span) and one entry per variant. Selection and promotion use only the ``val_*``
+    and ``backtest_*`` metrics; the test span is scored once, for the report.
     """
     import keras
 
     from stockcast.evaluate import baseline_scores, baselines, plot_forecast, predict_prices, score
+    from stockcast.windows import read_folds
 
     trained = read_train_summary(paths)
+    backtest = read_backtest_summary(paths)
     ma = cfg.features.moving_average
     report: dict[str, dict[str, Any]] = {}
+    fold_rows = []
     for ws in read_windows(paths.processed):
         idx = ws.test_idx
         base = baseline_scores(ws, idx, ma)
@@ -196,6 +230,7 @@ def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
             {"date": ws.dates[idx], "actual": ws.prices[idx], **baselines(ws, idx, ma)}
         )
         entry: dict[str, Any] = {"baselines": base}
+        folds = read_folds(paths.processed, ws.ticker)
         for variant, result in trained[ws.ticker].items():
             if not result.ok:
                 entry[variant] = {"error": result.error}
@@ -204,9 +239,12 @@ def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
             predicted = predict_prices(model, ws, idx)
             validation = predict_prices(model, ws, ws.val_idx)
             table[variant] = predicted
+            per_fold = _score_folds(backtest.get(ws.ticker, {}).get(variant, []), folds)
+            fold_rows += [{"ticker": ws.ticker, "variant": variant, **row} for row in per_fold]
             entry[variant] = {
                 **score(ws, predicted, idx),
                 **score(ws, validation, ws.val_idx, "val"),
+                **_fold_summary(per_fold, cfg.backtest.folds),
                 **base,
             }
             plot_forecast(
@@ -219,8 +257,63 @@ def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
         report[ws.ticker] = entry
         paths.predictions.mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.predictions / f"{ws.ticker}.csv", index=False)
+    _write_backtest(pd.DataFrame(fold_rows), paths)
     write_json(paths.metrics, report)
     return report
+
+
+def _score_folds(results: list[Any], folds: list[WindowSet]) -> list[dict[str, float]]:
+    """Each fold model scored on its own evaluation rows (in prices, naive beside)."""
+    import keras
+
+    from stockcast.evaluate import predict_prices, score
+
+    rows = []
+    for result in results:
+        if not result.ok:
+            continue
+        fold = folds[result.fold - 1]
+        model = keras.saving.load_model(result.model_path, compile=False)
+        scores = score(fold, predict_prices(model, fold, fold.test_idx), fold.test_idx, "fold")
+        rows.append(
+            {
+                "fold": result.fold,
+                "mase": scores["fold_mase"],
+                "rmse_vs_naive": scores["fold_rmse_vs_naive"],
+                "rmse": scores["fold_rmse"],
+                "first_date": str(fold.dates[fold.test_idx[0]]),
+            }
+        )
+    return rows
+
+
+def _fold_summary(rows: list[dict[str, float]], expected: int) -> dict[str, float]:
+    """Mean and standard deviation over folds; NaN when a fold is missing (not promotable)."""
+    import numpy as np
+
+    out: dict[str, float] = {"backtest_folds": float(len(rows))}
+    complete = expected > 0 and len(rows) == expected
+    for key in ("mase", "rmse_vs_naive", "rmse"):
+        values = np.array([r[key] for r in rows], dtype="float64")
+        out[f"backtest_{key}_mean"] = float(values.mean()) if complete else float("nan")
+        out[f"backtest_{key}_std"] = float(values.std()) if complete else float("nan")
+    return out
+
+
+def _write_backtest(rows: pd.DataFrame, paths: Paths) -> None:
+    """Per-fold metrics as CSV (for ``dvc plots``) and one bar chart per ticker."""
+    from stockcast.evaluate import plot_backtest
+
+    paths.backtest_reports.mkdir(parents=True, exist_ok=True)
+    for old in paths.backtest_reports.glob("*.csv"):
+        old.unlink()
+    if rows.empty:
+        return
+    for ticker, group in rows.groupby("ticker"):
+        group.to_csv(paths.backtest_reports / f"{ticker}.csv", index=False)
+        plot_backtest(
+            group, f"{ticker}: walk-forward backtest", paths.plots / f"{ticker}_backtest.png"
+        )
 
 
 def _swap_dir(new: Path, target: Path) -> None:
@@ -300,6 +393,9 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
                     candidates[variant] = (result, scores, uri)
             if candidates:
                 first = next(iter(candidates.values()))[1]
+                fold_plot = paths.plots / f"{ws.ticker}_backtest.png"
+                if fold_plot.exists():
+                    mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
                 base = metrics[ws.ticker]["baselines"]
                 mlflow.log_metrics({f"{ws.ticker}.{k}": v for k, v in base.items()})
                 mlflow.log_metrics({f"{ws.ticker}.naive_mae": first["naive_mae"]})
@@ -325,12 +421,17 @@ def _register_best(
     name = cfg.register.model_name(ws.ticker)
     current = tracking.champion_rmse(mlflow, client, name, ws)
     version = mlflow.register_model(uri, name, tags={"variant": variant, **tags})
+    source = "backtest" if cfg.backtest.folds else "validation"
+    prefix = "backtest_{}_mean" if cfg.backtest.folds else "val_{}"
+    gate = {k: scores.get(prefix.format(k), float("nan")) for k in ("mase", "rmse_vs_naive")}
     decision = tracking.decide_promotion(
         scores["test_rmse"],
-        scores["naive_rmse"],
         current[0] if current else None,
+        gate,
+        cfg.register.max_mase,
         cfg.register.max_rmse_vs_naive,
         current[1] if current else None,
+        source,
     )
     for key, value in {
         "promotion": "promoted" if decision.promote else "rejected",

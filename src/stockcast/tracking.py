@@ -69,61 +69,71 @@ class Decision:
 
 def decide_promotion(
     candidate_rmse: float,
-    naive_rmse: float,
     champion_rmse: float | None,
+    gate: dict[str, float],
+    max_mase: float | None,
     max_rmse_vs_naive: float | None,
     previous_version: str | None = None,
+    gate_source: str = "backtest",
 ) -> Decision:
-    """The promotion rule: beat the naive baseline (when gated) and the current champion.
+    """The promotion rule, in one place.
+
+    1. The candidate must beat doing nothing where it was not trained and where selection
+       happened: ``gate["mase"] < max_mase`` and ``gate["rmse_vs_naive"] <= max_rmse_vs_naive``
+       on the backtest folds (or the validation span without folds). A missing value
+       (a failed fold) rejects.
+    2. It must beat the current champion, both scored on this run's test span.
 
     Args:
         candidate_rmse: the candidate's RMSE on this run's test span.
-        naive_rmse: persistence's RMSE on the same targets.
         champion_rmse: the current champion's RMSE on the same targets; None if there is none.
-        max_rmse_vs_naive: highest allowed candidate/naive ratio; None turns the gate off.
+        gate: ``mase`` and ``rmse_vs_naive`` on the gate span.
+        max_mase: highest allowed MASE (strictly below); None turns this gate off.
+        max_rmse_vs_naive: highest allowed RMSE/naive; None turns this gate off.
         previous_version: the current champion's version, recorded on promotion.
+        gate_source: where ``gate`` was measured, for the reason text.
     """
-    ratio = candidate_rmse / naive_rmse
-    if max_rmse_vs_naive is not None and ratio > max_rmse_vs_naive:
-        return Decision(
-            False,
-            f"rmse_vs_naive {ratio:.4f} > {max_rmse_vs_naive} "
-            f"(candidate {candidate_rmse:.4f}, naive {naive_rmse:.4f})",
-            candidate_rmse,
-            champion_rmse,
-            previous_version,
-        )
+    import math
+
+    def reject(reason: str) -> Decision:
+        return Decision(False, reason, candidate_rmse, champion_rmse, previous_version)
+
+    checks = (
+        ("mase", max_mase, lambda v, m: v < m, ">="),
+        ("rmse_vs_naive", max_rmse_vs_naive, lambda v, m: v <= m, ">"),
+    )
+    for key, limit, ok, broken in checks:
+        if limit is None:
+            continue
+        value = gate.get(key, float("nan"))
+        if math.isnan(value):
+            return reject(f"{gate_source} {key} missing (a fold failed?): cannot judge vs naive")
+        if not ok(value, limit):
+            return reject(f"{gate_source} {key} {value:.4f} {broken} {limit}: no better than naive")
+    passed = ", ".join(
+        f"{gate_source} {k} {gate.get(k, float('nan')):.4f}" for k in ("mase", "rmse_vs_naive")
+    )
     if champion_rmse is None:
-        return Decision(
-            True,
-            f"no champion yet; rmse {candidate_rmse:.4f}, rmse_vs_naive {ratio:.4f}",
-            candidate_rmse,
-            None,
-            None,
-        )
+        return Decision(True, f"no champion yet; {passed}", candidate_rmse, None, None)
     if candidate_rmse < champion_rmse:
         return Decision(
             True,
-            f"rmse {candidate_rmse:.4f} < champion v{previous_version} "
-            f"{champion_rmse:.4f} on this test span",
+            f"test rmse {candidate_rmse:.4f} < champion v{previous_version} "
+            f"{champion_rmse:.4f}; {passed}",
             candidate_rmse,
             champion_rmse,
             previous_version,
         )
-    return Decision(
-        False,
-        f"rmse {candidate_rmse:.4f} >= champion v{previous_version} "
-        f"{champion_rmse:.4f} on this test span",
-        candidate_rmse,
-        champion_rmse,
-        previous_version,
+    return reject(
+        f"test rmse {candidate_rmse:.4f} >= champion v{previous_version} "
+        f"{champion_rmse:.4f} on the same span"
     )
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
     """The effective parameters as MLflow params (``section.key`` → string)."""
     out: dict[str, str] = {"base.seed": str(cfg.seed)}
-    for section in ("data", "validate", "window", "features", "train", "register"):
+    for section in ("data", "validate", "window", "backtest", "features", "train", "register"):
         for key, value in asdict(getattr(cfg, section)).items():
             out[f"{section}.{key}"] = (
                 json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)

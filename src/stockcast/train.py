@@ -27,6 +27,7 @@ class TrainResult:
 
     ticker: str
     variant: str
+    fold: int = 0  # 0: the main model; 1..K: walk-forward backtest folds
     model_path: str | None = None
     epochs_run: int = 0
     best_epoch: int = 0

@@ -178,12 +178,18 @@ def make_windows(
     )
 
 
-def write_windows(sets: list[WindowSet], out_dir: Path) -> Path:
-    """Save every ticker's windows plus a manifest; returns the manifest path."""
+def write_windows(
+    sets: list[WindowSet], out_dir: Path, folds: dict[str, list[WindowSet]] | None = None
+) -> Path:
+    """Save every ticker's windows (and backtest folds) plus a manifest; returns its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for ws in sets:
         ws.save(out_dir / f"{ws.ticker}.npz")
+        fold_files = []
+        for k, fold in enumerate((folds or {}).get(ws.ticker, []), start=1):
+            fold_files.append(f"{ws.ticker}.fold{k}.npz")
+            fold.save(out_dir / fold_files[-1])
         manifest[ws.ticker] = {
             "file": f"{ws.ticker}.npz",
             "rows": len(ws.prices),
@@ -195,6 +201,7 @@ def write_windows(sets: list[WindowSet], out_dir: Path) -> Path:
             "last_date": str(ws.dates[-1]),
             "scaler": ws.scaler.to_dict(),
             "transform": ws.transform,
+            "folds": fold_files,
         }
     path = out_dir / "manifest.json"
     tmp = path.with_suffix(".json.tmp")
@@ -203,6 +210,14 @@ def write_windows(sets: list[WindowSet], out_dir: Path) -> Path:
     return path
 
 
+def read_manifest(out_dir: Path) -> dict[str, dict]:
+    return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
 def read_windows(out_dir: Path) -> list[WindowSet]:
-    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-    return [WindowSet.load(out_dir / entry["file"]) for entry in manifest.values()]
+    return [WindowSet.load(out_dir / entry["file"]) for entry in read_manifest(out_dir).values()]
+
+
+def read_folds(out_dir: Path, ticker: str) -> list[WindowSet]:
+    """A ticker's backtest folds, oldest first."""
+    return [WindowSet.load(out_dir / f) for f in read_manifest(out_dir)[ticker].get("folds", [])]

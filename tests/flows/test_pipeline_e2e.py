@@ -64,7 +64,9 @@ def _make_project(root: Path) -> None:
     ]
     params["window"] = {"window": 10, "val_days": 50, "test_days": 60}
     params["train"].update(units=[8, 8], epochs=2, patience=2, batch_size=32)
-    params["register"]["max_rmse_vs_naive"] = None  # the naive gate has its own tests
+    params["backtest"] = {"folds": 2, "fold_days": 30}
+    params["register"]["max_rmse_vs_naive"] = None  # the naive gates have their own tests
+    params["register"]["max_mase"] = None
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text("mlflow.db\nmlruns/\n.prefect/\n")
 
@@ -166,6 +168,11 @@ def test_outputs_land_where_the_readme_says(project):
         assert (root / f"models/SH600519/{variant}/model.keras").exists()
     assert (root / "reports/validation/data_docs/index.html").exists()
     assert (root / "reports/predictions/SH600519.csv").exists()
+    folds = json.loads((root / "models/backtest.json").read_text())["SH600519"]["gru"]
+    assert [f["fold"] for f in folds] == [1, 2] and all(f["error"] is None for f in folds)
+    assert metrics["SH600519"]["gru"]["backtest_folds"] == 2
+    assert (root / "reports/backtest/SH600519.csv").exists()
+    assert (root / "reports/plots/SH600519_backtest.png").exists()
 
 
 def test_predict_writes_a_forecast_per_champion(project):

@@ -60,3 +60,17 @@ def test_digest_changes_with_any_param():
     first = config_from_dict(raw).digest()
     raw["train"]["learning_rate"] = 0.01
     assert config_from_dict(raw).digest() != first
+
+
+def test_backtest_folds_end_where_the_test_span_begins():
+    cfg = config_from_dict(_params())
+    assert cfg.backtest.fold_ends(2426, 300) == [1886, 2006, 2126]
+    assert cfg.min_rows == 300 + 250 + 2 * 60 + 3 * 120
+    raw = _params()
+    raw["backtest"]["folds"] = -1
+    with pytest.raises(ConfigError, match="backtest.folds=-1 must be a whole number >= 0"):
+        config_from_dict(raw)
+
+
+def test_default_transform_is_the_one_measured_best_on_validation():
+    assert config_from_dict(_params()).features.target_transform == "log_return"

@@ -1,28 +1,48 @@
-"""The promotion rule: beat the naive baseline (when gated) and the current champion."""
+"""The promotion rule: beat naive on the gate span, then the champion on the same test span."""
 
 from __future__ import annotations
 
 from stockcast.tracking import decide_promotion
 
+GOOD = {"mase": 0.95, "rmse_vs_naive": 0.98}
+
 
 def test_first_model_that_beats_naive_is_promoted():
-    d = decide_promotion(9.0, 10.0, None, 1.0)
-    assert d.promote and "no champion yet" in d.reason
+    d = decide_promotion(9.0, None, GOOD, 1.0, 1.0)
+    assert d.promote and "no champion yet" in d.reason and "backtest mase 0.9500" in d.reason
 
 
-def test_losing_to_naive_is_rejected_even_without_a_champion():
-    d = decide_promotion(12.0, 10.0, None, 1.0)
-    assert not d.promote and "rmse_vs_naive 1.2000 > 1.0" in d.reason
+def test_losing_to_naive_on_the_backtest_is_rejected_even_without_a_champion():
+    d = decide_promotion(9.0, None, {"mase": 1.2, "rmse_vs_naive": 0.9}, 1.0, 1.0)
+    assert not d.promote and "backtest mase 1.2000 >= 1.0" in d.reason
+    d = decide_promotion(9.0, None, {"mase": 0.9, "rmse_vs_naive": 1.01}, 1.0, 1.0)
+    assert not d.promote and "backtest rmse_vs_naive 1.0100 > 1.0" in d.reason
 
 
-def test_naive_gate_can_be_turned_off():
-    assert decide_promotion(12.0, 10.0, None, None).promote
+def test_mase_must_be_strictly_below_its_threshold():
+    assert not decide_promotion(9.0, None, {"mase": 1.0, "rmse_vs_naive": 0.9}, 1.0, 1.0).promote
+
+
+def test_a_missing_fold_rejects():
+    d = decide_promotion(9.0, None, {"mase": float("nan"), "rmse_vs_naive": 0.9}, 1.0, 1.0)
+    assert not d.promote and "missing" in d.reason
+
+
+def test_gates_can_be_turned_off():
+    bad = {"mase": 3.0, "rmse_vs_naive": 3.0}
+    assert decide_promotion(12.0, None, bad, None, None).promote
 
 
 def test_must_beat_the_champion_on_the_same_span():
-    better = decide_promotion(8.0, 10.0, 9.0, 1.0, previous_version="3")
+    better = decide_promotion(8.0, 9.0, GOOD, 1.0, 1.0, previous_version="3")
     assert better.promote and better.previous_version == "3" and "champion v3" in better.reason
-    worse = decide_promotion(9.5, 10.0, 9.0, 1.0, previous_version="3")
+    worse = decide_promotion(9.5, 9.0, GOOD, 1.0, 1.0, previous_version="3")
     assert not worse.promote and ">= champion v3" in worse.reason
-    tie = decide_promotion(9.0, 10.0, 9.0, 1.0, previous_version="3")
-    assert not tie.promote
+    assert not decide_promotion(9.0, 9.0, GOOD, 1.0, 1.0, previous_version="3").promote
+
+
+def test_validation_is_the_gate_without_folds():
+    d = decide_promotion(
+        9.0, None, {"mase": 1.3, "rmse_vs_naive": 1.1}, 1.0, 1.0, gate_source="validation"
+    )
+    assert not d.promote and d.reason.startswith("validation mase")
