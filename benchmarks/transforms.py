@@ -20,13 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _fit(args: tuple) -> dict:
     transform, variant, epochs, csv = args
+    import keras
+
     from stockcast.config import TrainConfig
     from stockcast.evaluate import predict_prices, score
     from stockcast.ingest import read_prices
     from stockcast.train import fit_variant
     from stockcast.windows import make_windows
-
-    import keras
 
     frame = read_prices(Path(csv)).frame
     ws = make_windows(frame, "open", 60, 250, 300, transform)
