@@ -57,7 +57,15 @@ def main() -> None:
     for rows in (10**4, 10**5, 10**6):
         prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, rows)))
         frame = pd.DataFrame(
-            {"date": pd.bdate_range("1990-01-01", periods=rows), "ticker": "SYN", "open": prices}
+            {
+                "date": pd.bdate_range("1990-01-01", periods=rows),
+                "ticker": "SYN",
+                "open": prices,
+                "high": prices * 1.01,
+                "low": prices * 0.99,
+                "close": prices,
+                "volume": 1e6,
+            }
         )
         repeats = 3 if rows < 10**6 else 1
         seed_s, seed_mb = measure(seed_loop, prices, repeats)

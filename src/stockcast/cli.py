@@ -110,7 +110,8 @@ def _predict(args: argparse.Namespace) -> int:
             missing.append(name)
             continue
         last = pd.Timestamp(group["date"].iloc[-1])
-        values = forecast(model, group[cfg.data.target].to_numpy(), args.horizon)
+        ohlcv = group[["open", "high", "low", "close", "volume"]].to_numpy()
+        values = forecast(model, group[cfg.data.target].to_numpy(), args.horizon, ohlcv)
         for step, value in enumerate(values, start=1):
             rows.append(
                 {

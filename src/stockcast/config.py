@@ -14,6 +14,7 @@ from stockcast.errors import ConfigError
 
 VARIANTS = ("simple_rnn", "lstm", "gru")
 TRANSFORMS = ("level", "diff", "log_return")
+INPUTS = ("open", "high", "low", "close", "volume_change", "range")
 RUNNERS = ("processes", "threads")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
@@ -115,8 +116,11 @@ class BacktestConfig:
 class FeaturesConfig:
     target_transform: str = "level"
     moving_average: int = 5  # window of the moving-average baseline
+    inputs: tuple[str, ...] = ()  # extra per-day inputs beside the target
 
     def __post_init__(self) -> None:
+        for name in self.inputs:
+            _check_choice("features.inputs", name, INPUTS)
         _check_choice("features.target_transform", self.target_transform, TRANSFORMS)
         _check_positive("features.moving_average", self.moving_average)
 
@@ -223,6 +227,8 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
     data = dict(raw.get("data") or {})
     data["sources"] = tuple(_source(s) for s in data.get("sources") or ())
     data["tickers"] = tuple(str(t) for t in data.get("tickers") or ())
+    features = dict(raw.get("features") or {})
+    features["inputs"] = tuple(features.get("inputs") or ())
     train = dict(raw.get("train") or {})
     for key in ("variants", "units"):
         if key in train:
@@ -233,7 +239,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         validate=_build(ValidateConfig, raw.get("validate") or {}, "validate"),
         window=_build(WindowConfig, raw.get("window") or {}, "window"),
         backtest=_build(BacktestConfig, raw.get("backtest") or {}, "backtest"),
-        features=_build(FeaturesConfig, raw.get("features") or {}, "features"),
+        features=_build(FeaturesConfig, features, "features"),
         train=_build(TrainConfig, train, "train"),
         register=_build(RegisterConfig, raw.get("register") or {}, "register"),
     )

@@ -149,15 +149,21 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
     transform are refitted on the fold's own training rows.
     """
     frame = pd.read_parquet(paths.validated)
-    w, t = cfg.window, cfg.features.target_transform
+    w, t, extra = cfg.window, cfg.features.target_transform, cfg.features.inputs
     sets, folds = [], {}
     for _, group in frame.groupby("ticker", sort=True):
         group = group.reset_index(drop=True)
-        ws = make_windows(group, cfg.data.target, w.window, w.val_days, w.test_days, t)
+        ws = make_windows(group, cfg.data.target, w.window, w.val_days, w.test_days, t, extra)
         sets.append(ws)
         folds[ws.ticker] = [
             make_windows(
-                group.iloc[:end], cfg.data.target, w.window, w.val_days, cfg.backtest.fold_days, t
+                group.iloc[:end],
+                cfg.data.target,
+                w.window,
+                w.val_days,
+                cfg.backtest.fold_days,
+                t,
+                extra,
             )
             for end in cfg.backtest.fold_ends(len(group), w.test_days)
         ]

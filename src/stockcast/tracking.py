@@ -192,17 +192,22 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
 
     import stockcast
     from stockcast.serving import PriceForecaster
-    from stockcast.transforms import context
 
-    needed = context(ws.window, ws.transform)
+    needed = ws.context
     with tempfile.TemporaryDirectory() as tmp:
         scaler_path = Path(tmp) / "scaler.json"
-        scaler_path.write_text(
-            json.dumps({**ws.scaler.to_dict(), "window": ws.window, "transform": ws.transform})
-        )
+        spec = {
+            **ws.scaler.to_dict(),
+            "window": ws.window,
+            "transform": ws.transform,
+            "target": ws.target,
+            "extra_inputs": list(ws.extra_inputs),
+            "extra_scalers": [[e.low, e.high] for e in ws.extra_scalers],
+        }
+        scaler_path.write_text(json.dumps(spec))
         mlflow.log_artifact(str(scaler_path), artifact_path="scaler")
         idx = ws.test_idx[:3]
-        example = ws.prices[idx[:, None] + np.arange(-needed, 0)]  # (3, context) raw prices
+        example = ws.raw_inputs(idx, needed, bool(ws.extra_inputs))  # raw, as a user has it
         model = keras.saving.load_model(keras_path, compile=False)
         output = ws.to_prices(model.predict(ws.inputs(idx), verbose=0), idx)
         signature = infer_signature(example, output)
@@ -218,6 +223,7 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
                 "window": ws.window,
                 "context": needed,
                 "transform": ws.transform,
+                "extra_inputs": list(ws.extra_inputs),
             },
             pip_requirements=[
                 f"tensorflow-cpu=={tf.__version__}",
@@ -242,7 +248,7 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window", ws.window)))
     idx = ws.test_idx
-    inputs = ws.prices[idx[:, None] + np.arange(-needed, 0)]  # (targets, champion's context)
+    inputs = ws.raw_inputs(idx, needed, bool(meta.get("extra_inputs")))  # champion's layout
     predicted = np.asarray(model.predict(inputs), dtype="float64").reshape(-1)
     rmse = float(np.sqrt(np.mean((predicted - ws.prices[idx]) ** 2)))
     return rmse, str(version.version)
@@ -299,10 +305,25 @@ def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
     return str(current.version), str(previous)
 
 
-def forecast(model: Any, history: np.ndarray, horizon: int) -> list[float]:
-    """Next ``horizon`` prices from a price-in/price-out pyfunc, feeding forecasts back in."""
+def forecast(
+    model: Any, history: np.ndarray, horizon: int, ohlcv: np.ndarray | None = None
+) -> list[float]:
+    """Next ``horizon`` prices from a price-in/price-out pyfunc, feeding forecasts back in.
+
+    A model with extra inputs needs the raw OHLCV history and forecasts one day only: the
+    other columns of the following days are not forecast.
+    """
+    from stockcast.errors import StockcastError
+
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window")))
+    if meta.get("extra_inputs"):
+        if horizon != 1:
+            raise StockcastError(
+                f"horizon {horizon}: a model with extra inputs {meta['extra_inputs']} forecasts "
+                "one day only (its other inputs are not forecast)"
+            )
+        return [float(np.asarray(model.predict(np.asarray(ohlcv)[None, -needed:])).reshape(-1)[0])]
     window = list(np.asarray(history, dtype="float64")[-needed:])
     if len(window) < needed:
         raise ValueError(f"need {needed} prices of history, have {len(window)}")

@@ -61,15 +61,15 @@ def make_dataset(ws: WindowSet, idx: np.ndarray, batch_size: int, seed: int | No
     """
     import tensorflow as tf
 
-    series = tf.constant(ws.scaled)  # (rows,)
+    series = tf.constant(ws.scaled)  # (rows, features); column 0 is the target
     offsets = tf.range(-ws.window, 0, dtype=tf.int64)  # (window,)
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(idx, dtype="int64"))
     if seed is not None:
         ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
 
     def gather(batch: Any) -> tuple[Any, Any]:
-        x = tf.gather(series, batch[:, None] + offsets)[..., None]  # (batch, window, 1)
-        y = tf.gather(series, batch)[:, None]  # (batch, 1)
+        x = tf.gather(series, batch[:, None] + offsets)  # (batch, window, features)
+        y = tf.gather(series[:, 0], batch)[:, None]  # (batch, 1)
         return x, y
 
     return ds.batch(batch_size).map(gather, num_parallel_calls=1).prefetch(2)
@@ -100,7 +100,9 @@ def _fit(
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model(variant, ws.window, 1, cfg.units, cfg.dropout, cfg.learning_rate, seed)
+    model = build_model(
+        variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate, seed
+    )
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stockcast.config import TRANSFORMS
+from stockcast.config import INPUTS, TRANSFORMS
 
 
 def forward(prices: np.ndarray, transform: str) -> np.ndarray:
@@ -38,6 +38,35 @@ def inverse(values: np.ndarray, previous: np.ndarray, transform: str) -> np.ndar
     raise ValueError(f"unknown transform {transform!r}; choose one of {list(TRANSFORMS)}")
 
 
-def context(window: int, transform: str) -> int:
-    """Raw prices needed to form one input window: a change needs one price more."""
-    return window if transform == "level" else window + 1
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def context(window: int, transform: str, inputs: tuple[str, ...] = ()) -> int:
+    """Raw rows needed to form one input window: a change needs one row more."""
+    return window if transform == "level" and not inputs else window + 1
+
+
+def feature_matrix(
+    ohlcv: np.ndarray, target: str, transform: str, inputs: tuple[str, ...] = ()
+) -> np.ndarray:
+    """Per-day model inputs from raw (rows, 5) OHLCV: the transformed target, then extras.
+
+    Extras: ``open|high|low|close`` (transformed like the target), ``volume_change``
+    (change of log(1 + volume)) and ``range`` (log(high / low)). Row 0 of a change is 0.
+
+    Returns:
+        (rows, 1 + len(inputs)) float64.
+    """
+    ohlcv = np.asarray(ohlcv, dtype="float64")
+    column = {name: ohlcv[:, i] for i, name in enumerate(OHLCV)}
+    features = [forward(column[target], transform)]
+    for name in inputs:
+        if name in ("open", "high", "low", "close"):
+            features.append(forward(column[name], transform))
+        elif name == "volume_change":
+            features.append(forward(np.log1p(np.maximum(column["volume"], 0)), "diff"))
+        elif name == "range":
+            features.append(np.log(column["high"] / column["low"]))
+        else:
+            raise ValueError(f"unknown input {name!r}; choose from {list(INPUTS)}")
+    return np.stack(features, axis=1)

@@ -49,10 +49,16 @@ class WindowSet:
         ticker: the ticker.
         dates: trading dates, ascending.
         prices: the target column in price units.
-        scaled: ``prices`` through ``transform`` then ``scaler``, float32 (the model's input).
-        scaler: fitted on the training span only.
+        scaled: (rows, features) float32, the model's input: column 0 is the target through
+            ``transform`` and ``scaler``; then each extra input through its own scaler.
+        scaler: the target's, fitted on the training span only.
         window: past days per input.
         train_idx, val_idx, test_idx: positions t whose input is ``scaled[t-window:t]``.
+        transform: the target transform.
+        target: the target's canonical column name.
+        extra_inputs: names of the extra inputs (columns 1.. of ``scaled``).
+        extra_scalers: one scaler per extra input, fitted on the training span only.
+        ohlcv: (rows, 5) raw open, high, low, close, volume (to score any model on raw data).
     """
 
     ticker: str
@@ -65,6 +71,15 @@ class WindowSet:
     val_idx: np.ndarray
     test_idx: np.ndarray
     transform: str = "level"
+    target: str = "open"
+    extra_inputs: tuple[str, ...] = ()
+    extra_scalers: tuple[MinMaxScaler, ...] = ()
+    ohlcv: np.ndarray | None = None
+
+    @property
+    def context(self) -> int:
+        """Raw rows one forecast needs."""
+        return transforms.context(self.window, self.transform, self.extra_inputs)
 
     def to_prices(self, scaled: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Model outputs for targets ``idx`` back in price units."""
@@ -72,17 +87,24 @@ class WindowSet:
         return transforms.inverse(values, self.prices[np.asarray(idx) - 1], self.transform)
 
     def inputs(self, idx: np.ndarray) -> np.ndarray:
-        """Scaled inputs for targets ``idx``: (len(idx), window, 1) float32."""
-        view = np.lib.stride_tricks.sliding_window_view(self.scaled, self.window)
-        return view[np.asarray(idx) - self.window][..., np.newaxis]
+        """Scaled inputs for targets ``idx``: (len(idx), window, features) float32, a gather
+        from a strided view (no copy of the whole series)."""
+        view = np.lib.stride_tricks.sliding_window_view(self.scaled, self.window, axis=0)
+        return view[np.asarray(idx) - self.window].transpose(0, 2, 1)  # (n, window, features)
 
     def targets(self, idx: np.ndarray) -> np.ndarray:
         """Scaled targets for ``idx``: (len(idx),) float32."""
-        return self.scaled[np.asarray(idx)]
+        return self.scaled[np.asarray(idx), 0]
 
     def naive(self, idx: np.ndarray) -> np.ndarray:
         """Persistence forecast in prices: tomorrow = today."""
         return self.prices[np.asarray(idx) - 1]
+
+    def raw_inputs(self, idx: np.ndarray, context: int, with_ohlcv: bool) -> np.ndarray:
+        """What the logged model takes for targets ``idx``: (n, context) target prices, or
+        (n, context, 5) raw OHLCV for a model with extra inputs."""
+        rows = np.asarray(idx)[:, None] + np.arange(-context, 0)
+        return self.ohlcv[rows] if with_ohlcv else self.prices[rows]
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (.npz) through a temporary file, so a crash keeps the old one."""
@@ -99,6 +121,10 @@ class WindowSet:
             val_idx=self.val_idx,
             test_idx=self.test_idx,
             transform=self.transform,
+            target=self.target,
+            extra_inputs=np.array(self.extra_inputs, dtype=str),
+            extra_scalers=np.array([[e.low, e.high] for e in self.extra_scalers]).reshape(-1, 2),
+            ohlcv=self.ohlcv if self.ohlcv is not None else np.zeros((0, 5)),
         )
         tmp.replace(path)
 
@@ -117,6 +143,12 @@ class WindowSet:
                 val_idx=z["val_idx"],
                 test_idx=z["test_idx"],
                 transform=str(z["transform"]),
+                target=str(z["target"]),
+                extra_inputs=tuple(str(n) for n in z["extra_inputs"]),
+                extra_scalers=tuple(
+                    MinMaxScaler(float(a), float(b)) for a, b in z["extra_scalers"]
+                ),
+                ohlcv=z["ohlcv"] if len(z["ohlcv"]) else None,
             )
 
 
@@ -132,8 +164,9 @@ def make_windows(
     val_days: int,
     test_days: int,
     transform: str = "level",
+    extra_inputs: tuple[str, ...] = (),
 ) -> WindowSet:
-    """Cut one ticker's canonical rows into spans; fit the scaler on the training span only.
+    """Cut one ticker's canonical rows into spans; fit every scaler on the training span only.
 
     Layout of rows: ``[ train | val (val_days) | test (test_days) ]``. Validation is cut from
     the end of the training data, so the test span is never seen before the final report.
@@ -145,6 +178,7 @@ def make_windows(
         val_days: rows of the validation span.
         test_days: rows of the test span.
         transform: ``level`` | ``diff`` | ``log_return`` (see :mod:`stockcast.transforms`).
+        extra_inputs: extra per-day inputs (see :func:`stockcast.transforms.feature_matrix`).
 
     Raises:
         DataError: too few rows for the three spans.
@@ -160,21 +194,26 @@ def make_windows(
             expected=f"at least {test_days + val_days + 2 * window} rows "
             f"(window {window}, validation {val_days}, test {test_days})",
         )
-    prices = frame[target].to_numpy(dtype="float64")
-    series = transforms.forward(prices, transform)
-    first = 0 if transform == "level" else 1  # a change has no value on the first day
-    scaler = MinMaxScaler.fit(series[first:val_start])
+    ohlcv = frame[list(transforms.OHLCV)].to_numpy(dtype="float64")
+    features = transforms.feature_matrix(ohlcv, target, transform, tuple(extra_inputs))
+    first = transforms.context(0, transform, tuple(extra_inputs))  # changes lack row 0
+    scalers = [MinMaxScaler.fit(features[first:val_start, j]) for j in range(features.shape[1])]
+    scaled = np.stack([sc.transform(features[:, j]) for j, sc in enumerate(scalers)], axis=1)
     return WindowSet(
         ticker=ticker,
         dates=frame["date"].to_numpy(dtype="datetime64[D]"),
-        prices=prices,
-        scaled=scaler.transform(series).astype("float32"),
-        scaler=scaler,
+        prices=ohlcv[:, transforms.OHLCV.index(target)],
+        scaled=scaled.astype("float32"),
+        scaler=scalers[0],
         window=window,
         train_idx=span_targets(first, val_start, window),
         val_idx=span_targets(val_start, test_start, window),
         test_idx=span_targets(test_start, n, window),
         transform=transform,
+        target=target,
+        extra_inputs=tuple(extra_inputs),
+        extra_scalers=tuple(scalers[1:]),
+        ohlcv=ohlcv,
     )
 
 

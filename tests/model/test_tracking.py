@@ -127,3 +127,26 @@ def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_st
     assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "1"
     assert client.get_model_version(name, "2").tags["rolled_back"] == "bad fills on Monday"
     assert client.get_model_version(name, "1").tags["restored_by_rollback_from"] == "2"
+
+
+def test_model_with_extra_inputs_takes_raw_ohlcv(mlflow_store, tmp_path):
+    import keras
+
+    from stockcast.errors import StockcastError
+
+    mlflow = mlflow_store
+    ws = make_windows(synthetic_prices(300), "open", 10, 40, 40, "diff", ("close", "range"))
+    result = fit_variant(ws, "gru", TrainConfig(units=(4,), epochs=1), 2, tmp_path / "g")
+    assert result.ok, result.error
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+    model = mlflow.pyfunc.load_model(uri)
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 11, 5)
+    idx = ws.test_idx
+    direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
+    via = np.asarray(model.predict(ws.raw_inputs(idx, 11, True))).reshape(-1)
+    np.testing.assert_allclose(via, direct, rtol=1e-5)
+    (one,) = tracking.forecast(model, ws.prices, 1, ws.ohlcv)
+    assert np.isfinite(one)
+    with pytest.raises(StockcastError, match="forecasts one day only"):
+        tracking.forecast(model, ws.prices, 2, ws.ohlcv)

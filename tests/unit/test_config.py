@@ -74,3 +74,10 @@ def test_backtest_folds_end_where_the_test_span_begins():
 
 def test_default_transform_is_the_one_measured_best_on_validation():
     assert config_from_dict(_params()).features.target_transform == "log_return"
+
+
+def test_unknown_extra_input_lists_the_choices():
+    raw = _params()
+    raw["features"]["inputs"] = ["close", "sentiment"]
+    with pytest.raises(ConfigError, match=r"features.inputs='sentiment' is not supported"):
+        config_from_dict(raw)

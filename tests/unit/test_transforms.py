@@ -39,3 +39,21 @@ def test_to_prices_maps_a_perfect_scaled_forecast_to_the_actual_prices(prices, n
     ws = make_windows(prices, "open", 20, 60, 100, name)
     idx = ws.test_idx
     np.testing.assert_allclose(ws.to_prices(ws.targets(idx), idx), ws.prices[idx], rtol=1e-5)
+
+
+def test_extra_inputs_are_extra_columns_each_scaled_on_training_rows(prices):
+    extra = ("close", "volume_change", "range")
+    ws = make_windows(prices, "open", 20, 60, 100, "log_return", extra)
+    assert ws.scaled.shape == (len(prices), 4)
+    assert ws.inputs(ws.test_idx).shape == (len(ws.test_idx), 20, 4)
+    n = len(prices)
+    rng = np.log(prices["high"] / prices["low"]).to_numpy()[1 : n - 160]
+    assert (ws.extra_scalers[2].low, ws.extra_scalers[2].high) == (rng.min(), rng.max())
+    plain = make_windows(prices, "open", 20, 60, 100, "log_return")
+    np.testing.assert_array_equal(ws.scaled[:, 0], plain.scaled[:, 0])  # target unchanged
+    np.testing.assert_array_equal(ws.targets(ws.test_idx), plain.targets(plain.test_idx))
+
+
+def test_level_with_extras_needs_one_more_day_of_context(prices):
+    ws = make_windows(prices, "open", 20, 60, 100, "level", ("volume_change",))
+    assert ws.context == 21 and ws.train_idx[0] == 21

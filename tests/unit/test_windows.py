@@ -43,7 +43,7 @@ def test_scaler_is_fitted_on_the_training_span_only(prices):
 
 def test_windows_equal_the_seed_loop(prices):
     ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
-    x, y = _seed_loop(ws.scaled, 20)
+    x, y = _seed_loop(ws.scaled[:, 0], 20)
     idx = ws.train_idx
     np.testing.assert_array_equal(ws.inputs(idx)[..., 0], x[idx - 20])
     np.testing.assert_array_equal(ws.targets(idx), y[idx - 20])
@@ -51,7 +51,7 @@ def test_windows_equal_the_seed_loop(prices):
 
 def test_inputs_are_a_view_not_a_copy_of_the_series(prices):
     ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
-    view = np.lib.stride_tricks.sliding_window_view(ws.scaled, 20)
+    view = np.lib.stride_tricks.sliding_window_view(ws.scaled, 20, axis=0)
     assert np.shares_memory(view, ws.scaled)
 
 
