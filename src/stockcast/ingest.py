@@ -35,105 +35,54 @@ class Layout:
     ticker_column: str | None = None
 
 
+def _columns(**renamed: str) -> dict[str, str]:
+    """Canonical name -> vendor column: the canonical name itself unless renamed."""
+    return {name: renamed.get(name, name) for name in ("date", *NUMERIC)}
+
+
 LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "tushare_pro",
         frozenset({"ts_code", "trade_date", "open", "high", "low", "close", "vol"}),
-        {
-            "date": "trade_date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "vol",
-        },
+        _columns(date="trade_date", volume="vol"),
         date_format="%Y%m%d",
         ticker_column="ts_code",
     ),
     Layout(
         "quandl_nse",
         frozenset({"date", "open", "high", "low", "last", "close", "total trade quantity"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "total trade quantity",
-        },
+        _columns(volume="total trade quantity"),
     ),
     Layout(
         "yahoo",
         frozenset({"date", "open", "high", "low", "close", "adj close", "volume"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "volume",
-        },
+        _columns(),
     ),
     Layout(
         "kaggle_all_stocks_5yr",
         frozenset({"date", "open", "high", "low", "close", "volume", "name"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "volume",
-        },
+        _columns(),
         ticker_column="name",
     ),
     Layout(
         "tushare_legacy",
         frozenset({"date", "open", "close", "high", "low", "volume", "code"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "volume",
-        },
+        _columns(),
     ),
     Layout(
         "nasdaq",
         frozenset({"date", "close/last", "volume", "open", "high", "low"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close/last",
-            "volume": "volume",
-        },
+        _columns(close="close/last"),
     ),
     Layout(
         "investing_com",
         frozenset({"date", "price", "open", "high", "low", "vol.", "change %"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "price",
-            "volume": "vol.",
-        },
+        _columns(close="price", volume="vol."),
     ),
     Layout(
         "generic_ohlcv",
         frozenset({"date", "open", "high", "low", "close", "volume"}),
-        {
-            "date": "date",
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "volume",
-        },
+        _columns(),
     ),
 )
 
