@@ -398,13 +398,11 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
                     uri = tracking.log_variant(mlflow, ws, result, scores, plot, cfg)
                     candidates[variant] = (result, scores, uri)
             if candidates:
-                first = next(iter(candidates.values()))[1]
                 fold_plot = paths.plots / f"{ws.ticker}_backtest.png"
                 if fold_plot.exists():
                     mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
                 base = metrics[ws.ticker]["baselines"]
                 mlflow.log_metrics({f"{ws.ticker}.{k}": v for k, v in base.items()})
-                mlflow.log_metrics({f"{ws.ticker}.naive_mae": first["naive_mae"]})
                 decisions[ws.ticker] = _register_best(mlflow, client, cfg, ws, candidates, tags)
             else:
                 decisions[ws.ticker] = {"registered": False, "reason": "every variant failed"}
