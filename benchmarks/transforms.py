@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _fit(args: tuple) -> dict:
-    transform, variant, epochs, csv = args
+    transform, variant, epochs, csv, fold_end = args
     import keras
 
     from stockcast.config import TrainConfig
@@ -29,7 +29,10 @@ def _fit(args: tuple) -> dict:
     from stockcast.windows import make_windows
 
     frame = read_prices(Path(csv)).frame
-    ws = make_windows(frame, "open", 60, 250, 300, transform)
+    if fold_end:  # a walk-forward fold: rows up to its end, its last 120 rows evaluated
+        ws = make_windows(frame.iloc[:fold_end], "open", 60, 250, 120, transform)
+    else:
+        ws = make_windows(frame, "open", 60, 250, 300, transform)
     out = Path(mkdtemp()) / variant
     result = fit_variant(ws, variant, TrainConfig(epochs=epochs), 42, out)
     if not result.ok:
@@ -60,7 +63,28 @@ def main() -> None:
     ]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
-        rows = list(pool.map(_fit, jobs))
+        results = list(pool.map(_fit, jobs))
+    rows = [r for r in results if not r.get("fold_end")]
+    folds = [r for r in results if r.get("fold_end")]
+    if folds:
+        import numpy as np
+
+        print("| transform | variant | backtest RMSE / naive (mean ± std) | backtest MASE |")
+        print("|---|---|---|---|")
+        for t in args.transforms.split(","):
+            for v in ("simple_rnn", "lstm", "gru"):
+                mine = [
+                    r
+                    for r in folds
+                    if r["transform"] == t and r["variant"] == v and "error" not in r
+                ]
+                ratio = np.array([r["rmse_vs_naive"] for r in mine])
+                mase = np.array([r["test_mase"] for r in mine])
+                print(
+                    f"| {t} | {v} | {ratio.mean():.4f} ± {ratio.std():.4f} "
+                    f"| {mase.mean():.3f} ± {mase.std():.3f} |"
+                )
+        print()
     print(
         "| transform | variant | epochs | val RMSE / naive | test RMSE | test RMSE / naive "
         "| test MASE | test dir. acc. |"

@@ -23,6 +23,7 @@ def _config(on_failure: str):
     raw["data"]["sources"] = [{"path": "data/raw"}]
     raw["validate"]["on_failure"] = on_failure
     raw["window"] = {"window": 10, "val_days": 30, "test_days": 30}
+    raw["backtest"] = {"folds": 2, "fold_days": 20}  # needs 80 + 40 = 120 of the 150 rows
     return config_from_dict(raw)
 
 
@@ -69,3 +70,16 @@ def test_skip_ticker_trains_on_the_tickers_that_pass(project: Paths):
     assert validated["ticker"].unique().tolist() == ["GOOD"]
     sets = pipeline.window(cfg, project)
     assert [ws.ticker for ws in sets] == ["GOOD"]
+
+
+def test_window_stage_writes_backtest_folds_that_end_at_the_test_span(project: Paths):
+    cfg = _config("stop")
+    pipeline.ingest(cfg, project)
+    pipeline.validate(cfg, project, today=TODAY)
+    (ws,) = [w for w in pipeline.window(cfg, project) if w.ticker == "GOOD"]
+    from stockcast.windows import read_folds
+
+    folds = read_folds(project.processed, "GOOD")
+    assert [len(f.prices) for f in folds] == [100, 120]  # 150 - 30 test, minus 20 per fold
+    assert folds[-1].dates[-1] < ws.dates[ws.test_idx[0]]  # never into the test span
+    assert folds[-1].scaler != ws.scaler  # refitted on the fold's own training rows
