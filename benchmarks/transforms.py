@@ -36,13 +36,19 @@ def _fit(args: tuple) -> dict:
     out = Path(mkdtemp()) / variant
     result = fit_variant(ws, variant, TrainConfig(epochs=epochs), 42, out)
     if not result.ok:
-        return {"transform": transform, "variant": variant, "error": result.error}
+        return {
+            "transform": transform,
+            "variant": variant,
+            "fold_end": fold_end,
+            "error": result.error,
+        }
     model = keras.saving.load_model(result.model_path, compile=False)
     val = score(ws, predict_prices(model, ws, ws.val_idx), ws.val_idx, "val")
     test = score(ws, predict_prices(model, ws, ws.test_idx), ws.test_idx)
     return {
         "transform": transform,
         "variant": variant,
+        "fold_end": fold_end,
         "epochs": result.epochs_run,
         "fit_s": result.fit_seconds,
         **val,
@@ -55,11 +61,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--csv", default="data/raw/SH600519.csv")
     parser.add_argument("--transforms", default="level,diff,log_return")
+    parser.add_argument("--folds", type=int, default=0, help="walk-forward folds of 120 rows")
     args = parser.parse_args()
+    ends = [0]  # 0: the main split (last 300 rows test); else a fold's last row
+    if args.folds:
+        from stockcast.config import BacktestConfig
+        from stockcast.ingest import read_prices
+
+        rows = len(read_prices(Path(args.csv)).frame)
+        ends += BacktestConfig(args.folds, 120).fold_ends(rows, 300)
     jobs = [
-        (t, v, args.epochs, args.csv)
+        (t, v, args.epochs, args.csv, end)
         for t in args.transforms.split(",")
         for v in ("simple_rnn", "lstm", "gru")
+        for end in ends
     ]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
