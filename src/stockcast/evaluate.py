@@ -29,7 +29,7 @@ def baselines(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, n
     """
     idx = np.asarray(idx)
     p = ws.prices
-    previous = p[idx - 1]
+    previous = ws.naive(idx)
     drift = previous + (previous - p[0]) / np.maximum(idx - 1, 1)
     cumulative = np.concatenate([[0.0], np.cumsum(p)])
     start = np.maximum(idx - ma_window, 0)
@@ -56,7 +56,7 @@ def score(
     """
     idx = np.asarray(idx)
     actual = ws.prices[idx]
-    previous = ws.prices[idx - 1]
+    previous = ws.naive(idx)
     model = regression_metrics(actual, predicted)
     naive = regression_metrics(actual, previous)
     called = np.sign(np.asarray(predicted) - previous) == np.sign(actual - previous)

@@ -250,7 +250,9 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
     idx = ws.test_idx
     inputs = ws.raw_inputs(idx, needed, bool(meta.get("extra_inputs")))  # champion's layout
     predicted = np.asarray(model.predict(inputs), dtype="float64").reshape(-1)
-    rmse = float(np.sqrt(np.mean((predicted - ws.prices[idx]) ** 2)))
+    from stockcast.evaluate import regression_metrics
+
+    rmse = regression_metrics(ws.prices[idx], predicted)["rmse"]
     return rmse, str(version.version)
 
 

@@ -84,7 +84,7 @@ class WindowSet:
     def to_prices(self, scaled: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Model outputs for targets ``idx`` back in price units."""
         values = self.scaler.inverse(np.asarray(scaled).reshape(-1))
-        return transforms.inverse(values, self.prices[np.asarray(idx) - 1], self.transform)
+        return transforms.inverse(values, self.naive(idx), self.transform)
 
     def inputs(self, idx: np.ndarray) -> np.ndarray:
         """Scaled inputs for targets ``idx``: (len(idx), window, features) float32, a gather
