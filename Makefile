@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 
 PYTHON ?= python3.11
-VENV := .venv
+VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -15,7 +15,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(BIN):$(PATH)
 
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
@@ -51,10 +51,44 @@ pipeline: $(STAMP)
 repro-force: $(STAMP)
 	$(BIN)/python -m flows.pipeline --force
 
-## test: run the test suite (unit, data, model, flows, end to end)
+## test: run the test suite (unit, data, model, flows, end to end, the browser check of the UI)
 .PHONY: test
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP) browser
+	STOCKCAST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+
+## browser: install Debian's headless Chromium for the UI test (needs root or sudo; skipped if present)
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+## exp: a DVC experiment, e.g. make exp SET="train.epochs=10 train.units=[32,32]"
+.PHONY: exp
+exp: $(STAMP)
+	$(BIN)/python -m flows.pipeline $(foreach kv,$(SET),-S $(kv))
+
+## compare: experiments side by side (dvc exp show) and what changed against HEAD
+.PHONY: compare
+compare: $(STAMP)
+	$(BIN)/dvc exp show --no-pager
+	$(BIN)/dvc params diff
+	$(BIN)/dvc metrics diff
+
+## retrain: one run of the daily retrain flow now (exits early when no source has a new day)
+.PHONY: retrain
+retrain: $(STAMP)
+	$(BIN)/python -m flows.retrain run
+
+## serve: serve the retrain flow on its cron schedule (params.yaml schedule.*) (Prefect server on 127.0.0.1:4200)
+.PHONY: serve
+serve: $(STAMP)
+	$(BIN)/python -m flows.retrain serve --port $(PREFECT_PORT)
+
+## bench: run every benchmark and write benchmarks/RESULTS.md
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 ## predict: next-day forecast of every ticker's @champion into data/predictions/<date>.csv
 .PHONY: predict
@@ -67,14 +101,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src flows tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check src flows tests $(wildcard benchmarks)
 
-## ui: serve the MLflow UI for the project's store on 127.0.0.1:$(MLFLOW_PORT)
+## ui: serve the MLflow UI for the project's store on 127.0.0.1:5000 (MLFLOW_PORT)
 .PHONY: ui
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
 	  --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
 	  --default-artifact-root $(CURDIR)/mlruns --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
-## prefect-ui: start a Prefect server (UI and API) on 127.0.0.1:$(PREFECT_PORT)
+## prefect-ui: start a Prefect server (UI and API) on 127.0.0.1:4200 (PREFECT_PORT)
 .PHONY: prefect-ui
 prefect-ui: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)

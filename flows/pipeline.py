@@ -47,13 +47,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def prefect_api(start_timeout: float = 90.0) -> Iterator[str]:
-    """Yield a Prefect API URL: the configured one, or a server started for this run."""
+def prefect_api(port: int | None = None, start_timeout: float = 90.0) -> Iterator[str]:
+    """Yield a Prefect API URL: the configured one, one already answering on ``port``, or a
+    server started for the duration (on ``port``, or a free one)."""
     configured = os.environ.get("PREFECT_API_URL")
     if configured:
         yield configured
         return
-    port = free_port()
+    if port and healthy(f"http://127.0.0.1:{port}/api"):  # e.g. `make prefect-ui`
+        yield f"http://127.0.0.1:{port}/api"
+        return
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = Path(os.environ.get("PREFECT_HOME", ".prefect")) / "server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -88,21 +92,61 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="reproduce only the named stages, not their upstream",
     )
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    if not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
-        print("pipeline is up to date: every stage skipped (dvc status)")
-        return 0
-    options = [
-        flag for flag, on in (("--force", args.force), ("--single-item", args.single_item)) if on
-    ]
-    repro = ["repro", *options, *args.targets]
-    with prefect_api() as url:
-        code = dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
-    print(
-        f"pipeline {'finished' if code == 0 else 'FAILED'} in {time.perf_counter() - started:.1f} s"
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run as a DVC experiment (`dvc exp run -S KEY=VALUE`); repeatable",
     )
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    from stockcast.config import load_config
+    from stockcast.errors import StockcastError
+    from stockcast.ops import RunLocked, run_lock
+
+    started = time.perf_counter()
+    root = Path.cwd()
+    try:
+        schedule = load_config(root / args.params).schedule
+        with run_lock(root, "make pipeline", schedule.lock_wait_seconds):
+            code = _run(args)
+    except RunLocked as exc:
+        print(f"stockcast pipeline did not start: {exc}", file=sys.stderr)
+        return 3
+    except StockcastError as exc:
+        print(f"stockcast pipeline stopped: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(f"pipeline {'finished' if code == 0 else 'FAILED'} in {elapsed:.1f} s")
+    if code != 0 and schedule.webhook:
+        _notify(schedule.webhook, code, elapsed)
     return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.set_param:  # a DVC experiment: dvc decides what reruns
+        repro = ["exp", "run", *(f"-S{kv}" for kv in args.set_param), *args.targets]
+    else:
+        if not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
+            print("pipeline is up to date: every stage skipped (dvc status)")
+            return 0
+        flags = (("--force", args.force), ("--single-item", args.single_item))
+        repro = ["repro", *(flag for flag, on in flags if on), *args.targets]
+    with prefect_api() as url:
+        return dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
+
+
+def _notify(url: str, code: int, elapsed: float) -> None:
+    from stockcast.ops import post_webhook
+
+    payload = {"flow": "make pipeline", "state": "FAILED", "exit_code": code, "seconds": elapsed}
+    payload["project"] = str(Path.cwd())
+    try:
+        print(f"failure posted to the webhook (HTTP {post_webhook(url, payload)})")
+    except Exception as exc:  # noqa: BLE001 - the hook must never hide the failure
+        print(f"could not post to the webhook {url}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

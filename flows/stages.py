@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.futures import wait
@@ -44,19 +45,41 @@ def validate_flow(params: str = "params.yaml") -> bool:
     try:
         report = pipeline.validate(cfg, paths)
     except ValidationFailed as exc:  # keep the report beside the other runs in MLflow
-        from stockcast.tracking import log_failed_validation
+        from stockcast.tracking import lineage_tags, log_failed_validation
 
         run_id = log_failed_validation(
             paths.root,
             cfg.register.experiment,
             paths.validation_reports,
             exc.report,
-            {"prefect_flow_run_id": str(flow_run.get_id())},
+            {
+                **lineage_tags(cfg, paths.root),
+                "prefect_flow_run_id": str(flow_run.get_id()),
+            },
         )
         get_run_logger().error("validation failed (MLflow run %s):\n%s", run_id, exc.report)
         raise
     get_run_logger().info("validation:\n%s", report.summary())
     return report.success
+
+
+@flow(name="drift")
+def drift_flow(params: str = "params.yaml") -> dict:
+    cfg, paths = _setup(params)
+    report = pipeline.drift(cfg, paths)
+    logger = get_run_logger()
+    for d in report["tickers"]:
+        (logger.warning if d["drift"] else logger.info)(
+            "%s drift=%s: KS p=%.4g, Levene p=%.4g, volatility x%.2f (last %d vs %d returns)",
+            d["ticker"],
+            d["drift"],
+            d["ks_p_value"],
+            d["levene_p_value"],
+            d["volatility_ratio"],
+            d["recent_days"],
+            d["reference_days"],
+        )
+    return report
 
 
 @flow(name="window")
@@ -81,11 +104,36 @@ def fit_task(
     return result
 
 
+def task_runner(cfg: TrainConfig) -> Any:
+    """The task runner ``train.runner`` names.
+
+    ``dask`` connects to ``train.dask_address`` when given; otherwise it starts a
+    ``LocalCluster`` of ``max_workers`` single-threaded worker processes (TensorFlow uses the
+    cores of its own process, so more threads per worker only contend).
+    """
+    if cfg.runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=cfg.max_workers)
+    if cfg.runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if cfg.dask_address:
+        return DaskTaskRunner(address=cfg.dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": cfg.max_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        },
+    )
+
+
 @flow(name="train")
 def train_flow(params: str = "params.yaml") -> dict[str, list[str]]:
     cfg, paths = _setup(params)
-    runner = ProcessPoolTaskRunner if cfg.train.runner == "processes" else ThreadPoolTaskRunner
-    return _train.with_options(task_runner=runner(max_workers=cfg.train.max_workers))(cfg, paths)
+    return _train.with_options(task_runner=task_runner(cfg.train))(cfg, paths)
 
 
 @flow(name="train-variants")
@@ -95,13 +143,14 @@ def _train(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     unless every main variant of a ticker fails."""
     from stockcast.windows import read_manifest
 
+    fit = fit_task.with_options(timeout_seconds=cfg.train.timeout_seconds)
     jobs = {}
     for ticker, entry in read_manifest(paths.processed).items():
         files = [entry["file"], *entry.get("folds", [])]
         for variant in cfg.train.variants:
             for fold, name in enumerate(files):
                 out = paths.variant_dir(ticker, variant) / (f"fold{fold}" if fold else "")
-                jobs[(ticker, variant, fold)] = fit_task.submit(
+                jobs[(ticker, variant, fold)] = fit.submit(
                     str(paths.processed / name),
                     ticker,
                     variant,
@@ -179,6 +228,7 @@ def register_flow(params: str = "params.yaml") -> dict:
 STAGES = {
     "ingest": ingest_flow,
     "validate": validate_flow,
+    "drift": drift_flow,
     "window": window_flow,
     "train": train_flow,
     "evaluate": evaluate_flow,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from stockcast.errors import ConfigError
 VARIANTS = ("simple_rnn", "lstm", "gru")
 TRANSFORMS = ("level", "diff", "log_return")
 INPUTS = ("open", "high", "low", "close", "volume_change", "range")
-RUNNERS = ("processes", "threads")
+RUNNERS = ("processes", "threads", "dask")
+ON_DRIFT = ("warn", "retrain")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -136,6 +137,9 @@ class TrainConfig:
     patience: int = 8
     runner: str = "processes"
     max_workers: int = 2
+    dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
+    timeout_seconds: int = 3600  # one fit task; a fit past it fails, the others go on
+    tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -146,7 +150,7 @@ class TrainConfig:
             raise ConfigError(f"train.variants lists a variant twice: {list(self.variants)}")
         if not self.units:
             raise ConfigError("train.units is empty: give at least one layer size")
-        for name in ("batch_size", "epochs", "patience", "max_workers"):
+        for name in ("batch_size", "epochs", "patience", "max_workers", "timeout_seconds"):
             _check_positive(f"train.{name}", getattr(self, name))
         for unit in self.units:
             _check_positive("train.units", unit)
@@ -155,6 +159,8 @@ class TrainConfig:
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate={self.learning_rate} must be > 0")
         _check_choice("train.runner", self.runner, RUNNERS)
+        if not isinstance(self.tf_threads, int) or self.tf_threads < 0:
+            raise ConfigError(f"train.tf_threads={self.tf_threads!r} must be a whole number >= 0")
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,41 @@ class RegisterConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """The served daily ``retrain`` deployment and what guards it."""
+
+    name: str = "daily"
+    cron: str = "0 18 * * 1-5"  # weekdays, three hours after the Shanghai close
+    timezone: str = "Asia/Shanghai"
+    lock_wait_seconds: float = 0.0  # a second run waits this long for the first, then exits
+    webhook: str | None = None  # a URL that gets a JSON POST when a run fails
+    push: bool = True  # dvc push after a good run, when a DVC remote is configured
+
+    def __post_init__(self) -> None:
+        if len(self.cron.split()) != 5:
+            raise ConfigError(f"schedule.cron={self.cron!r} needs 5 fields: m h dom mon dow")
+        if self.lock_wait_seconds < 0:
+            raise ConfigError(f"schedule.lock_wait_seconds={self.lock_wait_seconds} must be >= 0")
+        if self.webhook and not self.webhook.startswith(("http://", "https://")):
+            raise ConfigError(f"schedule.webhook={self.webhook!r} must be an http(s) URL")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """New data against the training span: daily log returns, two-sample tests."""
+
+    recent_days: int = 60  # the newest rows compared with the training span
+    p_value: float = 0.01  # a test below this flags drift
+    on_drift: str = "warn"  # warn: record it and retrain as usual | retrain: retrain only on drift
+
+    def __post_init__(self) -> None:
+        _check_positive("drift.recent_days", self.recent_days)
+        if not 0.0 < self.p_value < 1.0:
+            raise ConfigError(f"drift.p_value={self.p_value} must be in (0, 1)")
+        _check_choice("drift.on_drift", self.on_drift, ON_DRIFT)
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int
     data: DataConfig
@@ -181,6 +222,8 @@ class Config:
     features: FeaturesConfig
     train: TrainConfig
     register: RegisterConfig
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     @property
     def min_rows(self) -> int:
@@ -220,7 +263,18 @@ def load_config(path: Path | str = "params.yaml") -> Config:
 
 def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
     """Build a :class:`Config` from the parsed YAML mapping."""
-    known = {"base", "data", "validate", "window", "backtest", "features", "train", "register"}
+    known = {
+        "base",
+        "data",
+        "validate",
+        "window",
+        "backtest",
+        "features",
+        "train",
+        "register",
+        "schedule",
+        "drift",
+    }
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -242,6 +296,8 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         features=_build(FeaturesConfig, features, "features"),
         train=_build(TrainConfig, train, "train"),
         register=_build(RegisterConfig, raw.get("register") or {}, "register"),
+        schedule=_build(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
+        drift=_build(DriftConfig, raw.get("drift") or {}, "drift"),
     )
 
 

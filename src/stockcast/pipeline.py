@@ -40,6 +40,10 @@ class Paths:
         return self.root / "reports/validation"
 
     @property
+    def drift(self) -> Path:
+        return self.root / "reports/drift.json"
+
+    @property
     def processed(self) -> Path:
         return self.root / "data/processed"
 
@@ -94,15 +98,20 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def ingest(cfg: Config, paths: Paths) -> IngestResult:
-    """Stage 1: every source → one canonical table at ``data/interim/ingested.parquet``."""
+def read_sources(cfg: Config, paths: Paths) -> IngestResult:
+    """Every configured source (files, folders, globs, URLs) as one canonical table, in memory."""
     d = cfg.data
     results = [
         r
         for s in d.sources
         for r in sources.load(s, paths.root, d.date_order, d.fetch_timeout, d.fetch_retries)
     ]
-    result = combine(results, d.tickers)
+    return combine(results, d.tickers)
+
+
+def ingest(cfg: Config, paths: Paths) -> IngestResult:
+    """Stage 1: every source → one canonical table at ``data/interim/ingested.parquet``."""
+    result = read_sources(cfg, paths)
     write_parquet(result.frame, paths.ingested)
     write_json(
         paths.ingested.with_name("ingest.json"),
@@ -113,6 +122,24 @@ def ingest(cfg: Config, paths: Paths) -> IngestResult:
         },
     )
     return result
+
+
+def drift(cfg: Config, paths: Paths) -> dict[str, Any]:
+    """Stage 3: the newest returns against the training span, per ticker (``reports/drift.json``).
+
+    Recorded on every run; ``drift.on_drift`` decides in the ``retrain`` flow whether drift
+    is what triggers retraining or only a warning.
+    """
+    from stockcast.ops import detect_drift, drift_report
+
+    frame = pd.read_parquet(paths.validated)
+    report = drift_report(detect_drift(frame, cfg.data.target, cfg))
+    report["newest_day"] = {
+        str(t): pd.Timestamp(d).date().isoformat()
+        for t, d in frame.groupby("ticker")["date"].max().items()
+    }
+    write_json(paths.drift, report)
+    return report
 
 
 def validate(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> Any:
@@ -356,13 +383,7 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     sets = read_windows(paths.processed)
     trained = read_train_summary(paths)
-    sha, dirty = tracking.git_revision(paths.root)
-    tags = {
-        "git_commit": sha,
-        "git_dirty": str(dirty),
-        "params_hash": cfg.digest(),
-        **(run_tags or {}),
-    }
+    tags = {**tracking.lineage_tags(cfg, paths.root), **(run_tags or {})}
     decisions: dict[str, Any] = {}
     with mlflow.start_run(
         experiment_id=experiment_id,
@@ -375,6 +396,18 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
         ingest_report = paths.ingested.with_name("ingest.json")
         if ingest_report.exists():  # the repairs made on the way in
             mlflow.log_artifact(str(ingest_report), artifact_path="validation")
+        if paths.drift.exists():  # new data against the training span
+            mlflow.log_artifact(str(paths.drift), artifact_path="drift")
+            report = json.loads(paths.drift.read_text(encoding="utf-8"))
+            mlflow.set_tag("drift", str(report["drift"]))
+            for d in report["tickers"]:
+                mlflow.log_metrics(
+                    {
+                        f"{d['ticker']}.drift_ks_p_value": d["ks_p_value"],
+                        f"{d['ticker']}.drift_levene_p_value": d["levene_p_value"],
+                        f"{d['ticker']}.drift_volatility_ratio": d["volatility_ratio"],
+                    }
+                )
         for ws in sets:
             candidates = {}
             for variant, result in trained[ws.ticker].items():
@@ -420,13 +453,18 @@ def _register_best(
 ) -> dict[str, Any]:
     from stockcast import tracking
 
-    variant = min(candidates, key=lambda v: candidates[v][0].best_val_loss)
+    source = "backtest" if cfg.backtest.folds else "validation"
+    prefix = "backtest_{}_mean" if cfg.backtest.folds else "val_{}"
+    variant = tracking.select_variant(
+        {v: c[1].get(prefix.format("rmse_vs_naive"), float("nan")) for v, c in candidates.items()},
+        {v: c[0].best_val_loss for v, c in candidates.items()},
+    )
     _, scores, uri = candidates[variant]
     name = cfg.register.model_name(ws.ticker)
     current = tracking.champion_rmse(mlflow, client, name, ws)
-    version = mlflow.register_model(uri, name, tags={"variant": variant, **tags})
-    source = "backtest" if cfg.backtest.folds else "validation"
-    prefix = "backtest_{}_mean" if cfg.backtest.folds else "val_{}"
+    version = mlflow.register_model(
+        uri, name, tags={"variant": variant, "selected_on": f"{source} rmse_vs_naive", **tags}
+    )
     gate = {k: scores.get(prefix.format(k), float("nan")) for k in ("mase", "rmse_vs_naive")}
     decision = tracking.decide_promotion(
         scores["test_rmse"],

@@ -67,6 +67,29 @@ class Decision:
     previous_version: str | None = None
 
 
+def select_variant(rmse_vs_naive: dict[str, float], val_loss: dict[str, float | None]) -> str:
+    """The variant to register: the lowest RMSE/naive in prices on the selection span.
+
+    The selection span is the backtest folds (mean over folds) or, without folds, the
+    validation span; never the test span. Prices, not the scaled training loss, because the
+    loss of a log-return model and the loss of a level model are not on one scale. A variant
+    without a finite score (a failed fold) ranks after every scored one, by validation loss.
+
+    Args:
+        rmse_vs_naive: per variant, its RMSE divided by naive's on the selection span.
+        val_loss: per variant, its best validation loss (the tie-breaker and fallback).
+    """
+    import math
+
+    def rank(variant: str) -> tuple[int, float, float]:
+        score = rmse_vs_naive.get(variant, float("nan"))
+        loss = val_loss.get(variant)
+        loss = float("inf") if loss is None or math.isnan(loss) else loss
+        return (0, score, loss) if math.isfinite(score) else (1, 0.0, loss)
+
+    return min(val_loss, key=rank)
+
+
 def decide_promotion(
     candidate_rmse: float,
     champion_rmse: float | None,
@@ -254,6 +277,23 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
 
     rmse = regression_metrics(ws.prices[idx], predicted)["rmse"]
     return rmse, str(version.version)
+
+
+def lineage_tags(cfg: Config, root: Path) -> dict[str, str]:
+    """Tags tracing a run to its exact code, parameters and data.
+
+    ``git_commit`` / ``git_dirty``, ``params_hash`` (of the effective parameters) and the DVC
+    hashes of the datasets in ``dvc.lock`` (``dvc_dataset_md5``, ``dvc_ingested_md5``).
+    """
+    from stockcast.ops import dvc_lineage
+
+    sha, dirty = git_revision(root)
+    return {
+        "git_commit": sha,
+        "git_dirty": str(dirty),
+        "params_hash": cfg.digest(),
+        **dvc_lineage(root),
+    }
 
 
 def log_failed_validation(

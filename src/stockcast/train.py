@@ -35,6 +35,7 @@ class TrainResult:
     fit_seconds: float = 0.0
     history: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None
+    worker: str = ""  # the process that ran the fit (e.g. a Dask worker), for the record
 
     @property
     def ok(self) -> bool:
@@ -83,7 +84,11 @@ def fit_variant(
     Never raises for a failing fit: the error is recorded in the result, so one failing
     variant leaves the others alone. The model file is written through a temporary name.
     """
-    result = TrainResult(ws.ticker, variant)
+    import multiprocessing
+    import os
+
+    worker = f"{multiprocessing.current_process().name} pid {os.getpid()}"
+    result = TrainResult(ws.ticker, variant, worker=worker)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         _fit(ws, variant, cfg, seed, out_dir, result)
@@ -99,6 +104,14 @@ def _fit(
 ) -> None:
     import keras
 
+    if cfg.tf_threads:
+        import tensorflow as tf
+
+        try:  # only before TensorFlow's first op in this process
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.tf_threads)
+        except RuntimeError:
+            pass  # already initialised (threads runner, or a reused worker): keep its setting
     keras.utils.set_random_seed(seed)
     model = build_model(
         variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate, seed

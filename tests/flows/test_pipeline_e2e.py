@@ -36,7 +36,7 @@ METRICS = {
     "drift_rmse",
     "moving_average_rmse",
 }
-STAGES = {"ingest", "validate", "window", "train", "evaluate", "register"}
+STAGES = {"ingest", "validate", "drift", "window", "train", "evaluate", "register"}
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -140,7 +140,7 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         assert {"plots", "scaler"} <= artifacts
 
 
-def test_best_on_validation_is_registered_and_becomes_champion(project):
+def test_best_on_the_backtest_is_registered_and_becomes_champion(project):
     root, *_ = project
     client = _client(root)
     champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
@@ -150,8 +150,10 @@ def test_best_on_validation_is_registered_and_becomes_champion(project):
         [client.get_experiment_by_name("stockcast").experiment_id],
         filter_string="tags.variant != ''",
     )
-    best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
+    mine = [r for r in runs if r.data.tags["ticker"] == "SH600519"]
+    best = min(mine, key=lambda r: r.data.metrics["backtest_rmse_vs_naive_mean"])
     assert champion.tags["variant"] == best.data.tags["variant"]
+    assert champion.tags["selected_on"] == "backtest rmse_vs_naive"
     registry = json.loads((root / "reports/registry.json").read_text())
     assert registry["SH600519"]["promote"] is True
 

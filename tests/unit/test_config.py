@@ -22,6 +22,8 @@ def test_project_params_load_with_the_seed_settings():
     assert cfg.train.variants == ("simple_rnn", "lstm", "gru")
     assert cfg.train.units == (80, 100)
     assert cfg.data.target == "open"
+    assert cfg.schedule.cron == "0 18 * * 1-5" and cfg.schedule.timezone == "Asia/Shanghai"
+    assert cfg.drift.on_drift == "warn" and cfg.train.dask_address is None
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,12 @@ def test_project_params_load_with_the_seed_settings():
         ("window", "test_days", 30, "window.test_days=30 must exceed window.window=60"),
         ("data", "target", "adj_close", "data.target='adj_close' is not supported"),
         ("validate", "on_failure", "ignore", "choose one of ['stop', 'skip_ticker']"),
+        ("schedule", "cron", "0 18 * *", "schedule.cron='0 18 * *' needs 5 fields"),
+        ("schedule", "webhook", "hooks.example", "must be an http(s) URL"),
+        ("schedule", "lock_wait_seconds", -1, "must be >= 0"),
+        ("drift", "on_drift", "panic", "choose one of ['warn', 'retrain']"),
+        ("drift", "p_value", 1.5, "drift.p_value=1.5 must be in (0, 1)"),
+        ("train", "timeout_seconds", 0, "train.timeout_seconds=0 must be a positive integer"),
     ],
 )
 def test_bad_values_are_named(section, key, value, message):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stockcast.tracking import decide_promotion
+from stockcast.tracking import decide_promotion, select_variant
 
 GOOD = {"mase": 0.95, "rmse_vs_naive": 0.98}
 
@@ -46,3 +46,18 @@ def test_validation_is_the_gate_without_folds():
         9.0, None, {"mase": 1.3, "rmse_vs_naive": 1.1}, 1.0, 1.0, gate_source="validation"
     )
     assert not d.promote and d.reason.startswith("validation mase")
+
+
+def test_selection_ranks_by_rmse_vs_naive_in_prices_not_by_scaled_loss():
+    # simple_rnn has the lowest scaled loss, gru the lowest RMSE/naive: gru is registered
+    scores = {"simple_rnn": 1.0066, "lstm": 1.0077, "gru": 0.9964}
+    losses = {"simple_rnn": 0.010, "lstm": 0.012, "gru": 0.011}
+    assert select_variant(scores, losses) == "gru"
+
+
+def test_selection_puts_unscored_variants_last_and_breaks_ties_by_loss():
+    losses = {"simple_rnn": 0.010, "lstm": 0.012, "gru": 0.011}
+    nan = float("nan")
+    assert select_variant({"simple_rnn": nan, "lstm": 1.2, "gru": nan}, losses) == "lstm"
+    assert select_variant({"simple_rnn": 1.0, "lstm": 1.0, "gru": 1.0}, losses) == "simple_rnn"
+    assert select_variant({}, losses) == "simple_rnn"

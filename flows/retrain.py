@@ -1,0 +1,216 @@
+"""The daily ``retrain`` flow, served on a cron schedule by ``make serve``.
+
+    python -m flows.retrain serve        # register the scheduled deployment and serve it
+    python -m flows.retrain run [--force]  # one run now, in this process
+
+Each run: take the project's run lock (one run at a time) → read every configured source
+→ no new trading day: finish early and say so → ``dvc repro`` up to the drift stage →
+with ``drift.on_drift: retrain`` and no drift, stop there (data refreshed, models kept) →
+the rest of the chain → ``dvc push`` when a remote is configured → a markdown artifact with
+each ticker's metrics, baselines, promotion decision and drift. The stages are the same DVC
+stages ``make pipeline`` runs, so both leave the same ``dvc.lock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+import flows.env  # noqa: F401  (telemetry off before the libraries load)
+from flows.pipeline import BIN, prefect_api
+from stockcast import ops, pipeline
+from stockcast.config import Config, load_config
+from stockcast.errors import DataError, StockcastError
+from stockcast.pipeline import Paths
+
+ROOT = Path.cwd()
+RETRY_DELAYS = [10, 60, 300]  # seconds: back-off for network and store I/O
+
+
+class DvcFailed(StockcastError):
+    """A ``dvc`` command failed; its output is in the log."""
+
+
+class TransientIOError(OSError):
+    """A push to the DVC remote failed: worth another try."""
+
+
+def io_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry on network and store I/O errors only, never on bad data or bugs."""
+    try:
+        state.result()
+    except DataError:
+        return False
+    except (OSError, TimeoutError, ConnectionError):
+        return True
+    except Exception:  # noqa: BLE001 - anything else is not transient
+        return False
+    return False
+
+
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=io_only)
+def check_sources(cfg: Config, paths: Paths) -> ops.NewData:
+    """Fetch every source (URLs retried with back-off) and compare with the last ingest."""
+    frame = pipeline.read_sources(cfg, paths).frame
+    return ops.new_data(frame, paths.ingested)
+
+
+@task
+def run_dvc(*args: str) -> str:
+    """Run ``dvc`` in the project with this run's Prefect API; the output goes to the log."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    output = (proc.stdout + proc.stderr)[-20000:]
+    logger = get_run_logger()
+    (logger.info if proc.returncode == 0 else logger.error)("dvc %s:\n%s", " ".join(args), output)
+    if proc.returncode != 0:
+        raise DvcFailed(f"dvc {' '.join(args)} failed (exit {proc.returncode}):\n{output[-3000:]}")
+    return output
+
+
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=io_only)
+def push() -> None:
+    """``dvc push`` data and artifacts to the configured remote."""
+    try:
+        run_dvc.fn("push")
+    except DvcFailed as exc:
+        raise TransientIOError(str(exc)) from exc
+
+
+def report_failure(flow: Any, run: Any, state: Any) -> None:
+    """Failure hook: log why, and POST it to ``schedule.webhook`` when params give one."""
+    logger = get_run_logger()
+    reason = state.message or state.name
+    logger.error("retrain run %s %s: %s", run.name, state.name, reason)
+    try:
+        url = load_config(ROOT / run.parameters.get("params", "params.yaml")).schedule.webhook
+    except StockcastError:
+        url = None
+    if url:
+        payload = {
+            "flow": flow.name,
+            "flow_run_id": str(run.id),
+            "flow_run_name": run.name,
+            "state": state.name,
+            "message": reason,
+            "project": str(ROOT),
+        }
+        try:
+            status = ops.post_webhook(url, payload)
+            logger.info("failure posted to the webhook (HTTP %s)", status)
+        except Exception as exc:  # noqa: BLE001 - the hook must never hide the failure
+            logger.error("could not post to the webhook %s: %s", url, exc)
+
+
+def _artifact(markdown: str) -> None:
+    create_markdown_artifact(
+        markdown=markdown, key="retrain-summary", description="stockcast daily retrain"
+    )
+
+
+@flow(name="retrain", on_failure=[report_failure], on_crashed=[report_failure])
+def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
+    """One daily retraining run (see the module docstring).
+
+    Args:
+        params: the parameters file, relative to the project root.
+        force: run the chain even when no source has a new trading day (and, with
+            ``drift.on_drift: retrain``, even without drift).
+    """
+    cfg, paths = load_config(ROOT / params), Paths(ROOT)
+    logger = get_run_logger()
+    holder = f"retrain flow run {flow_run.get_name() or flow_run.get_id()}"
+    with ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds):
+        news = check_sources(cfg, paths)
+        logger.info(news.message())
+        if not news.tickers and not force:
+            _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
+            return {"status": "up to date", "message": news.message()}
+        # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
+        run_dvc("repro", "--force", "--single-item", "ingest")
+        run_dvc("repro", "drift")
+        drift = json.loads(paths.drift.read_text(encoding="utf-8"))
+        if cfg.drift.on_drift == "retrain" and not drift["drift"] and not force:
+            message = (
+                "no drift: data refreshed and validated, models kept (drift.on_drift: retrain)"
+            )
+            logger.info(message)
+            _artifact(ops.summary_markdown({}, {}, drift) + f"\n{message}\n")
+            return {"status": "no drift", "tickers": news.tickers, "drift": False}
+        if drift["drift"]:
+            logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
+        run_dvc("repro")
+        pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
+        if pushed:
+            push()
+        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+        registry = json.loads(paths.registry.read_text(encoding="utf-8"))
+        _artifact(ops.summary_markdown(metrics, registry, drift))
+        return {
+            "status": "retrained",
+            "tickers": news.tickers,
+            "drift": drift["drift"],
+            "pushed": pushed,
+            "registry": registry,
+        }
+
+
+def serve(params: str = "params.yaml") -> None:
+    """Register the ``retrain`` deployment with the cron schedule from params and serve it.
+
+    ``pause_on_shutdown=False``: stopping the server process leaves the schedule active, so a
+    restart never silently switches the daily run off.
+    """
+    from prefect.schedules import Cron
+
+    cfg = load_config(ROOT / params)
+    retrain.serve(
+        name=cfg.schedule.name,
+        schedules=[Cron(cfg.schedule.cron, timezone=cfg.schedule.timezone)],
+        parameters={"params": params},
+        pause_on_shutdown=False,
+        description="stockcast daily retraining: fetch, validate, drift, train, register",
+        tags=["stockcast"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__)
+    parser.add_argument("command", choices=["serve", "run"])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--force", action="store_true", help="run even without new data")
+    parser.add_argument(
+        "--port", type=int, default=4200, help="port of the Prefect server started when none is set"
+    )
+    args = parser.parse_args(argv)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with prefect_api(port=args.port if args.command == "serve" else None) as url:
+        os.environ["PREFECT_API_URL"] = url  # the dvc stage processes report to it too
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            if args.command == "serve":
+                print(f"serving retrain/{load_config(ROOT / args.params).schedule.name} on {url}")
+                serve(args.params)
+                return 0
+            try:
+                result = retrain(params=args.params, force=args.force)
+            except StockcastError as exc:
+                print(f"\nstockcast retrain stopped:\n{exc}", file=sys.stderr)
+                return 1
+    print(json.dumps({k: v for k, v in result.items() if k != "registry"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A temporary copy of the project, for tests that run the real chain (DVC, Prefect, MLflow)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import PROJECT
+
+
+def make_project(root: Path, rows: int = 520, **overrides: Any) -> dict[str, str]:
+    """Copy code, Makefile and SH600519's last ``rows`` rows into ``root``; init git and DVC.
+
+    ``overrides`` replace whole sections of ``params.yaml`` (``train={...}`` updates keys).
+    Returns the environment to run commands in (the project's venv first on PATH, no
+    inherited tracking or Prefect URLs).
+    """
+    for name in ("src", "flows"):
+        shutil.copytree(
+            PROJECT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+    for name in ("dvc.yaml", "Makefile", "prefect.yaml", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(PROJECT / name, root / name)  # copy2 keeps mtimes: make sees setup done
+    (root / ".venv").symlink_to(PROJECT / ".venv")
+    (root / "data/raw").mkdir(parents=True)
+    raw = (PROJECT / "data/raw/SH600519.csv").read_text().splitlines()
+    (root / "data/raw/SH600519.csv").write_text("\n".join([raw[0], *raw[-rows:]]) + "\n")
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"]["sources"] = [{"path": "data/raw/SH600519.csv", "ticker": "SH600519"}]
+    params["window"] = {"window": 10, "val_days": 50, "test_days": 60}
+    params["backtest"] = {"folds": 0, "fold_days": 30}
+    params["train"].update(units=[8, 8], epochs=1, patience=1, batch_size=32)
+    params["register"].update(max_rmse_vs_naive=None, max_mase=None)
+    params["drift"]["recent_days"] = 20
+    for section, values in overrides.items():
+        if section == "train":
+            params["train"].update(values)
+        else:
+            params[section] = values
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text(
+        "mlflow.db\nmlruns/\n.prefect/\n.venv\n.stockcast.lock\nserver/\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "STOCKCAST_"))
+    }
+    env.update(PREFECT_HOME=str(root / ".prefect"), DVC_NO_ANALYTICS="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "ci@stockcast.invalid"],
+        ["git", "config", "user.name", "stockcast tests"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
+        subprocess.run(cmd, cwd=root, env=env, check=True)
+    return env
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 900
+) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def pipeline(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``make pipeline`` in ``cwd`` (``python -m flows.pipeline``)."""
+    return run([sys.executable, "-m", "flows.pipeline", *args], cwd, env)
+
+
+def commit(root: Path, env: dict[str, str], message: str) -> None:
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)

@@ -1,0 +1,266 @@
+"""Operation on real parts: a real ``mlflow server`` as the store, Dask as the task runner,
+the MLflow UI checked in a real browser, DVC experiments, and one run at a time.
+
+One short pipeline run (SH600519, tiny models, 1 epoch) fills a tracking server started on
+loopback; the tests then read it back the way users do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.pipeline import free_port
+from tests.flows.project import commit, make_project, pipeline, run
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, 9)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A project whose pipeline ran on Dask against a real MLflow tracking server."""
+    root = tmp_path_factory.mktemp("ops")
+    env = make_project(root, train={"runner": "dask", "max_workers": 2})
+    store = root / "server"
+    store.mkdir()
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store}/mlflow.db",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=store,
+        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{uri}/health", server)
+        env["MLFLOW_TRACKING_URI"] = uri
+        result = pipeline(root, env)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        yield root, env, uri, store, result
+    finally:
+        _stop(server)
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_the_pipeline_logs_to_a_tracking_server_unchanged(served):
+    root, _, uri, _, _ = served
+    client = _client(uri)
+    experiment = client.get_experiment_by_name("stockcast")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("mlflow.runName") == "pipeline"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and len(children) == 3
+    assert {c.data.tags["variant"] for c in children} == {"simple_rnn", "lstm", "gru"}
+    assert all(c.info.status == "FINISHED" and "test_rmse" in c.data.metrics for c in children)
+    champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
+    assert champion.tags["promotion"] == "promoted"
+    assert not (root / "mlflow.db").exists()  # nothing went to the local default store
+
+
+def test_every_run_carries_its_lineage(served):
+    root, _, uri, _, _ = served
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    processed = next(o for o in lock["window"]["outs"] if o["path"] == "data/processed")
+    ingested = next(
+        o for o in lock["ingest"]["outs"] if o["path"] == "data/interim/ingested.parquet"
+    )
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    client = _client(uri)
+    runs = client.search_runs([client.get_experiment_by_name("stockcast").experiment_id])
+    for r in runs:
+        tags = r.data.tags
+        assert tags["dvc_dataset_md5"] == processed["md5"]
+        assert tags["dvc_ingested_md5"] == ingested["md5"]
+        assert tags["git_commit"] in {head, "unknown", ""} or len(tags["git_commit"]) == 40
+        assert tags["git_dirty"] in {"True", "False"}
+        assert len(tags["params_hash"]) == 12
+        assert tags["prefect_flow_run_id"]
+    parent = next(r for r in runs if r.data.tags.get("mlflow.runName") == "pipeline")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"validation", "drift"} <= artifacts
+    assert parent.data.tags["drift"] in {"True", "False"}
+    version = client.get_model_version_by_alias("stockcast-SH600519", "champion")
+    assert version.tags["dvc_dataset_md5"] == processed["md5"]
+
+
+def test_the_three_variants_trained_on_a_dask_local_cluster(served):
+    root, _, _, _, result = served
+    summary = json.loads((root / "models/train.json").read_text())["SH600519"]
+    assert set(summary) == {"simple_rnn", "lstm", "gru"}
+    assert all(r["error"] is None for r in summary.values())
+    workers = {r["worker"] for r in summary.values()}
+    # each fit records the process it ran in: Dask worker processes, two at most
+    assert all("Dask Worker" in w for w in workers), workers
+    assert 1 <= len({w.split("pid ")[-1] for w in workers}) <= 2
+
+
+def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("STOCKCAST_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is missing: `make browser` installs Debian's chromium")
+        pytest.skip("no /usr/bin/chromium (make test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    root, env, uri, store, _ = served
+    port = free_port()
+    ui = subprocess.Popen(
+        # -o: the project's venv is a link to ours, already set up: never reinstall into it
+        ["make", "-o", str(root / ".venv/.installed"), "ui", f"MLFLOW_PORT={port}"],
+        cwd=root,
+        env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    client = _client(uri)
+    experiment = client.get_experiment_by_name("stockcast")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    shot = root.parent / "reports"
+    shot.mkdir(exist_ok=True)
+    try:
+        _wait_http(f"{base}/health", ui)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs")
+            parent = page.get_by_role("link", name="pipeline", exact=True)
+            expect(parent).to_be_visible(timeout=60000)
+            # the variant runs are nested under the parent: expand it, as a person would
+            page.get_by_role("gridcell").filter(has=parent).get_by_role("button").first.click()
+            for child in children:
+                name = child.data.tags["mlflow.runName"]
+                link = page.get_by_role("link", name=name, exact=True)
+                expect(link).to_be_visible(timeout=30000)
+            page.screenshot(path=str(shot / "mlflow-runs.png"), full_page=True)
+            ids = json.dumps([c.info.run_id for c in children])
+            page.goto(
+                f"{base}/#/compare-runs?runs={ids}&experiments="
+                f"{json.dumps([experiment.experiment_id])}"
+            )
+            shown = _compare_row(page, "test_rmse")
+            # the compare view shows 4 significant digits, one column per run, in run order
+            assert shown == [f"{c.data.metrics['test_rmse']:.4g}" for c in children], shown
+            page.screenshot(path=str(shot / "mlflow-compare.png"), full_page=True)
+            browser.close()
+    finally:
+        _stop(ui)
+    saved = Path(__file__).resolve().parents[2] / "reports"
+    saved.mkdir(exist_ok=True)
+    for name in ("mlflow-runs.png", "mlflow-compare.png"):
+        (saved / name).write_bytes((shot / name).read_bytes())
+
+
+def _compare_row(page, metric: str) -> list[str]:
+    """The values of ``metric`` in the compare view's metrics table (virtualised grids that
+    only render the rows in view: scroll them until the row is there)."""
+    from playwright.sync_api import expect
+
+    label = page.get_by_role("link", name=metric, exact=True)
+    expect(page.locator("a[title='Plot chart']").first).to_be_visible(timeout=60000)
+    for _ in range(60):
+        if label.count():
+            break
+        page.evaluate(
+            "() => document.querySelectorAll('.ReactVirtualized__Grid')"
+            ".forEach(g => { g.scrollTop += 200; g.dispatchEvent(new Event('scroll')); })"
+        )
+        page.wait_for_timeout(150)
+    top = label.first.locator("xpath=..").evaluate("e => e.style.top")
+    page.wait_for_timeout(500)
+    cells = page.locator(f".ReactVirtualized__Grid [style*='top: {top}']").all_inner_texts()
+    return [c.strip() for c in cells if c.strip() != metric]
+
+
+def test_a_dvc_experiment_reruns_train_and_shows_in_metrics_and_params_diff(served):
+    root, env, _, _, _ = served
+    commit(root, env, "baseline run")
+    result = pipeline(root, env, "-S", "train.epochs=2")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Running stage 'train'" in result.stdout
+    assert "Running stage 'ingest'" not in result.stdout  # DVC reran only what the param feeds
+    params = json.loads(run(["dvc", "params", "diff", "--json"], root, env).stdout)
+    changed = params["params.yaml"]["train.epochs"]
+    assert (changed["old"], changed["new"]) == (1, 2)
+    shown = run(["dvc", "exp", "show", "--json"], root, env)
+    assert shown.returncode == 0 and '"train.epochs"' not in shown.stderr
+    metrics = run(["dvc", "metrics", "diff", "--json", "--all"], root, env)
+    diff = json.loads(metrics.stdout)["reports/metrics.json"]
+    assert "SH600519.gru.test_rmse" in diff
+
+
+def test_a_second_run_at_once_exits_with_a_clear_message(served):
+    from stockcast.ops import run_lock
+
+    root, env, _, _, _ = served
+    with run_lock(root, "the test's own run"):
+        result = pipeline(root, env, "--force")
+    assert result.returncode == 3
+    assert "another stockcast run is in progress (the test's own run" in result.stderr
+    assert "Running stage" not in result.stdout

@@ -1,0 +1,163 @@
+"""The daily retrain flow on real parts: served with its cron schedule, triggered by hand,
+exiting early without new data, deployed from prefect.yaml, and reporting failures to a
+webhook. One Prefect server on loopback for the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from flows.pipeline import prefect_api
+from tests.flows.project import make_project, run
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    old = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    saved = os.environ.pop("PREFECT_API_URL", None)
+    try:
+        with prefect_api() as url:
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                yield url
+    finally:
+        if saved:
+            os.environ["PREFECT_API_URL"] = saved
+        if old is None:
+            os.environ.pop("PREFECT_HOME", None)
+        else:
+            os.environ["PREFECT_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def served(api, tmp_path_factory):
+    """``python -m flows.retrain serve`` running in a fresh project."""
+    root = tmp_path_factory.mktemp("retrain")
+    env = {**make_project(root), "PREFECT_API_URL": api}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.retrain", "serve"],
+        cwd=root,
+        env=env,
+        stdout=open(root / "serve.log", "w"),  # noqa: SIM115 - lives as long as the server
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield root, env, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
+
+
+def _deployment(name: str = "retrain/daily", timeout: float = 90):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                return client.read_deployment_by_name(name)
+            except Exception:  # noqa: BLE001 - not registered yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+
+def test_serve_registers_the_deployment_with_the_cron_from_params(served):
+    deployment = _deployment()
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "0 18 * * 1-5"
+    assert schedule.schedule.timezone == "Asia/Shanghai"
+    assert schedule.active and not deployment.paused
+    assert deployment.parameters == {"params": "params.yaml"}
+
+
+def test_a_manual_trigger_runs_the_chain_then_a_second_finds_nothing_new(served):
+    from prefect.artifacts import Artifact
+    from prefect.deployments import run_deployment
+
+    root, _, proc = served
+    _deployment()
+    first = run_deployment("retrain/daily", timeout=900, poll_interval=2)
+    log = (root / "serve.log").read_text()
+    assert first.state.is_completed(), f"{first.state}\n{log[-6000:]}"
+    registry = json.loads((root / "reports/registry.json").read_text())
+    assert registry["SH600519"]["variant"] in {"simple_rnn", "lstm", "gru"}
+    assert (
+        json.loads((root / "reports/drift.json").read_text())["tickers"][0]["ticker"] == "SH600519"
+    )
+    summary = Artifact.get("retrain-summary").data
+    assert "## SH600519" in summary and "| gru |" in summary and "## Drift" in summary
+
+    second = run_deployment("retrain/daily", timeout=300, poll_interval=2)
+    assert second.state.is_completed()
+    assert "Nothing to do: no source has a new trading day" in Artifact.get("retrain-summary").data
+    assert proc.poll() is None  # still serving
+
+
+def test_stopping_the_server_leaves_the_schedule_on(served):
+    _, _, proc = served
+    _deployment()
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+    deployment = _deployment()
+    assert not deployment.paused and deployment.schedules[0].active
+
+
+def test_prefect_yaml_deploys_the_same_flow_to_a_work_pool(served, api):
+    root, env, _ = served
+    env = {**env, "STOCKCAST_ROOT": str(root)}
+    pool = run(["prefect", "work-pool", "create", "stockcast", "--type", "process"], root, env)
+    assert pool.returncode == 0 or "already exists" in pool.stdout, pool.stdout + pool.stderr
+    deployed = run(["prefect", "--no-prompt", "deploy", "--all"], root, env, timeout=300)
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    deployment = _deployment()
+    assert deployment.work_pool_name == "stockcast"
+    assert deployment.entrypoint == "flows/retrain.py:retrain"
+    assert deployment.schedules[0].schedule.cron == "0 18 * * 1-5"
+    assert str(root) in json.dumps(deployment.pull_steps)
+
+
+def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    schedule = {"webhook": f"http://127.0.0.1:{hook.server_port}/stockcast"}
+    env = {**make_project(tmp_path, schedule=schedule), "PREFECT_API_URL": api}
+    bad = tmp_path / "data/raw/SH600519.csv"
+    lines = bad.read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[2], "-1", 1)  # a negative open price
+    bad.write_text("\n".join(lines) + "\n")
+    try:
+        result = run([sys.executable, "-m", "flows.retrain", "run"], tmp_path, env)
+    finally:
+        hook.shutdown()
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "dvc repro drift failed" in result.stderr
+    (payload,) = received
+    assert payload["flow"] == "retrain" and payload["state"] == "Failed"
+    assert "validate" in payload["message"]
+    assert not (tmp_path / "models").exists()  # nothing downstream was written

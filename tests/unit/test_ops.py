@@ -1,0 +1,165 @@
+"""Daily operation pieces: the run lock, new-data check, drift tests, lineage, summary, webhook."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stockcast.config import config_from_dict
+from stockcast.ops import (
+    RunLocked,
+    detect_drift,
+    dvc_lineage,
+    new_data,
+    post_webhook,
+    run_lock,
+    summary_markdown,
+)
+from tests.conftest import synthetic_prices
+
+
+def _cfg(**drift):
+    return config_from_dict(
+        {
+            "data": {"sources": ["x.csv"]},
+            "window": {"window": 10, "val_days": 50, "test_days": 60},
+            "backtest": {"folds": 0},
+            "drift": {"recent_days": 60, **drift},
+        }
+    )
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_name(tmp_path):
+    with run_lock(tmp_path, "first run"):
+        with pytest.raises(RunLocked, match=r"in progress \(first run, pid \d+"):
+            with run_lock(tmp_path, "second run"):
+                pass
+    with run_lock(tmp_path, "third run"):  # released on exit
+        pass
+
+
+def test_the_lock_is_held_across_processes_and_freed_when_the_holder_dies(tmp_path):
+    code = (
+        "import sys, time; from pathlib import Path; from stockcast.ops import run_lock\n"
+        f"with run_lock(Path({str(tmp_path)!r}), 'child'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked, match="child"):
+            with run_lock(tmp_path, "parent"):
+                pass
+    finally:
+        child.kill()  # a crash: no cleanup code runs
+        child.wait()
+    with run_lock(tmp_path, "parent", wait_seconds=5):
+        pass
+
+
+def test_new_data_names_only_tickers_with_a_newer_day(tmp_path):
+    old = pd.concat([synthetic_prices(100, "AAA"), synthetic_prices(100, "BBB")])
+    old.to_parquet(tmp_path / "ingested.parquet")
+    assert new_data(old, tmp_path / "ingested.parquet").tickers == []
+    assert (
+        "no source has a new trading day" in new_data(old, tmp_path / "ingested.parquet").message()
+    )
+    newer = pd.concat([synthetic_prices(101, "AAA"), synthetic_prices(100, "BBB")])
+    found = new_data(newer, tmp_path / "ingested.parquet")
+    assert found.tickers == ["AAA"] and "AAA 2015-05-22 -> 2015-05-25" in found.message()
+    assert new_data(old, tmp_path / "missing.parquet").tickers == ["AAA", "BBB"]
+
+
+def _frame_with_returns(returns: np.ndarray, ticker: str = "T") -> pd.DataFrame:
+    prices = 100 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
+    frame = synthetic_prices(len(prices), ticker)
+    frame["open"] = prices
+    return frame
+
+
+def test_drift_is_flagged_when_volatility_jumps_and_not_on_the_same_process():
+    rng = np.random.default_rng(1)
+    calm = rng.normal(0, 0.01, 700)
+    same = detect_drift(_frame_with_returns(calm), "open", _cfg())[0]
+    assert not same.drift and same.ks_p_value > 0.01 and same.recent_days == 60
+    # the training span is every row before validation and test (n - 110)
+    assert same.reference_days == 700 + 1 - 110 - 1
+    wild = np.concatenate([calm[:-60], rng.normal(0, 0.05, 60)])
+    jumped = detect_drift(_frame_with_returns(wild), "open", _cfg())[0]
+    assert jumped.drift and jumped.levene_p_value < 1e-6 and jumped.volatility_ratio > 3
+
+
+def test_drift_p_value_threshold_comes_from_params():
+    rng = np.random.default_rng(2)
+    shifted = np.concatenate([rng.normal(0, 0.01, 640), rng.normal(0.004, 0.012, 60)])
+    frame = _frame_with_returns(shifted)
+    strict = detect_drift(frame, "open", _cfg(p_value=1e-12))[0]
+    loose = detect_drift(frame, "open", _cfg(p_value=0.5))[0]
+    assert strict.ks_p_value == loose.ks_p_value
+    assert not strict.drift and loose.drift
+
+
+def test_lineage_reads_the_dataset_hashes_from_dvc_lock(tmp_path):
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n"
+        "  ingest:\n    outs:\n    - path: data/interim/ingested.parquet\n      md5: aaa111\n"
+        "  window:\n    outs:\n    - path: data/processed\n      md5: bbb222.dir\n"
+    )
+    assert dvc_lineage(tmp_path) == {"dvc_dataset_md5": "bbb222.dir", "dvc_ingested_md5": "aaa111"}
+    assert dvc_lineage(tmp_path / "nowhere") == {}
+
+
+def test_summary_has_a_row_per_variant_the_decision_and_drift():
+    metrics = {
+        "SH600519": {
+            "baselines": {"naive_rmse": 19.6, "drift_rmse": 19.6, "naive_mae": 14.7},
+            "gru": {"test_rmse": 19.645, "rmse_vs_naive": 1.0014, "test_mae": 14.8},
+            "lstm": {"error": "boom"},
+        }
+    }
+    registry = {"SH600519": {"version": "3", "variant": "gru", "promote": False, "reason": "r"}}
+    drift = {
+        "tickers": [
+            {
+                "ticker": "SH600519",
+                "ks_p_value": 0.2,
+                "levene_p_value": 0.001,
+                "volatility_ratio": 1.7,
+                "drift": True,
+            }
+        ]
+    }
+    text = summary_markdown(metrics, registry, drift)
+    assert "**v3 (gru): not promoted** — r" in text
+    assert "| gru | 19.645 | 1.0014 | 14.800 |" in text
+    assert "| lstm | failed |" in text
+    assert "Baseline RMSE: drift 19.600, naive 19.600" in text
+    assert "| SH600519 | 0.2000 | 0.0010 | 1.700 | **yes** |" in text
+
+
+def test_webhook_posts_json(tmp_path):
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        status = post_webhook(f"http://127.0.0.1:{server.server_port}/hook", {"state": "FAILED"})
+    finally:
+        server.shutdown()
+    assert status == 204 and received == [{"state": "FAILED"}]
