@@ -214,7 +214,7 @@ def validate_prices(
             gx.Checkpoint(
                 name=f"gate-{ticker}",
                 validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+                actions=[],  # Data Docs are built once, after every ticker
                 result_format={
                     "result_format": "COMPLETE",
                     "unexpected_index_column_names": ["date"],
@@ -223,6 +223,7 @@ def validate_prices(
         )
         outcome = checkpoint.run(batch_parameters={"dataframe": group})
         results.append(_ticker_result(str(ticker), group, outcome))
+    context.build_data_docs(site_names=["stockcast_site"])
     index = docs_dir / "index.html"
     report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
     _atomic_write(report_dir / "validation.json", report.to_json())
