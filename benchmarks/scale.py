@@ -1,0 +1,146 @@
+"""Scale: 10, 50 and 100 synthetic tickers x 10 years of daily prices through the pipeline.
+
+Each size runs in a fresh process over the pipeline's own stage functions: ingest (one CSV per
+ticker, Yahoo layout), validate (the Great Expectations gate), drift, window, and training with
+``epochs: 1`` through the train flow (Prefect, ``ProcessPoolTaskRunner``, 2 workers). Prints
+seconds per stage, seconds per ticker, the ratio to the smallest size (linear growth keeps
+seconds per ticker flat), and peak RSS of the stage process and of the largest training worker.
+
+    .venv/bin/python benchmarks/scale.py [--sizes 10 50 100] [--variants gru]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+DAYS = 2520  # 10 years of trading days
+
+
+def write_tickers(raw: Path, n: int, seed: int = 0) -> None:
+    """Yahoo-layout CSVs of geometric random walks with consistent daily bars."""
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2014-01-02", periods=DAYS)
+    for k in range(n):
+        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, DAYS)))
+        open_ = close * (1 + rng.normal(0, 0.004, DAYS))
+        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, DAYS))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, DAYS))
+        pd.DataFrame(
+            {
+                "Date": dates.strftime("%Y-%m-%d"),
+                "Open": open_.round(4),
+                "High": high.round(4),
+                "Low": low.round(4),
+                "Close": close.round(4),
+                "Adj Close": close.round(4),
+                "Volume": rng.integers(10_000, 1_000_000, DAYS),
+            }
+        ).to_csv(raw / f"T{k:03d}.csv", index=False)
+
+
+def one(root: Path, n: int, variants: list[str]) -> dict:
+    """Every stage for ``n`` tickers in this process; seconds per stage and peak RSS."""
+    import flows.env  # noqa: F401
+    from flows.stages import _train, task_runner
+    from stockcast import pipeline
+    from stockcast.config import config_from_dict
+    from stockcast.pipeline import Paths
+
+    write_tickers(root / "data/raw", n)
+    cfg = config_from_dict(
+        {
+            "data": {"sources": [{"path": "data/raw"}]},
+            "backtest": {"folds": 0},
+            "features": {"target_transform": "log_return"},
+            "train": {"variants": variants, "epochs": 1, "patience": 1, "max_workers": 2},
+        }
+    )
+    paths = Paths(root)
+    seconds = {}
+    for stage in ("ingest", "validate", "drift", "window"):
+        start = time.perf_counter()
+        getattr(pipeline, stage)(cfg, paths)
+        seconds[stage] = time.perf_counter() - start
+    stage_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    _train.with_options(task_runner=task_runner(cfg.train))(cfg, paths)
+    seconds["train"] = time.perf_counter() - start
+    summary = json.loads(paths.train_summary.read_text())
+    errors = [r["error"] for t in summary.values() for r in t.values() if r["error"]]
+    return {
+        "seconds": seconds,
+        "stage_rss_mib": stage_rss,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "fits": sum(len(t) for t in summary.values()),
+        "errors": errors[:3],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--variants", nargs="+", default=["gru"])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(Path(args.root), args.one, args.variants)))
+        return
+
+    from flows.pipeline import prefect_api
+
+    stages = ("ingest", "validate", "drift", "window", "train")
+    print(f"{DAYS} rows per ticker; training: {args.variants}, 1 epoch, 2 worker processes")
+    print(
+        "| tickers | "
+        + " | ".join(f"{s} s" for s in stages)
+        + " | total s | s per ticker | vs smallest | peak RSS MiB (stages / largest worker) |"
+    )
+    print("|---|" + "---|" * (len(stages) + 4), flush=True)
+    first = None
+    with prefect_api() as url:
+        env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
+        for n in args.sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, __file__, "--one", str(n), "--root", tmp, "--variants"]
+                proc = subprocess.run(
+                    cmd + args.variants, env=env, capture_output=True, text=True, cwd=ROOT
+                )
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                print(f"| {n} | failed: {proc.stderr.strip().splitlines()[-3:]} |", flush=True)
+                continue
+            r = json.loads(line[len("RESULT ") :])
+            total = sum(r["seconds"].values())
+            per = total / n
+            first = first or per
+            print(
+                f"| {n} | "
+                + " | ".join(f"{r['seconds'][s]:.1f}" for s in stages)
+                + f" | {total:.1f} | {per:.2f} | {per / first:.2f}x | "
+                f"{r['peak_rss_mib']:.0f} / {r['worker_rss_mib']:.0f} |",
+                flush=True,
+            )
+            if r["errors"]:
+                print(f"  errors: {r['errors']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
