@@ -75,12 +75,23 @@ def one(root: Path, runner: str, workers: int, tf_threads: int, epochs: int) -> 
     wall = time.perf_counter() - start
     summary = json.loads((paths.train_summary).read_text())["SH600519"]
     fits = {v: r["fit_seconds"] for v, r in summary.items()}
-    return {"wall": wall, "fits": fits, "errors": [r["error"] for r in summary.values()]}
+    losses = {v: r["best_val_loss"] for v, r in summary.items()}
+    return {
+        "wall": wall,
+        "fits": fits,
+        "losses": losses,
+        "errors": [r["error"] for r in summary.values()],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        help="runner:workers:tf_threads triples (default: every configuration)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -97,10 +108,20 @@ def main() -> None:
         prepare(root)
         env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
         print(f"3 variants x {args.epochs} epochs, SH600519 default windows, 2 cores")
-        print("| runner | workers | TF threads | wall s | sum of fits s | speed-up vs sequential |")
-        print("|---|---|---|---|---|---|", flush=True)
+        print(
+            "| runner | workers | TF threads | wall s | sum of fits s | speed-up vs sequential "
+            "| best val_loss simple_rnn / lstm / gru |"
+        )
+        print("|---|---|---|---|---|---|---|", flush=True)
         reference = None
-        for label, runner, workers, threads in CONFIGS:
+        configs = CONFIGS
+        if args.configs:
+            triples = [c.split(":") for c in args.configs]
+            configs = [
+                ("sequential" if r == "threads" and w == "1" else r, r, int(w), int(t))
+                for r, w, t in triples
+            ]
+        for label, runner, workers, threads in configs:
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -129,7 +150,9 @@ def main() -> None:
             reference = reference or result["wall"]
             print(
                 f"| {label} | {workers} | {threads or 'default'} | {result['wall']:.1f} | "
-                f"{sum(result['fits'].values()):.1f} | {reference / result['wall']:.2f}x |",
+                f"{sum(result['fits'].values()):.1f} | {reference / result['wall']:.2f}x | "
+                + " / ".join(f"{result['losses'][v]:.6g}" for v in ("simple_rnn", "lstm", "gru"))
+                + " |",
                 flush=True,
             )
 

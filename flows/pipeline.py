@@ -126,16 +126,85 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.set_param:  # a DVC experiment: dvc decides what reruns
+    if args.set_param:  # a DVC experiment: dvc runs each stage's cmd as its own process
         repro = ["exp", "run", *(f"-S{kv}" for kv in args.set_param), *args.targets]
+        with prefect_api() as url:
+            return dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
+    if not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
+        print("pipeline is up to date: every stage skipped (dvc status)")
+        return 0
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from stockcast.errors import StockcastError
+
+    with prefect_api() as url, temporary_settings(updates={PREFECT_API_URL: url}):
+        os.environ["PREFECT_API_URL"] = url  # for training worker processes
+        try:
+            run_stages(Path.cwd(), args.targets, args.force, args.single_item)
+        except StockcastError as exc:
+            print(f"\n{exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def run_stages(
+    root: Path, targets: list[str] | None = None, force: bool = False, single_item: bool = False
+) -> list[str]:
+    """Run the stale ``dvc.yaml`` stages in this process, as Prefect flows, in file order.
+
+    The same stages ``dvc repro`` runs (each stage's ``cmd`` is ``python -m flows.stages
+    STAGE``, so a plain ``dvc repro`` still works), but without a new interpreter per stage:
+    the libraries are imported once. DVC stays the judge of what is stale (``dvc status`` per
+    stage, after its upstream has run) and the record keeper: after a stage succeeds,
+    ``dvc commit`` writes its deps, params and outs to ``dvc.lock`` and caches the outs,
+    exactly as ``dvc repro`` does. A stage that fails is not committed.
+
+    Args:
+        root: the project root.
+        targets: stages to bring up to date (default: all); their upstream too unless
+            ``single_item``.
+        force: run the selected stages even when DVC finds nothing changed.
+        single_item: only the named stages.
+
+    Returns:
+        The stages that ran.
+
+    Raises:
+        StockcastError: a stage failed (its own message, e.g. the validation report).
+    """
+    import yaml
+    from dvc.repo import Repo
+
+    import flows.stages as stages
+    from stockcast.errors import StockcastError
+
+    order = list(yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
+    targets = list(targets or [])
+    if unknown := sorted(set(targets) - set(order)):
+        raise StockcastError(f"unknown stage(s) {unknown}; dvc.yaml has {order}")
+    if single_item and targets:
+        selected = [s for s in order if s in targets]
+    elif targets:
+        selected = order[: max(order.index(t) for t in targets) + 1]
     else:
-        if not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
-            print("pipeline is up to date: every stage skipped (dvc status)")
-            return 0
-        flags = (("--force", args.force), ("--single-item", args.single_item))
-        repro = ["repro", *(flag for flag, on in flags if on), *args.targets]
-    with prefect_api() as url:
-        return dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
+        selected = order
+    ran = []
+    repo = Repo(str(root))
+    try:
+        for name in selected:
+            if not force and not repo.status(targets=[name]):
+                print(f"Stage '{name}' didn't change, skipping", flush=True)
+                continue
+            print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
+            try:
+                stages.STAGES[name](params="params.yaml")
+            except StockcastError as exc:
+                raise StockcastError(f"stockcast {name} stopped:\n{exc}") from exc
+            repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
+            ran.append(name)
+    finally:
+        repo.close()
+    return ran
 
 
 def _notify(url: str, code: int, elapsed: float) -> None:

@@ -4,7 +4,7 @@
     python -m flows.retrain run [--force]  # one run now, in this process
 
 Each run: take the project's run lock (one run at a time) → read every configured source
-→ no new trading day: finish early and say so → ``dvc repro`` up to the drift stage →
+→ no new trading day: finish early and say so → the DVC stages up to drift →
 with ``drift.on_drift: retrain`` and no drift, stop there (data refreshed, models kept) →
 the rest of the chain → ``dvc push`` when a remote is configured → a markdown artifact with
 each ticker's metrics, baselines, promotion decision and drift. The stages are the same DVC
@@ -26,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
-from flows.pipeline import BIN, prefect_api
+from flows.pipeline import BIN, prefect_api, run_stages
 from stockcast import ops, pipeline
 from stockcast.config import Config, load_config
 from stockcast.errors import DataError, StockcastError
@@ -64,7 +64,6 @@ def check_sources(cfg: Config, paths: Paths) -> ops.NewData:
     return ops.new_data(frame, paths.ingested)
 
 
-@task
 def run_dvc(*args: str) -> str:
     """Run ``dvc`` in the project with this run's Prefect API; the output goes to the log."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -83,7 +82,7 @@ def run_dvc(*args: str) -> str:
 def push() -> None:
     """``dvc push`` data and artifacts to the configured remote."""
     try:
-        run_dvc.fn("push")
+        run_dvc("push")
     except DvcFailed as exc:
         raise TransientIOError(str(exc)) from exc
 
@@ -138,8 +137,9 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
             _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
             return {"status": "up to date", "message": news.message()}
         # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
-        run_dvc("repro", "--force", "--single-item", "ingest")
-        run_dvc("repro", "drift")
+        # The stages run as subflows of this run, in this process (flows.pipeline.run_stages).
+        run_stages(ROOT, ["ingest"], force=True, single_item=True)
+        run_stages(ROOT, ["drift"])
         drift = json.loads(paths.drift.read_text(encoding="utf-8"))
         if cfg.drift.on_drift == "retrain" and not drift["drift"] and not force:
             message = (
@@ -150,7 +150,7 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
             return {"status": "no drift", "tickers": news.tickers, "drift": False}
         if drift["drift"]:
             logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
-        run_dvc("repro")
+        run_stages(ROOT)
         pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
         if pushed:
             push()

@@ -264,3 +264,20 @@ def test_a_second_run_at_once_exits_with_a_clear_message(served):
     assert result.returncode == 3
     assert "another stockcast run is in progress (the test's own run" in result.stderr
     assert "Running stage" not in result.stdout
+
+
+def test_a_fit_past_its_timeout_fails_alone_and_is_recorded(served):
+    root, env, _, _, _ = served
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(
+        variants=["simple_rnn", "gru"], epochs=200, patience=200, timeout_seconds=3
+    )
+    params["train"]["units"] = [64, 64]  # slow enough that 200 epochs outlast 3 s
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = pipeline(root, env, "--single-item", "train")
+    assert result.returncode != 0
+    summary = json.loads((root / "models/train.json").read_text())["SH600519"]
+    assert set(summary) == {"simple_rnn", "gru"}
+    for record in summary.values():
+        assert "timeout" in (record["error"] or "").lower(), record["error"]
+    assert "every variant failed" in result.stderr + result.stdout

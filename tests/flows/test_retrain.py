@@ -156,8 +156,21 @@ def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
     finally:
         hook.shutdown()
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "dvc repro drift failed" in result.stderr
+    assert "stockcast validate stopped" in result.stderr and "validation failed" in result.stderr
     (payload,) = received
     assert payload["flow"] == "retrain" and payload["state"] == "Failed"
     assert "validate" in payload["message"]
     assert not (tmp_path / "models").exists()  # nothing downstream was written
+
+
+def test_with_on_drift_retrain_and_no_drift_the_models_are_kept(api, tmp_path):
+    # p_value 1e-12: no test can flag drift, so this run refreshes the data and stops there
+    drift = {"recent_days": 20, "p_value": 1e-12, "on_drift": "retrain"}
+    env = {**make_project(tmp_path, drift=drift), "PREFECT_API_URL": api}
+    result = run([sys.executable, "-m", "flows.retrain", "run"], tmp_path, env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '"status": "no drift"' in result.stdout
+    report = json.loads((tmp_path / "reports/drift.json").read_text())
+    assert report["drift"] is False and report["newest_day"]["SH600519"] == "2020-04-24"
+    assert (tmp_path / "data/interim/validated.parquet").exists()
+    assert not (tmp_path / "models").exists()  # no training without drift
