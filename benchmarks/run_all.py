@@ -7,6 +7,7 @@ scripts take larger settings when run by hand (see each one's ``--help``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -18,16 +19,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-RUNS = [
-    ("Windowing (issue 6.1)", ["windowing.py"]),
-    ("Epoch time against bare Keras (issue 6.2)", ["epoch_time.py", "--epochs", "3"]),
-    ("Variants in parallel, per task runner (issue 6.3)", ["runners.py", "--epochs", "3"]),
-    (
+RUNS = {
+    "windowing": ("Windowing (issue 6.1)", ["windowing.py"]),
+    "epoch": ("Epoch time against bare Keras (issue 6.2)", ["epoch_time.py", "--epochs", "3"]),
+    "runners": (
+        "Variants in parallel, per task runner (issue 6.3)",
+        ["runners.py", "--epochs", "3", "--configs", "threads:1:0", "threads:3:0"]
+        + ["processes:2:0", "dask:2:0"],
+    ),
+    "end_to_end": (
         "End to end, 3 fits: `-S backtest.folds=0` (issue 6.4)",
         ["end_to_end.py", "-S", "backtest.folds=0"],
     ),
-    ("Scale: 10, 50, 100 tickers (issue 6.5)", ["scale.py", "--sizes", "10", "50", "100"]),
-]
+    "scale": (
+        "Scale: 10, 50, 100 tickers; training at 10 and 50 (issue 6.5)",
+        ["scale.py", "--sizes", "10", "50", "100", "--train-up-to", "50"],
+    ),
+}
 
 
 def machine() -> str:
@@ -47,17 +55,46 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}){mem}, {system}"
 
 
+def previous_sections(path: Path) -> dict[str, str]:
+    """The sections of an earlier RESULTS.md, by title, to keep those not rerun."""
+    if not path.exists():
+        return {}
+    sections, title = {}, None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+            sections[title] = []
+        elif title and not line.startswith("All benchmarks:"):
+            sections[title].append(line)
+    return {t: "\n".join(lines).strip() for t, lines in sections.items()}
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="*", choices=[[], *RUNS], help="rerun only these")
+    args = parser.parse_args()
+    chosen = args.only or list(RUNS)
+    results = HERE / "RESULTS.md"
+    kept = previous_sections(results) if args.only else {}
     started = time.perf_counter()
     out = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        + (
+            f" (rerun: {', '.join(chosen)}; other sections from an earlier run)."
+            if args.only
+            else "."
+        ),
         f"Machine: {machine()}.",
         "",
     ]
     failed = 0
-    for title, cmd in RUNS:
+    for key, (title, cmd) in RUNS.items():
+        if key not in chosen:
+            if title in kept:
+                out += [f"## {title}", "", kept[title], ""]
+            continue
         print(f"== {title}: {' '.join(cmd)}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(
@@ -75,9 +112,13 @@ def main() -> int:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             out += ["Failed:", "", "```", tail, "```", ""]
             print(tail, file=sys.stderr)
+    titles = {title for title, _ in RUNS.values()}
+    for title, text in kept.items():  # e.g. a longer run of a script, made by hand earlier
+        if title not in titles:
+            out += [f"## {title}", "", text, ""]
     total = time.perf_counter() - started
     out.append(f"All benchmarks: {total:.0f} s.")
-    (HERE / "RESULTS.md").write_text("\n".join(out) + "\n", encoding="utf-8")
+    results.write_text("\n".join(out) + "\n", encoding="utf-8")
     print(f"wrote benchmarks/RESULTS.md ({total:.0f} s)")
     return 1 if failed else 0
 

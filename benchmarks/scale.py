@@ -54,7 +54,7 @@ def write_tickers(raw: Path, n: int, seed: int = 0) -> None:
         ).to_csv(raw / f"T{k:03d}.csv", index=False)
 
 
-def one(root: Path, n: int, variants: list[str]) -> dict:
+def one(root: Path, n: int, variants: list[str], train: bool = True) -> dict:
     """Every stage for ``n`` tickers in this process; seconds per stage and peak RSS."""
     import flows.env  # noqa: F401
     from flows.stages import _train, task_runner
@@ -78,6 +78,8 @@ def one(root: Path, n: int, variants: list[str]) -> dict:
         getattr(pipeline, stage)(cfg, paths)
         seconds[stage] = time.perf_counter() - start
     stage_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not train:
+        return {"seconds": seconds, "peak_rss_mib": stage_rss, "worker_rss_mib": 0, "errors": []}
     start = time.perf_counter()
     _train.with_options(task_runner=task_runner(cfg.train))(cfg, paths)
     seconds["train"] = time.perf_counter() - start
@@ -97,11 +99,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--variants", nargs="+", default=["gru"])
+    parser.add_argument(
+        "--train-up-to", type=int, default=10**9, help="train only at sizes up to this"
+    )
+    parser.add_argument("--no-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(one(Path(args.root), args.one, args.variants)))
+        result = one(Path(args.root), args.one, args.variants, not args.no_train)
+        print("RESULT " + json.dumps(result))
         return
 
     from flows.pipeline import prefect_api
@@ -119,7 +126,9 @@ def main() -> None:
         env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
         for n in args.sizes:
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [sys.executable, __file__, "--one", str(n), "--root", tmp, "--variants"]
+                cmd = [sys.executable, __file__, "--one", str(n), "--root", tmp]
+                cmd += ["--no-train"] if n > args.train_up_to else []
+                cmd += ["--variants"]
                 proc = subprocess.run(
                     cmd + args.variants, env=env, capture_output=True, text=True, cwd=ROOT
                 )
@@ -128,6 +137,15 @@ def main() -> None:
                 print(f"| {n} | failed: {proc.stderr.strip().splitlines()[-3:]} |", flush=True)
                 continue
             r = json.loads(line[len("RESULT ") :])
+            if "train" not in r["seconds"]:  # stages only: no per-ticker ratio across sizes
+                print(
+                    f"| {n} | "
+                    + " | ".join(f"{r['seconds'][s]:.1f}" for s in stages[:-1])
+                    + f" | not run | {sum(r['seconds'].values()):.1f} | | | "
+                    f"{r['peak_rss_mib']:.0f} / - |",
+                    flush=True,
+                )
+                continue
             total = sum(r["seconds"].values())
             per = total / n
             first = first or per

@@ -29,7 +29,7 @@ import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from flows.pipeline import BIN, prefect_api, run_stages
 from stockcast import ops, pipeline
 from stockcast.config import Config, load_config
-from stockcast.errors import DataError, StockcastError
+from stockcast.errors import DataError, FetchFailed, StockcastError
 from stockcast.pipeline import Paths
 
 ROOT = Path.cwd()
@@ -48,6 +48,8 @@ def io_only(task: Any, task_run: Any, state: Any) -> bool:
     """Retry on network and store I/O errors only, never on bad data or bugs."""
     try:
         state.result()
+    except FetchFailed:  # a source that did not answer: the network, not the data
+        return True
     except DataError:
         return False
     except (OSError, TimeoutError, ConnectionError):

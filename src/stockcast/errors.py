@@ -54,3 +54,8 @@ class ValidationFailed(StockcastError):
     def __init__(self, report: str) -> None:
         super().__init__(report)
         self.report = report
+
+
+class FetchFailed(DataError):
+    """A source URL did not answer, or answered with a server-side (5xx/429) error, after the
+    client's own retries: worth trying again later (the retrain flow does, with back-off)."""

@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 
 from stockcast.config import Source
-from stockcast.errors import DataError
+from stockcast.errors import DataError, FetchFailed
 from stockcast.ingest import IngestResult, mapped_layout, read_prices
 
 
@@ -61,7 +61,13 @@ def fetch(url: str, timeout: float = 30.0, retries: int = 3) -> bytes:
         try:
             response = session.get(url, timeout=timeout)
         except requests.RequestException as exc:
-            raise DataError(url, f"download failed after {retries} retries: {exc}") from exc
+            raise FetchFailed(url, f"download failed after {retries} retries: {exc}") from exc
+    if response.status_code in (429, 500, 502, 503, 504):
+        raise FetchFailed(
+            url,
+            f"download failed after {retries} retries: HTTP {response.status_code}",
+            expected="HTTP 200 with a CSV body",
+        )
     if response.status_code != 200:
         raise DataError(
             url,
