@@ -24,6 +24,9 @@ from stockcast.pipeline import Paths
 from stockcast.train import TrainResult
 
 ROOT = Path.cwd()
+# The fit stops itself at train.timeout_seconds (a Keras callback, reliable in any runner);
+# the task timeout is a backstop for a task stuck outside the fit (loading, saving).
+TASK_TIMEOUT_MARGIN = 300
 
 
 @flow(name="ingest")
@@ -130,6 +133,20 @@ def task_runner(cfg: TrainConfig) -> Any:
     )
 
 
+@task(name="fit-global", task_run_name="fit-global-{variant}-{fold}")
+def fit_global_task(
+    files: list[str], variant: str, fold: int, cfg: TrainConfig, seed: int, out_dir: str
+) -> TrainResult:
+    """Train one variant on every ticker's windows at once (``train.scope: global``)."""
+    from stockcast.train import StackedWindows, fit_variant
+    from stockcast.windows import WindowSet
+
+    stacked = StackedWindows.stack([WindowSet.load(Path(f)) for f in files])
+    result = fit_variant(stacked, variant, cfg, seed, Path(out_dir))
+    result.fold = fold
+    return result
+
+
 @flow(name="train")
 def train_flow(params: str = "params.yaml") -> dict[str, list[str]]:
     cfg, paths = _setup(params)
@@ -143,22 +160,39 @@ def _train(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     unless every main variant of a ticker fails."""
     from stockcast.windows import read_manifest
 
-    fit = fit_task.with_options(timeout_seconds=cfg.train.timeout_seconds)
+    manifest = read_manifest(paths.processed)
     jobs = {}
-    for ticker, entry in read_manifest(paths.processed).items():
-        files = [entry["file"], *entry.get("folds", [])]
+    if cfg.train.scope == "global":
+        fit = fit_global_task.with_options(
+            timeout_seconds=cfg.train.timeout_seconds + TASK_TIMEOUT_MARGIN
+        )
+        folds = min(len(entry.get("folds", [])) for entry in manifest.values())
         for variant in cfg.train.variants:
-            for fold, name in enumerate(files):
-                out = paths.variant_dir(ticker, variant) / (f"fold{fold}" if fold else "")
-                jobs[(ticker, variant, fold)] = fit.submit(
-                    str(paths.processed / name),
-                    ticker,
-                    variant,
-                    fold,
-                    cfg.train,
-                    cfg.seed,
-                    str(out),
+            for fold in range(folds + 1):
+                files = [
+                    str(paths.processed / (e["file"] if fold == 0 else e["folds"][fold - 1]))
+                    for e in manifest.values()
+                ]
+                out = paths.models / "_global" / variant / (f"fold{fold}" if fold else "")
+                jobs[("_global", variant, fold)] = fit.submit(
+                    files, variant, fold, cfg.train, cfg.seed, str(out)
                 )
+    else:
+        fit = fit_task.with_options(timeout_seconds=cfg.train.timeout_seconds + TASK_TIMEOUT_MARGIN)
+        for ticker, entry in manifest.items():
+            files = [entry["file"], *entry.get("folds", [])]
+            for variant in cfg.train.variants:
+                for fold, name in enumerate(files):
+                    out = paths.variant_dir(ticker, variant) / (f"fold{fold}" if fold else "")
+                    jobs[(ticker, variant, fold)] = fit.submit(
+                        str(paths.processed / name),
+                        ticker,
+                        variant,
+                        fold,
+                        cfg.train,
+                        cfg.seed,
+                        str(out),
+                    )
     wait(list(jobs.values()))
     results = []
     for (ticker, variant, fold), future in jobs.items():
@@ -167,6 +201,8 @@ def _train(cfg: Config, paths: Paths) -> dict[str, list[str]]:
         else:  # the task itself failed (worker died, folder unwritable...): record it too
             message = future.state.message or future.state.name
             results.append(TrainResult(ticker, variant, fold=fold, error=f"task failed: {message}"))
+    if cfg.train.scope == "global":  # every ticker gets the shared model, with its own scaling
+        results = pipeline.share_global_models(results, list(manifest), paths)
     summary = pipeline.write_train_summary(results, paths)
     logger = get_run_logger()
     for r in results:

@@ -17,6 +17,7 @@ TRANSFORMS = ("level", "diff", "log_return")
 INPUTS = ("open", "high", "low", "close", "volume_change", "range")
 RUNNERS = ("processes", "threads", "dask")
 ON_DRIFT = ("warn", "retrain")
+SCOPES = ("per_ticker", "global")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -140,6 +141,7 @@ class TrainConfig:
     dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
     timeout_seconds: int = 3600  # one fit task; a fit past it fails, the others go on
     tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
+    scope: str = "per_ticker"  # per_ticker: one model per ticker | global: one over all tickers
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -159,6 +161,7 @@ class TrainConfig:
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate={self.learning_rate} must be > 0")
         _check_choice("train.runner", self.runner, RUNNERS)
+        _check_choice("train.scope", self.scope, SCOPES)
         if not isinstance(self.tf_threads, int) or self.tf_threads < 0:
             raise ConfigError(f"train.tf_threads={self.tf_threads!r} must be a whole number >= 0")
 

@@ -201,6 +201,31 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
     return sets
 
 
+def share_global_models(results: list[Any], tickers: list[str], paths: Paths) -> list[Any]:
+    """Give every ticker a copy of each global model (``train.scope: global``).
+
+    Evaluation and registration then work per ticker as usual: each ticker's pyfunc wraps
+    the shared network with that ticker's own scaler and transform.
+    """
+    from dataclasses import replace
+
+    shared = []
+    for r in results:
+        for ticker in tickers:
+            out = paths.variant_dir(ticker, r.variant) / (f"fold{r.fold}" if r.fold else "")
+            model_path = None
+            if r.ok and r.model_path:
+                out.mkdir(parents=True, exist_ok=True)
+                tmp = out / "model.tmp.keras"
+                shutil.copy2(r.model_path, tmp)
+                tmp.replace(out / "model.keras")
+                model_path = str(out / "model.keras")
+            shared.append(
+                replace(r, ticker=ticker, model_path=model_path, worker=f"global: {r.worker}")
+            )
+    return shared
+
+
 def write_train_summary(results: list[Any], paths: Paths) -> dict[str, dict[str, Any]]:
     """Record every fit's outcome, failures too: main models in ``models/train.json``,
     backtest folds in ``models/backtest.json``. Returns the main models' outcomes."""

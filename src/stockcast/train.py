@@ -21,6 +21,30 @@ class TrainingDiverged(StockcastError):
     """The loss became NaN or infinite: not transient, never retried."""
 
 
+class FitTimedOut(StockcastError):
+    """A fit ran past ``train.timeout_seconds``; its partial model is not kept."""
+
+
+def time_budget(seconds: float) -> Any:
+    """A Keras callback that stops training after ``seconds`` of wall time (checked after
+    every batch). It works the same in threads, processes and Dask workers, where an
+    orchestrator's timeout cannot interrupt a running fit."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.deadline = time.monotonic() + seconds
+            self.exceeded = False
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if time.monotonic() > self.deadline:
+                self.exceeded = True
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
 @dataclass
 class TrainResult:
     """What one fit left behind; ``error`` is set when the variant failed."""
@@ -76,6 +100,40 @@ def make_dataset(ws: WindowSet, idx: np.ndarray, batch_size: int, seed: int | No
     return ds.batch(batch_size).map(gather, num_parallel_calls=1).prefetch(2)
 
 
+@dataclass
+class StackedWindows:
+    """Several tickers' windows as one training set (``train.scope: global``).
+
+    Each ticker's series keeps its own scaling; the series are stacked end to end and every
+    target position is shifted by its series' offset. A window never crosses two series:
+    each series' first target lies ``window`` rows after its start.
+    """
+
+    ticker: str
+    window: int
+    scaled: np.ndarray  # (sum of rows, features)
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+    @classmethod
+    def stack(cls, sets: list[WindowSet]) -> StackedWindows:
+        if not sets:
+            raise StockcastError("no window sets to stack")
+        shapes = {(ws.window, ws.scaled.shape[1]) for ws in sets}
+        if len(shapes) != 1:
+            raise StockcastError(f"window sets differ in window or inputs: {sorted(shapes)}")
+        offsets = np.cumsum([0, *(len(ws.scaled) for ws in sets[:-1])])
+        return cls(
+            ticker="_global",
+            window=sets[0].window,
+            scaled=np.concatenate([ws.scaled for ws in sets]),
+            train_idx=np.concatenate(
+                [ws.train_idx + o for ws, o in zip(sets, offsets, strict=True)]
+            ),
+            val_idx=np.concatenate([ws.val_idx + o for ws, o in zip(sets, offsets, strict=True)]),
+        )
+
+
 def fit_variant(
     ws: WindowSet, variant: str, cfg: TrainConfig, seed: int, out_dir: Path
 ) -> TrainResult:
@@ -116,7 +174,9 @@ def _fit(
     model = build_model(
         variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate, seed
     )
+    budget = time_budget(cfg.timeout_seconds)
     callbacks = [
+        budget,
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.patience, restore_best_weights=True
@@ -133,6 +193,11 @@ def _fit(
     )
     result.fit_seconds = round(time.perf_counter() - start, 3)
     result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if budget.exceeded:
+        raise FitTimedOut(
+            f"{ws.ticker}/{variant}: fit exceeded train.timeout_seconds={cfg.timeout_seconds} "
+            f"after {len(result.history.get('loss', []))} epochs; no model kept"
+        )
     val_loss = np.asarray(result.history.get("val_loss", []), dtype="float64")
     if val_loss.size == 0 or not np.isfinite(val_loss).all():
         raise TrainingDiverged(f"{ws.ticker}/{variant}: validation loss is not finite")

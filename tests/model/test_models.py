@@ -70,3 +70,48 @@ def test_early_stopping_restores_the_best_epoch(ws, tmp_path: Path):
     assert result.ok
     assert result.epochs_run < 30  # stopped early
     assert result.best_epoch == result.epochs_run - 1  # patience 1: one epoch past the best
+
+
+def test_global_scope_stacks_series_without_windows_across_them(tmp_path: Path):
+    from stockcast.pipeline import Paths, share_global_models
+    from stockcast.train import StackedWindows
+
+    a = make_windows(synthetic_prices(300, "AAA", seed=1), "open", 10, 50, 60, "log_return")
+    b = make_windows(synthetic_prices(250, "BBB", seed=2), "open", 10, 50, 60, "log_return")
+    stacked = StackedWindows.stack([a, b])
+    assert stacked.scaled.shape == (550, 1)
+    assert len(stacked.train_idx) == len(a.train_idx) + len(b.train_idx)
+    np.testing.assert_array_equal(stacked.train_idx[len(a.train_idx) :], b.train_idx + 300)
+    # every window [t - 10, t) lies inside one series: B's windows start at or after row 300
+    assert (stacked.train_idx[len(a.train_idx) :] - 10 >= 300).all()
+    assert (stacked.train_idx[: len(a.train_idx)] < 300).all()
+    # each series keeps its own scaling
+    np.testing.assert_array_equal(stacked.scaled[300:], b.scaled)
+
+    cfg = TrainConfig(units=(4,), epochs=1, patience=1, batch_size=32)
+    result = fit_variant(stacked, "gru", cfg, 42, tmp_path / "models/_global/gru")
+    assert result.ok and result.ticker == "_global"
+    shared = share_global_models([result], ["AAA", "BBB"], Paths(tmp_path))
+    assert [r.ticker for r in shared] == ["AAA", "BBB"]
+    for r in shared:
+        assert Path(r.model_path).read_bytes() == Path(result.model_path).read_bytes()
+        assert r.best_val_loss == result.best_val_loss
+
+
+def test_stacking_refuses_mismatched_windows():
+    from stockcast.errors import StockcastError
+    from stockcast.train import StackedWindows
+
+    a = make_windows(synthetic_prices(300, "AAA"), "open", 10, 50, 60, "log_return")
+    b = make_windows(synthetic_prices(300, "BBB"), "open", 12, 50, 60, "log_return")
+    with pytest.raises(StockcastError, match="differ in window"):
+        StackedWindows.stack([a, b])
+
+
+def test_a_fit_past_its_time_budget_stops_and_keeps_no_model(ws, tmp_path: Path):
+    cfg = TrainConfig(units=(8, 8), epochs=10_000, patience=10_000, batch_size=8, timeout_seconds=1)
+    result = fit_variant(ws, "lstm", cfg, 42, tmp_path)
+    assert result.error and result.error.startswith("FitTimedOut:")
+    assert "train.timeout_seconds=1" in result.error
+    assert 0 < len(result.history["loss"]) < 10_000 and result.fit_seconds < 30
+    assert result.model_path is None and not (tmp_path / "model.keras").exists()
