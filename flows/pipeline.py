@@ -133,18 +133,29 @@ def _run(args: argparse.Namespace) -> int:
     if not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
         print("pipeline is up to date: every stage skipped (dvc status)")
         return 0
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from stockcast.errors import StockcastError
 
-    with prefect_api() as url, temporary_settings(updates={PREFECT_API_URL: url}):
-        os.environ["PREFECT_API_URL"] = url  # for training worker processes
+    with prefect_api() as url:
+        # Before Prefect is first imported in this process: its settings (and the context it
+        # hands to training worker processes) must carry the URL, or each worker would start
+        # a temporary server of its own.
+        os.environ["PREFECT_API_URL"] = url
         try:
             run_stages(Path.cwd(), args.targets, args.force, args.single_item)
         except StockcastError as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 1
+        finally:
+            flush_prefect_logs()
     return 0
+
+
+def flush_prefect_logs() -> None:
+    """Send the flows' queued log lines while the API still answers."""
+    if "prefect" in sys.modules:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()
 
 
 def run_stages(

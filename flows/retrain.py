@@ -196,20 +196,21 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=4200, help="port of the Prefect server started when none is set"
     )
     args = parser.parse_args(argv)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with prefect_api(port=args.port if args.command == "serve" else None) as url:
-        os.environ["PREFECT_API_URL"] = url  # the dvc stage processes report to it too
-        with temporary_settings(updates={PREFECT_API_URL: url}):
-            if args.command == "serve":
-                print(f"serving retrain/{load_config(ROOT / args.params).schedule.name} on {url}")
-                serve(args.params)
-                return 0
-            try:
-                result = retrain(params=args.params, force=args.force)
-            except StockcastError as exc:
-                print(f"\nstockcast retrain stopped:\n{exc}", file=sys.stderr)
-                return 1
+    if not os.environ.get("PREFECT_API_URL"):
+        # This module imported Prefect already: run again in a child process whose settings
+        # (and training workers) carry the URL of the server started here from the start.
+        with prefect_api(port=args.port if args.command == "serve" else None) as url:
+            child = [sys.executable, "-m", "flows.retrain", *(argv or sys.argv[1:])]
+            return subprocess.call(child, env={**os.environ, "PREFECT_API_URL": url})
+    if args.command == "serve":
+        print(f"serving retrain/{load_config(ROOT / args.params).schedule.name}")
+        serve(args.params)
+        return 0
+    try:
+        result = retrain(params=args.params, force=args.force)
+    except StockcastError as exc:
+        print(f"\nstockcast retrain stopped:\n{exc}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in result.items() if k != "registry"}, indent=2))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,32 @@ def make_project(root: Path, rows: int = 520, **overrides: Any) -> dict[str, str
 def run(
     args: list[str], cwd: Path, env: dict[str, str], timeout: float = 900
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    """Run ``args`` in its own process group; on timeout kill the whole group.
+
+    ``subprocess.run(timeout=...)`` kills only the child, then waits for its output pipes:
+    a grandchild that outlived it (a server, a pool worker) would keep them open for ever.
+    """
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(args, timeout, out, err) from None
+    finally:
+        try:  # nothing the command started may outlive it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def pipeline(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES, PROJECT
+from tests.flows.project import run
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +41,7 @@ STAGES = {"ingest", "validate", "drift", "window", "train", "evaluate", "registe
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return run(args, cwd, env)
 
 
 def _make_project(root: Path) -> None:
