@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES, PROJECT
-from tests.flows.project import run
+from tests.flows.project import run as run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ STAGES = {"ingest", "validate", "drift", "window", "train", "evaluate", "registe
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return run(args, cwd, env)
+    return run_command(args, cwd, env)
 
 
 def _make_project(root: Path) -> None:
