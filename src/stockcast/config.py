@@ -136,8 +136,8 @@ class TrainConfig:
     batch_size: int = 64
     epochs: int = 50
     patience: int = 8
-    runner: str = "processes"
-    max_workers: int = 2
+    runner: str = "threads"
+    max_workers: int = 3
     dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
     timeout_seconds: int = 3600  # one fit task; a fit past it fails, the others go on
     tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
