@@ -114,11 +114,15 @@ def main() -> None:
     from flows.pipeline import prefect_api
 
     stages = ("ingest", "validate", "drift", "window", "train")
-    print(f"{DAYS} rows per ticker; training: {args.variants}, 1 epoch, 2 worker processes")
+    from stockcast.config import TrainConfig
+
+    runner = TrainConfig().runner
+    print(f"{DAYS} rows per ticker; training: {args.variants}, 1 epoch, runner {runner} x 2")
     print(
         "| tickers | "
         + " | ".join(f"{s} s" for s in stages)
-        + " | total s | s per ticker | vs smallest | peak RSS MiB (stages / largest worker) |"
+        + " | total s | s per ticker | vs smallest"
+        + " | peak RSS MiB: stages / with training / largest child |"
     )
     print("|---|" + "---|" * (len(stages) + 4), flush=True)
     first = None
@@ -142,7 +146,7 @@ def main() -> None:
                     f"| {n} | "
                     + " | ".join(f"{r['seconds'][s]:.1f}" for s in stages[:-1])
                     + f" | not run | {sum(r['seconds'].values()):.1f} | | | "
-                    f"{r['peak_rss_mib']:.0f} / - |",
+                    f"{r['peak_rss_mib']:.0f} / - / - |",
                     flush=True,
                 )
                 continue
@@ -153,7 +157,7 @@ def main() -> None:
                 f"| {n} | "
                 + " | ".join(f"{r['seconds'][s]:.1f}" for s in stages)
                 + f" | {total:.1f} | {per:.2f} | {per / first:.2f}x | "
-                f"{r['peak_rss_mib']:.0f} / {r['worker_rss_mib']:.0f} |",
+                f"{r['stage_rss_mib']:.0f} / {r['peak_rss_mib']:.0f} / {r['worker_rss_mib']:.0f} |",
                 flush=True,
             )
             if r["errors"]:
