@@ -3,7 +3,7 @@
 In a temporary copy of the project (code, params, sample; git + DVC initialised), prints:
 the import cost of each heavy library (a fresh interpreter each, median of 3), the Prefect
 server start, the wall time of each DVC stage (from the moment DVC announces it), the model
-fit inside the train stage, the orchestration overhead (wall minus model fit) and a no-op
+fit inside the train stage, the orchestration overhead (wall while no model fits) and a no-op
 rerun. ``-S key=value`` overrides params (``-S backtest.folds=0`` for a shorter run).
 
     .venv/bin/python benchmarks/end_to_end.py [-S backtest.folds=0] [-S train.epochs=5]
@@ -88,6 +88,16 @@ def timed_run(root: Path, env: dict[str, str]) -> tuple[float, dict[str, float],
     return end - start, stages, "".join(lines)
 
 
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of ``(start, end)`` spans: the time at least one fit ran."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-S", dest="overrides", action="append", default=[])
@@ -108,8 +118,10 @@ def main() -> None:
         wall, stages, _ = timed_run(root, env)
         train = json.loads((root / "models/train.json").read_text())
         folds = json.loads((root / "models/backtest.json").read_text())
-        fits = [r["fit_seconds"] for t in train.values() for r in t.values()]
-        fits += [f["fit_seconds"] for t in folds.values() for v in t.values() for f in v]
+        records = [r for t in train.values() for r in t.values()]
+        records += [f for t in folds.values() for v in t.values() for f in v]
+        fits = [r["fit_seconds"] for r in records]
+        fitting = busy_seconds([(r["fit_started"], r["fit_ended"]) for r in records])
         noop_start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=root, env=env, check=True)
         noop = time.perf_counter() - noop_start
@@ -119,12 +131,12 @@ def main() -> None:
     for name, seconds in stages.items():
         print(f"| stage {name} | {seconds:.1f} |")
     fit_wall = stages.get("train", 0.0)
-    lanes = sum(fits) / 2  # two fits at a time on 2 cores
-    overhead = wall - lanes
-    print(f"| model fit, sum over fits (2 at a time) | {sum(fits):.1f} |")
+    overhead = wall - fitting
+    print(f"| model fit, sum over fits (they overlap) | {sum(fits):.1f} |")
+    print(f"| model fit, wall time while any fit ran | {fitting:.1f} |")
     print(f"| **total wall** | **{wall:.1f}** |")
     print(f"| everything but the train stage | {wall - fit_wall:.1f} |")
-    print(f"| orchestration overhead: wall minus fit / 2 | {overhead:.1f} |")
+    print(f"| orchestration overhead: wall while no model was fitting | {overhead:.1f} |")
     print(f"| no-op rerun | {noop:.2f} |")
     print(f"\ntargets: total <= 150 s: {wall:.0f} s ({wall / 150:.2f}x); ", end="")
     print(f"overhead <= 20 s: {overhead:.0f} s; no-op <= 5 s: {noop:.1f} s")

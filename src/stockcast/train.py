@@ -57,6 +57,8 @@ class TrainResult:
     best_epoch: int = 0
     best_val_loss: float | None = None
     fit_seconds: float = 0.0
+    fit_started: float = 0.0  # Unix time the fit began and ended: when fits overlapped
+    fit_ended: float = 0.0
     history: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None
     worker: str = ""  # the process that ran the fit (e.g. a Dask worker), for the record
@@ -183,6 +185,7 @@ def _fit(
         ),
     ]
     start = time.perf_counter()
+    result.fit_started = time.time()
     history = model.fit(
         make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
         validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
@@ -192,6 +195,7 @@ def _fit(
         shuffle=False,  # tf.data shuffles
     )
     result.fit_seconds = round(time.perf_counter() - start, 3)
+    result.fit_ended = time.time()
     result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if budget.exceeded:
         raise FitTimedOut(

@@ -70,6 +70,9 @@ def test_early_stopping_restores_the_best_epoch(ws, tmp_path: Path):
     assert result.ok
     assert result.epochs_run < 30  # stopped early
     assert result.best_epoch == result.epochs_run - 1  # patience 1: one epoch past the best
+    # when it ran, for the end-to-end benchmark's overlap of fits
+    assert result.fit_started <= result.fit_ended
+    assert abs((result.fit_ended - result.fit_started) - result.fit_seconds) < 0.5
 
 
 def test_global_scope_stacks_series_without_windows_across_them(tmp_path: Path):
