@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml requirements.lock
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dask --extra dev --python-version 3.11 -o requirements.lock
 
-## pipeline: set up if needed, then run every stale stage (dvc repro) on the bundled sample
+## pipeline: set up if needed, then run every stale DVC stage (dvc status decides) on the bundled sample
 .PHONY: pipeline
 pipeline: $(STAMP)
 	$(BIN)/python -m flows.pipeline
