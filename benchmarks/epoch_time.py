@@ -3,8 +3,10 @@
 Same model (the pipeline's builder), same data (SH600519 opens, 60 -> 1, the seed's
 MinMax on levels), same batch size. The bare loop is the seed's: windows materialised as a
 numpy array and ``model.fit(x, y, batch_size=64)``. The pipeline's step is
-``train.make_dataset`` (tf.data gathering each batch from the series). Median epoch time over
-``--epochs`` epochs after one warm-up epoch, per variant; the ratio is pipeline / bare.
+``train.make_dataset`` (tf.data gathering each batch from the series). Each side is fitted
+twice, in the order bare, pipeline, pipeline, bare (so a drift in the machine's load weighs on
+both alike), ``--epochs`` epochs after one warm-up epoch each time; the ratio is the median
+pipeline epoch over the median bare epoch.
 
 ``--compile`` also times the model compiled with XLA (``jit_compile=True``) and with the
 recurrent loop unrolled, the two compile-time options that could make a CPU epoch cheaper.
@@ -53,10 +55,14 @@ class EpochTimer:
         return _Timer()
 
 
-def median_epoch(model, fit_args: dict, epochs: int) -> float:
+def epoch_times(model, fit_args: dict, epochs: int) -> list[float]:
     timer = EpochTimer()
     model.fit(**fit_args, epochs=epochs + 1, verbose=0, callbacks=[timer])
-    return statistics.median(timer.times[1:])  # the first epoch traces the graph
+    return timer.times[1:]  # the first epoch traces the graph
+
+
+def median_epoch(model, fit_args: dict, epochs: int) -> float:
+    return statistics.median(epoch_times(model, fit_args, epochs))
 
 
 def build(variant: str, window: int, *, jit: bool = False, unroll: bool = False):
@@ -86,19 +92,24 @@ def main() -> None:
     ws = make_windows(frame, "open", 60, 0, 300, "level")
     x = ws.inputs(ws.train_idx).copy()  # the seed's materialised windows
     y = ws.targets(ws.train_idx)
-    print(f"windows: {x.shape}, batch {BATCH}, median of {args.epochs} epochs after a warm-up")
+    print(
+        f"windows: {x.shape}, batch {BATCH}; each side fitted twice (bare, pipeline, pipeline, "
+        f"bare), median of 2 x {args.epochs} epochs after a warm-up"
+    )
     header = "| variant | bare Keras s/epoch | pipeline s/epoch | ratio |"
     if args.compile:
         header += " xla s/epoch | unroll s/epoch |"
     print(header)
     print("|---|---|---|---|" + ("---|---|" if args.compile else ""), flush=True)
     for variant in args.variants:
-        keras.utils.set_random_seed(42)
         bare_fit = {"x": x, "y": y, "batch_size": BATCH, "shuffle": True}
-        bare = median_epoch(build(variant, 60), bare_fit, args.epochs)
         ours_fit = {"x": make_dataset(ws, ws.train_idx, BATCH, 42), "shuffle": False}
-        keras.utils.set_random_seed(42)
-        ours = median_epoch(build(variant, 60), ours_fit, args.epochs)
+        times: dict[str, list[float]] = {"bare": [], "ours": []}
+        for side in ("bare", "ours", "ours", "bare"):
+            keras.utils.set_random_seed(42)
+            fit_args = bare_fit if side == "bare" else ours_fit
+            times[side] += epoch_times(build(variant, 60), fit_args, args.epochs)
+        bare, ours = (statistics.median(times[side]) for side in ("bare", "ours"))
         row = f"| {variant} | {bare:.3f} | {ours:.3f} | {ours / bare:.3f} |"
         if args.compile:
             for options in ({"jit": True}, {"unroll": True}):

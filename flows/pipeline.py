@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,15 +47,24 @@ def free_port() -> int:
 
 
 @contextmanager
-def prefect_api(port: int | None = None, start_timeout: float = 90.0) -> Iterator[str]:
+def prefect_api(
+    port: int | None = None,
+    start_timeout: float = 90.0,
+    while_starting: Callable[[str], None] | None = None,
+) -> Iterator[str]:
     """Yield a Prefect API URL: the configured one, one already answering on ``port``, or a
-    server started for the duration (on ``port``, or a free one)."""
+    server started for the duration (on ``port``, or a free one).
+
+    ``while_starting(url)`` runs once the URL is known, while a started server boots (a few
+    seconds), e.g. to import what the run needs in the meantime.
+    """
     configured = os.environ.get("PREFECT_API_URL")
+    if not configured and port and healthy(f"http://127.0.0.1:{port}/api"):
+        configured = f"http://127.0.0.1:{port}/api"  # e.g. `make prefect-ui`
     if configured:
+        if while_starting:
+            while_starting(configured)
         yield configured
-        return
-    if port and healthy(f"http://127.0.0.1:{port}/api"):  # e.g. `make prefect-ui`
-        yield f"http://127.0.0.1:{port}/api"
         return
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -69,6 +78,8 @@ def prefect_api(port: int | None = None, start_timeout: float = 90.0) -> Iterato
             start_new_session=True,
         )
     try:
+        if while_starting:
+            while_starting(url)
         deadline = time.monotonic() + start_timeout
         while not healthy(url):
             if server.poll() is not None or time.monotonic() > deadline:
@@ -135,11 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from stockcast.errors import StockcastError
 
-    with prefect_api() as url:
-        # Before Prefect is first imported in this process: its settings (and the context it
-        # hands to training worker processes) must carry the URL, or each worker would start
-        # a temporary server of its own.
-        os.environ["PREFECT_API_URL"] = url
+    with prefect_api(while_starting=_import_stages):
         try:
             run_stages(Path.cwd(), args.targets, args.force, args.single_item)
         except StockcastError as exc:
@@ -148,6 +155,15 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             flush_prefect_logs()
     return 0
+
+
+def _import_stages(url: str) -> None:
+    """Point Prefect at ``url``, then import the stage flows (Prefect, pandas: seconds)."""
+    # Before Prefect is first imported in this process: its settings (and the context it
+    # hands to training worker processes) must carry the URL, or each worker would start a
+    # temporary server of its own.
+    os.environ["PREFECT_API_URL"] = url
+    import flows.stages  # noqa: F401
 
 
 def flush_prefect_logs() -> None:
