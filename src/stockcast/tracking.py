@@ -38,14 +38,23 @@ def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+# What a run writes into tracked files itself: DVC's record of the stages and the
+# .gitignore entries DVC adds for their outputs. Changes there do not make the code dirty.
+RUN_WRITTEN = (":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore")
+
+
 def git_revision(root: Path) -> tuple[str, bool]:
-    """The commit checked out at ``root`` and whether the tree has uncommitted changes."""
+    """The commit checked out at ``root`` and whether tracked files differ from it.
+
+    ``dvc.lock`` and ``.gitignore`` files are left out of "dirty": the pipeline run being
+    recorded writes them itself (its data hashes are tagged separately).
+    """
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_WRITTEN],
             cwd=root,
             capture_output=True,
             text=True,

@@ -22,6 +22,7 @@ from stockcast.ops import (
     run_lock,
     summary_markdown,
 )
+from stockcast.tracking import git_revision
 from tests.conftest import synthetic_prices
 
 
@@ -114,6 +115,31 @@ def test_lineage_reads_the_dataset_hashes_from_dvc_lock(tmp_path):
     )
     assert dvc_lineage(tmp_path) == {"dvc_dataset_md5": "bbb222.dir", "dvc_ingested_md5": "aaa111"}
     assert dvc_lineage(tmp_path / "nowhere") == {}
+
+
+def test_git_dirty_means_code_or_params_changed_not_what_the_run_wrote(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@stockcast.invalid")
+    git("config", "user.name", "t")
+    (tmp_path / "data").mkdir()
+    for name in ("params.yaml", "dvc.lock", ".gitignore", "data/.gitignore"):
+        (tmp_path / name).write_text("a: 1\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "x")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    assert git_revision(tmp_path) == (head, False)
+    for name in ("dvc.lock", ".gitignore", "data/.gitignore"):  # written by the run itself
+        (tmp_path / name).write_text("b: 2\n")
+    (tmp_path / "untracked.txt").write_text("new")
+    assert git_revision(tmp_path) == (head, False)
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    assert git_revision(tmp_path) == (head, True)
+    assert git_revision(tmp_path.parent / "not-a-repo") == ("unknown", False)
 
 
 def test_summary_has_a_row_per_variant_the_decision_and_drift():
