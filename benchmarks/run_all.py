@@ -24,7 +24,7 @@ RUNS = {
     "epoch": ("Epoch time against bare Keras (issue 6.2)", ["epoch_time.py", "--epochs", "3"]),
     "runners": (
         "Variants in parallel, per task runner (issue 6.3)",
-        ["runners.py", "--epochs", "10", "--configs", "threads:1:0", "threads:2:0"]
+        ["runners.py", "--epochs", "6", "--configs", "threads:1:0", "threads:2:0"]
         + ["threads:3:0", "processes:2:0", "dask:2:0"],
     ),
     "end_to_end": (
