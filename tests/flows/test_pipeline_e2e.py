@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES, PROJECT
+from tests.flows.project import pipeline
 from tests.flows.project import run as run_command
 
 pytestmark = pytest.mark.e2e
@@ -38,10 +39,6 @@ METRICS = {
     "moving_average_rmse",
 }
 STAGES = {"ingest", "validate", "drift", "window", "train", "evaluate", "register"}
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return run_command(args, cwd, env)
 
 
 def _make_project(root: Path) -> None:
@@ -91,7 +88,7 @@ def project(tmp_path_factory):
     ):
         subprocess.run(cmd, cwd=root, env=env, check=True)
     started = time.perf_counter()
-    first = _run([sys.executable, "-m", "flows.pipeline"], root, env)
+    first = pipeline(root, env)
     elapsed = time.perf_counter() - started
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     return root, env, first, elapsed
@@ -182,7 +179,7 @@ def test_predict_writes_a_forecast_per_champion(project):
     import pandas as pd
 
     root, env, _, _ = project
-    run = _run(
+    run = run_command(
         [str(Path(sys.executable).parent / "stockcast"), "predict", "--horizon", "2"], root, env
     )
     assert run.returncode == 0, run.stdout + run.stderr
@@ -197,7 +194,7 @@ def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project
     root, env, _, _ = project
     lock_before = (root / "dvc.lock").read_bytes()
     started = time.perf_counter()
-    again = _run([sys.executable, "-m", "flows.pipeline"], root, env)
+    again = pipeline(root, env)
     assert again.returncode == 0 and "up to date" in again.stdout
     assert time.perf_counter() - started < 30
     assert (root / "dvc.lock").read_bytes() == lock_before
@@ -205,9 +202,9 @@ def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project
     params["train"]["learning_rate"] = 0.002
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        status = _run(["dvc", "status", "--json"], root, env)
+        status = run_command(["dvc", "status", "--json"], root, env)
         assert set(json.loads(status.stdout)) == {"train"}
-        dry = _run(["dvc", "repro", "--dry"], root, env).stdout
+        dry = run_command(["dvc", "repro", "--dry"], root, env).stdout
         # (a dry run cannot know train's outputs will change, so it stops listing there)
         assert "Running stage 'train'" in dry
         assert "Running stage 'ingest'" not in dry and "Running stage 'window'" not in dry
@@ -232,7 +229,7 @@ def test_bad_raw_file_stops_at_the_gate_and_loses_nothing(project):
     client = _client(root)
     champion = client.get_model_version_by_alias("stockcast-SH600519", "champion").version
     try:
-        failed = _run([sys.executable, "-m", "flows.pipeline"], root, env)
+        failed = pipeline(root, env)
         assert failed.returncode != 0
         report = failed.stdout + failed.stderr
         assert "validation failed for ['SH600519']" in report
@@ -262,7 +259,7 @@ def test_one_failing_variant_does_not_take_the_others_down(project):
     shutil.rmtree(lstm)
     lstm.write_text("a file where the variant's folder should be: its task must fail")
     try:
-        run = _run([sys.executable, "-m", "flows.pipeline", "--force"], root, env)
+        run = pipeline(root, env, "--force")
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     finally:
         lstm.unlink()
