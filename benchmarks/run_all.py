@@ -29,11 +29,11 @@ RUNS = {
     ),
     "end_to_end": (
         "End to end, 3 fits: `-S backtest.folds=0` (issue 6.4)",
-        ["end_to_end.py", "-S", "backtest.folds=0", "--import-repeats", "2"],
+        ["end_to_end.py", "-S", "backtest.folds=0", "--import-repeats", "1"],
     ),
     "scale": (
-        "Scale: 10, 50, 100 tickers; training at 10 and 50 (issue 6.5)",
-        ["scale.py", "--sizes", "10", "50", "100", "--train-up-to", "50"],
+        "Scale: 10, 30, 100 tickers; training at 10 and 30 (issue 6.5)",
+        ["scale.py", "--sizes", "10", "30", "100", "--train-up-to", "30"],
     ),
 }
 
