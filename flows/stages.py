@@ -230,16 +230,20 @@ def evaluate_flow(params: str = "params.yaml") -> dict:
     cfg, paths = _setup(params)
     report = pipeline.evaluate(cfg, paths)
     logger = get_run_logger()
-    for ticker, variants in report.items():
-        for variant, scores in variants.items():
+    for ticker, candidates in report.items():
+        for name, scores in candidates.items():
             if "test_rmse" in scores:
                 logger.info(
-                    "%s/%s: test_rmse %.3f, naive_rmse %.3f, rmse_vs_naive %.3f",
+                    "%s/%s (%s): test_rmse %.3f = %.4fx %s (DM p=%.3g); backtest %.4fx %s",
                     ticker,
-                    variant,
+                    name,
+                    scores["kind"],
                     scores["test_rmse"],
-                    scores["naive_rmse"],
-                    scores["rmse_vs_naive"],
+                    scores["test_rmse_vs_best_baseline"],
+                    scores["test_best_baseline"],
+                    scores["test_dm_p_value"],
+                    scores.get("backtest_rmse_vs_best_baseline", float("nan")),
+                    scores.get("backtest_best_baseline", "-"),
                 )
     return report
 

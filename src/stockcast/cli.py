@@ -1,6 +1,7 @@
 """``stockcast``: command-line entry points that need no orchestrator.
 
-``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``;
+``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``, with
+prediction intervals (``lower_80`` .. ``upper_95``);
 ``stockcast rollback --ticker T`` moves ``@champion`` back to the previous champion.
 
 ``stockcast validate FILE...`` ingests and validates without training: exit 0 when every
@@ -111,16 +112,21 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         last = pd.Timestamp(group["date"].iloc[-1])
         ohlcv = group[["open", "high", "low", "close", "volume"]].to_numpy()
-        values = forecast(model, group[cfg.data.target].to_numpy(), args.horizon, ohlcv)
-        for step, value in enumerate(values, start=1):
+        steps = forecast(model, ohlcv, args.horizon, cfg.data.target)
+        variant = (model.metadata.metadata or {}).get("variant", "?")
+        for step, values in enumerate(steps, start=1):
             rows.append(
                 {
                     "ticker": ticker,
                     "as_of": last.date(),
                     "step": step,
                     "date": (last + pd.offsets.BDay(step)).date(),
-                    f"forecast_{cfg.data.target}": round(value, 4),
+                    **{
+                        (f"forecast_{cfg.data.target}" if key == "forecast" else key): round(v, 4)
+                        for key, v in values.items()
+                    },
                     "model": name,
+                    "variant": variant,
                 }
             )
     for name in missing:

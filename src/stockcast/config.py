@@ -14,7 +14,8 @@ from stockcast.errors import ConfigError
 
 VARIANTS = ("simple_rnn", "lstm", "gru")
 TRANSFORMS = ("level", "diff", "log_return")
-INPUTS = ("open", "high", "low", "close", "volume_change", "range")
+INPUTS = ("open", "high", "low", "close", "volume_change", "range", "intraday")
+ANCHORS = ("target", "close")
 RUNNERS = ("processes", "threads", "dask")
 ON_DRIFT = ("warn", "retrain")
 SCOPES = ("per_ticker", "global")
@@ -116,15 +117,26 @@ class BacktestConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
+    """What the network sees. ``anchor: close`` forecasts the change from the last known
+    close (at forecast time the day's close is known), so a network that learns nothing
+    falls back to the ``last_close`` baseline instead of to "tomorrow = today's open"."""
+
     target_transform: str = "level"
     moving_average: int = 5  # window of the moving-average baseline
     inputs: tuple[str, ...] = ()  # extra per-day inputs beside the target
+    anchor: str = "target"  # the price a change is measured from: the target's own | close
 
     def __post_init__(self) -> None:
         for name in self.inputs:
             _check_choice("features.inputs", name, INPUTS)
         _check_choice("features.target_transform", self.target_transform, TRANSFORMS)
         _check_positive("features.moving_average", self.moving_average)
+        _check_choice("features.anchor", self.anchor, ANCHORS)
+        if self.anchor != "target" and self.target_transform == "level":
+            raise ConfigError(
+                f"features.anchor={self.anchor!r} needs a change transform (diff or "
+                "log_return): a level forecast has no anchor"
+            )
 
 
 @dataclass(frozen=True)
@@ -168,13 +180,33 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RegisterConfig:
-    """Promotion gates (``None`` turns one off). Scored on the backtest folds when there are
-    any, else on the validation span; never on the test span."""
+    """Selection and promotion gates (``None`` turns one off). Scored on the backtest folds
+    when there are any, else on the validation span; never on the test span.
+
+    Every baseline is a candidate beside the networks. A network is chosen over the best
+    baseline only when its RMSE is below the baseline's by ``min_improvement`` (a fraction)
+    and, when ``max_p_value`` is set, the Diebold-Mariano test's p-value is below it.
+    """
 
     experiment: str = "stockcast"
     model_prefix: str = "stockcast"
     max_rmse_vs_naive: float | None = 1.0
-    max_mase: float | None = 1.0
+    max_rmse_vs_best_baseline: float | None = 1.0
+    max_mase: float | None = None  # MASE is reported; scaled by another span, it is no gate
+    min_improvement: float = 0.0
+    max_p_value: float | None = None
+    intervals: tuple[float, ...] = (0.8, 0.95)  # split-conformal prediction interval levels
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_improvement < 1.0:
+            raise ConfigError(f"register.min_improvement={self.min_improvement} must be in [0, 1)")
+        if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:
+            raise ConfigError(f"register.max_p_value={self.max_p_value} must be in (0, 1]")
+        for level in self.intervals:
+            if not 0.0 < level < 1.0:
+                raise ConfigError(
+                    f"register.intervals: {level} is not a coverage level in (0, 1), e.g. 0.8"
+                )
 
     def model_name(self, ticker: str) -> str:
         return f"{self.model_prefix}-{ticker}"
@@ -290,6 +322,9 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
     for key in ("variants", "units"):
         if key in train:
             train[key] = tuple(train[key])
+    register = dict(raw.get("register") or {})
+    if "intervals" in register:
+        register["intervals"] = tuple(float(v) for v in register["intervals"] or ())
     return Config(
         seed=int((raw.get("base") or {}).get("seed", 42)),
         data=_build(DataConfig, data, "data"),
@@ -298,7 +333,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         backtest=_build(BacktestConfig, raw.get("backtest") or {}, "backtest"),
         features=_build(FeaturesConfig, features, "features"),
         train=_build(TrainConfig, train, "train"),
-        register=_build(RegisterConfig, raw.get("register") or {}, "register"),
+        register=_build(RegisterConfig, register, "register"),
         schedule=_build(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
         drift=_build(DriftConfig, raw.get("drift") or {}, "drift"),
     )

@@ -1,13 +1,141 @@
-"""Score forecasts in price units against the naive persistence baseline; draw the plots."""
+"""Score forecasts in price units against the baselines a quant tries first; draw the plots.
+
+Baselines are rules over the same raw OHLCV window every logged model takes
+(:func:`baseline_forecast`), so a baseline is scored, logged, registered and served exactly
+like a network. Forecasts are compared with the Diebold-Mariano test, and prediction
+intervals are split-conformal, calibrated on residuals the model was not fitted on.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stockcast.transforms import OHLCV
 from stockcast.windows import WindowSet
+
+BASELINES = ("naive", "drift", "moving_average", "last_close")
+
+
+def baseline_rules(target: str) -> tuple[str, ...]:
+    """The baselines for a target: ``last_close`` is naive itself when the target is the close."""
+    return tuple(b for b in BASELINES if not (b == "last_close" and target == "close"))
+
+
+def baseline_forecast(
+    rule: str, windows: np.ndarray, target: str, ma_window: int = 5
+) -> np.ndarray:
+    """A rule's next-day forecast from raw OHLCV windows ``(n, context, 5)``, oldest first.
+
+    naive: the target's last value. drift: the last value plus the window's average daily
+    change. moving_average: the mean of the last ``ma_window`` values. last_close: the last
+    close (at forecast time the day's close is known).
+    """
+    windows = np.asarray(windows, dtype="float64")
+    series = windows[..., OHLCV.index(target)]  # (n, context)
+    if rule == "naive":
+        return series[:, -1]
+    if rule == "drift":
+        return series[:, -1] + (series[:, -1] - series[:, 0]) / max(series.shape[1] - 1, 1)
+    if rule == "moving_average":
+        return series[:, -min(ma_window, series.shape[1]) :].mean(axis=1)
+    if rule == "last_close":
+        return windows[:, -1, OHLCV.index("close")]
+    raise ValueError(f"unknown baseline {rule!r}; choose one of {list(BASELINES)}")
+
+
+def diebold_mariano(
+    errors: np.ndarray, reference_errors: np.ndarray, horizon: int = 1
+) -> tuple[float, float]:
+    """Diebold-Mariano test of equal squared-error loss, with Harvey et al.'s correction.
+
+    Args:
+        errors: the model's forecast errors.
+        reference_errors: the reference's (e.g. the best baseline's) on the same targets.
+        horizon: forecast horizon h (autocovariances up to lag h-1).
+
+    Returns:
+        (statistic, two-sided p-value from Student's t with n-1 degrees of freedom). A
+        positive statistic means the model's loss is the larger. Identical losses: (0, 1).
+    """
+    from scipy import stats
+
+    d = np.asarray(errors, dtype="float64") ** 2 - np.asarray(reference_errors, "float64") ** 2
+    n = len(d)
+    centred = d - d.mean()
+    gamma = [float(np.sum(centred[k:] * centred[: n - k]) / n) for k in range(horizon)]
+    variance = (gamma[0] + 2 * sum(gamma[1:])) / n
+    if n < 2 or variance <= 0:
+        return 0.0, 1.0
+    correction = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    statistic = correction * float(d.mean()) / math.sqrt(variance)
+    return statistic, float(2 * stats.t.sf(abs(statistic), df=n - 1))
+
+
+def level_name(level: float) -> str:
+    """``0.8`` -> ``"80"``, ``0.975`` -> ``"97.5"``: the suffix of interval metrics."""
+    return f"{level * 100:g}"
+
+
+def conformal_quantiles(
+    actual: np.ndarray, predicted: np.ndarray, levels: tuple[float, ...]
+) -> dict[str, float]:
+    """Split-conformal half-widths, in log price, from calibration residuals.
+
+    The residual is |log(actual / forecast)|, so an interval scales with the price level (a
+    series that trends to five times its calibration prices keeps its coverage). For level
+    a the half-width is the ceil((n + 1) a)-th smallest residual; infinite when n is too
+    small for that level.
+    """
+    residuals = np.sort(np.abs(np.log(np.asarray(actual) / np.asarray(predicted))))
+    n = len(residuals)
+    out = {}
+    for level in levels:
+        k = math.ceil((n + 1) * level)
+        out[level_name(level)] = float(residuals[k - 1]) if 0 < k <= n else float("inf")
+    return out
+
+
+def interval(predicted: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the interval ``forecast * exp(-+half_width)``."""
+    predicted = np.asarray(predicted, dtype="float64")
+    return predicted * math.exp(-half_width), predicted * math.exp(half_width)
+
+
+def coverage(actual: np.ndarray, predicted: np.ndarray, half_width: float) -> float:
+    """Share of ``actual`` inside the interval around ``predicted``."""
+    lower, upper = interval(predicted, half_width)
+    actual = np.asarray(actual, dtype="float64")
+    return float(np.mean((actual >= lower) & (actual <= upper)))
+
+
+def against_best_baseline(
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    baseline_forecasts: dict[str, np.ndarray],
+    prefix: str,
+) -> dict[str, Any]:
+    """A forecast against the strongest baseline of a span (lowest RMSE on the same rows).
+
+    Returns:
+        ``<prefix>_best_baseline`` (its name), ``<prefix>_rmse_vs_best_baseline`` and the
+        Diebold-Mariano ``<prefix>_dm_stat`` / ``<prefix>_dm_p_value`` against it.
+    """
+    actual = np.asarray(actual, dtype="float64")
+    rmse = {k: regression_metrics(actual, f)["rmse"] for k, f in baseline_forecasts.items()}
+    best = min(rmse, key=rmse.__getitem__)
+    error = np.asarray(predicted, dtype="float64") - actual
+    stat, p_value = diebold_mariano(error, baseline_forecasts[best] - actual)
+    model_rmse = float(np.sqrt(np.mean(error**2)))
+    return {
+        f"{prefix}_best_baseline": best,
+        f"{prefix}_rmse_vs_best_baseline": model_rmse / rmse[best] if rmse[best] else math.inf,
+        f"{prefix}_dm_stat": stat,
+        f"{prefix}_dm_p_value": p_value,
+    }
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -22,24 +150,18 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
 
 
 def baselines(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, np.ndarray]:
-    """Forecasts that need no model, for targets ``idx``, in prices.
-
-    naive: tomorrow = today. drift: today plus the average daily change since the first row.
-    moving_average: the mean of the last ``ma_window`` prices.
-    """
-    idx = np.asarray(idx)
-    p = ws.prices
-    previous = ws.naive(idx)
-    drift = previous + (previous - p[0]) / np.maximum(idx - 1, 1)
-    cumulative = np.concatenate([[0.0], np.cumsum(p)])
-    start = np.maximum(idx - ma_window, 0)
-    moving = (cumulative[idx] - cumulative[start]) / (idx - start)
-    return {"naive": previous, "drift": drift, "moving_average": moving}
+    """Every baseline's forecasts for targets ``idx``, in prices, from the same raw window
+    the logged models take (see :func:`baseline_forecast`)."""
+    windows = ws.raw_inputs(np.asarray(idx))
+    return {
+        rule: baseline_forecast(rule, windows, ws.target, ma_window)
+        for rule in baseline_rules(ws.target)
+    }
 
 
 def in_sample_naive_mae(ws: WindowSet) -> float:
     """MASE's scale: the naive forecast's MAE over the training span."""
-    train = ws.prices[: int(ws.val_idx[0]) - ws.window]
+    train = ws.prices[: int(ws.val_idx[0])]  # every row before the validation span
     return float(np.mean(np.abs(np.diff(train))))
 
 
@@ -108,13 +230,33 @@ def _pyplot() -> Any:
 
 
 def plot_forecast(
-    ws: WindowSet, idx: np.ndarray, predicted: np.ndarray, title: str, path: Path
+    ws: WindowSet,
+    idx: np.ndarray,
+    predicted: np.ndarray,
+    title: str,
+    path: Path,
+    half_widths: dict[str, float] | None = None,
 ) -> Path:
-    """Predicted vs actual over the span with the naive line, and the residual histogram."""
+    """Predicted vs actual over the span with the naive line and the prediction intervals
+    (``half_widths``: level name -> conformal half-width), and the residual histogram."""
     plt = _pyplot()
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(13, 4.5), width_ratios=[3, 1])
     dates = ws.dates[idx]
     actual = ws.prices[idx]
+    finite = {k: w for k, w in (half_widths or {}).items() if math.isfinite(w)}
+    for shade, (name, width) in zip(
+        (0.15, 0.3, 0.45), sorted(finite.items(), key=lambda kv: -kv[1]), strict=False
+    ):
+        lower, upper = interval(predicted, width)
+        ax.fill_between(
+            dates,
+            lower,
+            upper,
+            color="tab:red",
+            alpha=shade,
+            linewidth=0,
+            label=f"{name}% interval",
+        )
     ax.plot(dates, actual, label="actual", color="black", linewidth=1.2)
     ax.plot(
         dates, ws.naive(idx), label="naive (yesterday)", color="grey", linewidth=0.8, linestyle="--"

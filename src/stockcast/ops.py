@@ -214,21 +214,28 @@ def summary_markdown(
         )
         lines += [
             "",
-            "| variant | test RMSE | RMSE/naive | MAE | MASE | dir. acc. | backtest RMSE/naive |",
-            "|---|---|---|---|---|---|---|",
+            "| candidate | kind | test RMSE | × best baseline (DM p) | × naive | MAE | dir. acc. "
+            "| backtest × best baseline | 80% / 95% coverage |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for variant, s in sorted(scores.items()):
             if variant == "baselines" or not isinstance(s, dict):
                 continue
             if "test_rmse" not in s:
-                lines.append(f"| {variant} | failed | | | | | |")
+                lines.append(f"| {variant} | failed | | | | | | | |")
                 continue
-            bt = s.get("backtest_rmse_vs_naive_mean")
-            bt_text = f"{bt:.4f} ± {s.get('backtest_rmse_vs_naive_std', 0):.4f}" if bt else "—"
+            nan = float("nan")
+            bt = s.get("backtest_rmse_vs_best_baseline")
+            bt_text = f"{bt:.4f} ({s.get('backtest_best_baseline')})" if bt else "—"
+            versus = (
+                f"{s.get('test_rmse_vs_best_baseline', nan):.4f} "
+                f"{s.get('test_best_baseline', '?')} (p={s.get('test_dm_p_value', nan):.3g})"
+            )
             lines.append(
-                f"| {variant} | {s['test_rmse']:.3f} | {s['rmse_vs_naive']:.4f} | "
-                f"{s.get('test_mae', float('nan')):.3f} | {s.get('test_mase', float('nan')):.3f} | "
-                f"{s.get('test_directional_accuracy', float('nan')):.3f} | {bt_text} |"
+                f"| {variant} | {s.get('kind', 'network')} | {s['test_rmse']:.3f} | {versus} | "
+                f"{s['rmse_vs_naive']:.4f} | {s.get('test_mae', nan):.3f} | "
+                f"{s.get('test_directional_accuracy', nan):.3f} | {bt_text} | "
+                f"{s.get('test_coverage_80', nan):.2f} / {s.get('test_coverage_95', nan):.2f} |"
             )
         if base:
             rmse = {

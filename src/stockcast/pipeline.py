@@ -176,11 +176,12 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
     transform are refitted on the fold's own training rows.
     """
     frame = pd.read_parquet(paths.validated)
-    w, t, extra = cfg.window, cfg.features.target_transform, cfg.features.inputs
+    w, f = cfg.window, cfg.features
+    shape = (f.target_transform, f.inputs, f.anchor)
     sets, folds = [], {}
     for _, group in frame.groupby("ticker", sort=True):
         group = group.reset_index(drop=True)
-        ws = make_windows(group, cfg.data.target, w.window, w.val_days, w.test_days, t, extra)
+        ws = make_windows(group, cfg.data.target, w.window, w.val_days, w.test_days, *shape)
         sets.append(ws)
         folds[ws.ticker] = [
             make_windows(
@@ -189,8 +190,7 @@ def window(cfg: Config, paths: Paths) -> list[WindowSet]:
                 w.window,
                 w.val_days,
                 cfg.backtest.fold_days,
-                t,
-                extra,
+                *shape,
             )
             for end in cfg.backtest.fold_ends(len(group), w.test_days)
         ]
@@ -265,54 +265,41 @@ def read_backtest_summary(paths: Paths) -> dict[str, dict[str, list[Any]]]:
 
 
 def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
-    """Stage 5: metrics per ticker and variant on backtest, validation and test; baselines.
+    """Stage 5: every candidate, network or baseline, scored on the same rows.
 
-    ``reports/metrics.json`` holds, per ticker, ``baselines`` (naive, drift, moving average on
-    the test span) and one entry per variant. Selection and promotion use only the ``val_*``
-    and ``backtest_*`` metrics; the test span is scored once, for the report.
+    ``reports/metrics.json`` holds, per ticker, ``baselines`` (their test-span scores, flat)
+    and one entry per candidate (``kind``: network | baseline) with its backtest,
+    validation and test metrics, its RMSE against the strongest baseline of each span with
+    the Diebold-Mariano test, its conformal interval half-widths and their test coverage.
+    Selection and promotion use only the ``val_*`` and ``backtest_*`` metrics; the test span
+    is scored once, for the report.
     """
-    import keras
-
-    from stockcast.evaluate import baseline_scores, baselines, plot_forecast, predict_prices, score
+    from stockcast.evaluate import baseline_scores
     from stockcast.windows import read_folds
 
     trained = read_train_summary(paths)
     backtest = read_backtest_summary(paths)
-    ma = cfg.features.moving_average
     report: dict[str, dict[str, Any]] = {}
-    fold_rows = []
+    fold_rows: list[dict[str, Any]] = []
     for ws in read_windows(paths.processed):
-        idx = ws.test_idx
-        base = baseline_scores(ws, idx, ma)
-        table = pd.DataFrame(
-            {"date": ws.dates[idx], "actual": ws.prices[idx], **baselines(ws, idx, ma)}
-        )
-        entry: dict[str, Any] = {"baselines": base}
         folds = read_folds(paths.processed, ws.ticker)
-        for variant, result in trained[ws.ticker].items():
-            if not result.ok:
-                entry[variant] = {"error": result.error}
-                continue
-            model = keras.saving.load_model(result.model_path, compile=False)
-            predicted = predict_prices(model, ws, idx)
-            validation = predict_prices(model, ws, ws.val_idx)
-            table[variant] = predicted
-            per_fold = _score_folds(backtest.get(ws.ticker, {}).get(variant, []), folds)
-            fold_rows += [{"ticker": ws.ticker, "variant": variant, **row} for row in per_fold]
-            entry[variant] = {
-                **score(ws, predicted, idx),
-                **score(ws, validation, ws.val_idx, "val"),
-                **_fold_summary(per_fold, cfg.backtest.folds),
-                **base,
-            }
-            plot_forecast(
-                ws,
-                idx,
-                predicted,
-                f"{ws.ticker} {variant}: test span",
-                paths.plots / f"{ws.ticker}_{variant}.png",
-            )
+        forecasts, errors = _forecasts(
+            cfg, ws, folds, trained[ws.ticker], backtest.get(ws.ticker, {})
+        )
+        entry: dict[str, Any] = {
+            "baselines": baseline_scores(ws, ws.test_idx, cfg.features.moving_average)
+        }
+        entry.update({variant: {"error": error} for variant, error in errors.items()})
+        for name, forecast in forecasts.items():
+            scores, rows = _score_candidate(cfg, ws, folds, forecasts, name)
+            entry[name] = scores
+            fold_rows += [{"ticker": ws.ticker, "variant": name, **row} for row in rows]
+            plot_path = paths.plots / f"{ws.ticker}_{name}.png"
+            _plot(ws, forecast["test"], scores, f"{ws.ticker} {name}: test span", plot_path)
         report[ws.ticker] = entry
+        table = pd.DataFrame({"date": ws.dates[ws.test_idx], "actual": ws.prices[ws.test_idx]})
+        for name, forecast in forecasts.items():
+            table[name] = forecast["test"]
         paths.predictions.mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.predictions / f"{ws.ticker}.csv", index=False)
     _write_backtest(pd.DataFrame(fold_rows), paths)
@@ -320,29 +307,127 @@ def evaluate(cfg: Config, paths: Paths) -> dict[str, dict[str, Any]]:
     return report
 
 
-def _score_folds(results: list[Any], folds: list[WindowSet]) -> list[dict[str, float]]:
-    """Each fold model scored on its own evaluation rows (in prices, naive beside)."""
+Forecasts = dict[str, dict[str, Any]]  # candidate -> kind, test, val, backtest (per fold)
+
+
+def _forecasts(
+    cfg: Config,
+    ws: WindowSet,
+    folds: list[WindowSet],
+    trained: dict[str, Any],
+    backtest: dict[str, list[Any]],
+) -> tuple[Forecasts, dict[str, str]]:
+    """Every candidate's forecasts in prices: the baseline rules and the trained networks
+    (each fold by its own fold model; None for a fold that failed). Also the failed ones."""
     import keras
 
-    from stockcast.evaluate import predict_prices, score
+    from stockcast.evaluate import baselines, predict_prices
 
-    rows = []
-    for result in results:
+    ma = cfg.features.moving_average
+    spans = {
+        "test": baselines(ws, ws.test_idx, ma),
+        "val": baselines(ws, ws.val_idx, ma),
+        "backtest": [baselines(fold, fold.test_idx, ma) for fold in folds],
+    }
+    out: Forecasts = {
+        rule: {
+            "kind": "baseline",
+            "test": spans["test"][rule],
+            "val": spans["val"][rule],
+            "backtest": [per_fold[rule] for per_fold in spans["backtest"]],
+        }
+        for rule in spans["test"]
+    }
+    errors = {}
+    for variant, result in trained.items():
         if not result.ok:
+            errors[variant] = result.error
             continue
-        fold = folds[result.fold - 1]
         model = keras.saving.load_model(result.model_path, compile=False)
-        scores = score(fold, predict_prices(model, fold, fold.test_idx), fold.test_idx, "fold")
-        rows.append(
-            {
-                "fold": result.fold,
-                "mase": scores["fold_mase"],
-                "rmse_vs_naive": scores["fold_rmse_vs_naive"],
-                "rmse": scores["fold_rmse"],
-                "first_date": str(fold.dates[fold.test_idx[0]]),
-            }
+        fits = {r.fold: r for r in backtest.get(variant, []) if r.ok}
+        out[variant] = {
+            "kind": "network",
+            "result": result,
+            "test": predict_prices(model, ws, ws.test_idx),
+            "val": predict_prices(model, ws, ws.val_idx),
+            "backtest": [
+                predict_prices(
+                    keras.saving.load_model(fits[k].model_path, compile=False), fold, fold.test_idx
+                )
+                if k in fits
+                else None
+                for k, fold in enumerate(folds, start=1)
+            ],
+        }
+    return out, errors
+
+
+def _score_candidate(
+    cfg: Config, ws: WindowSet, folds: list[WindowSet], forecasts: Forecasts, name: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One candidate's metrics on every span, against the strongest baseline of each; the
+    conformal intervals from the selection span's residuals, their coverage on the test span."""
+    import numpy as np
+
+    from stockcast.evaluate import (
+        against_best_baseline,
+        conformal_quantiles,
+        coverage,
+        regression_metrics,
+        score,
+    )
+
+    mine = forecasts[name]
+    rules = [n for n, f in forecasts.items() if f["kind"] == "baseline"]
+    out: dict[str, Any] = {"kind": mine["kind"]}
+    for span, idx in (("test", ws.test_idx), ("val", ws.val_idx)):
+        out.update(score(ws, mine[span], idx, span))
+        base = {r: forecasts[r][span] for r in rules}
+        out.update(against_best_baseline(ws.prices[idx], mine[span], base, span))
+    rows = [
+        _fold_row(k, fold, predicted)
+        for k, (fold, predicted) in enumerate(zip(folds, mine["backtest"], strict=True), start=1)
+        if predicted is not None
+    ]
+    out.update(_fold_summary(rows, cfg.backtest.folds))
+    calibration = (ws.prices[ws.val_idx], mine["val"])
+    if folds:
+        actual = np.concatenate([f.prices[f.test_idx] for f in folds])
+        naive = np.concatenate([f.naive(f.test_idx) for f in folds])
+        complete = all(p is not None for p in mine["backtest"])
+        pooled = np.concatenate(mine["backtest"]) if complete else np.full(len(actual), np.nan)
+        base = {r: np.concatenate(forecasts[r]["backtest"]) for r in rules}
+        out["backtest_rmse"] = regression_metrics(actual, pooled)["rmse"]
+        out["backtest_rmse_vs_naive"] = (
+            out["backtest_rmse"] / regression_metrics(actual, naive)["rmse"]
         )
-    return rows
+        out.update(against_best_baseline(actual, pooled, base, "backtest"))
+        calibration = (actual, pooled)
+    for level, width in conformal_quantiles(*calibration, cfg.register.intervals).items():
+        out[f"interval_halfwidth_{level}"] = width
+        out[f"test_coverage_{level}"] = coverage(ws.prices[ws.test_idx], mine["test"], width)
+    return out, rows
+
+
+def _fold_row(k: int, fold: WindowSet, predicted: Any) -> dict[str, Any]:
+    """A fold's scores (in prices, its own naive beside) for ``reports/backtest``."""
+    from stockcast.evaluate import score
+
+    scores = score(fold, predicted, fold.test_idx, "fold")
+    return {
+        "fold": k,
+        "mase": scores["fold_mase"],
+        "rmse_vs_naive": scores["fold_rmse_vs_naive"],
+        "rmse": scores["fold_rmse"],
+        "first_date": str(fold.dates[fold.test_idx[0]]),
+    }
+
+
+def _plot(ws: WindowSet, predicted: Any, scores: dict[str, Any], title: str, path: Path) -> None:
+    from stockcast.evaluate import plot_forecast
+    from stockcast.tracking import half_widths
+
+    plot_forecast(ws, ws.test_idx, predicted, title, path, half_widths(scores))
 
 
 def _fold_summary(rows: list[dict[str, float]], expected: int) -> dict[str, float]:
@@ -435,35 +520,30 @@ def register(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) 
                 )
         for ws in sets:
             candidates = {}
-            for variant, result in trained[ws.ticker].items():
-                scores = {
-                    k: v
-                    for k, v in metrics[ws.ticker].get(variant, {}).items()
-                    if isinstance(v, float)
-                }
+            for name, scores in metrics[ws.ticker].items():
+                if name == "baselines":
+                    continue
                 with mlflow.start_run(
                     experiment_id=experiment_id,
                     nested=True,
                     parent_run_id=parent.info.run_id,
-                    run_name=f"{ws.ticker}-{variant}",
-                    tags={**tags, "ticker": ws.ticker, "variant": variant},
+                    run_name=f"{ws.ticker}-{name}",
+                    tags={**tags, "ticker": ws.ticker, "variant": name},
                 ):
-                    if not result.ok:
-                        mlflow.set_tag("error", result.error)
+                    result = trained[ws.ticker].get(name)
+                    if "error" in scores:
+                        mlflow.set_tag("error", scores["error"])
                         mlflow.end_run(status="FAILED")
                         continue
-                    plot = paths.plots / f"{ws.ticker}_{variant}.png"
-                    uri = tracking.log_variant(mlflow, ws, result, scores, plot, cfg)
-                    candidates[variant] = (result, scores, uri)
-            if candidates:
-                fold_plot = paths.plots / f"{ws.ticker}_backtest.png"
-                if fold_plot.exists():
-                    mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
-                base = metrics[ws.ticker]["baselines"]
-                mlflow.log_metrics({f"{ws.ticker}.{k}": v for k, v in base.items()})
-                decisions[ws.ticker] = _register_best(mlflow, client, cfg, ws, candidates, tags)
-            else:
-                decisions[ws.ticker] = {"registered": False, "reason": "every variant failed"}
+                    plot = paths.plots / f"{ws.ticker}_{name}.png"
+                    uri = tracking.log_candidate(mlflow, ws, name, scores, cfg, result, plot)
+                    candidates[name] = (scores, uri)
+            fold_plot = paths.plots / f"{ws.ticker}_backtest.png"
+            if fold_plot.exists():
+                mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
+            base = metrics[ws.ticker]["baselines"]
+            mlflow.log_metrics({f"{ws.ticker}.{k}": v for k, v in base.items()})
+            decisions[ws.ticker] = _register_best(mlflow, client, cfg, ws, candidates, tags)
     write_json(paths.registry, decisions)
     return decisions
 
@@ -473,30 +553,43 @@ def _register_best(
     client: Any,
     cfg: Config,
     ws: WindowSet,
-    candidates: dict[str, Any],
+    candidates: dict[str, tuple[dict[str, Any], str]],
     tags: dict[str, str],
 ) -> dict[str, Any]:
+    """Register the best forecaster of the selection span, network or baseline, and move
+    ``@champion`` to it if it passes the gates and beats the current champion."""
     from stockcast import tracking
 
-    source = "backtest" if cfg.backtest.folds else "validation"
-    prefix = "backtest_{}_mean" if cfg.backtest.folds else "val_{}"
-    variant = tracking.select_variant(
-        {v: c[1].get(prefix.format("rmse_vs_naive"), float("nan")) for v, c in candidates.items()},
-        {v: c[0].best_val_loss for v, c in candidates.items()},
+    source = "backtest" if cfg.backtest.folds else "val"
+    r = cfg.register
+    name, why = tracking.choose_candidate(
+        {n: c[0] for n, c in candidates.items()}, source, r.min_improvement, r.max_p_value
     )
-    _, scores, uri = candidates[variant]
-    name = cfg.register.model_name(ws.ticker)
-    current = tracking.champion_rmse(mlflow, client, name, ws)
+    scores, uri = candidates[name]
+    model_name = r.model_name(ws.ticker)
+    current = tracking.champion_rmse(mlflow, client, model_name, ws)
     version = mlflow.register_model(
-        uri, name, tags={"variant": variant, "selected_on": f"{source} rmse_vs_naive", **tags}
+        uri,
+        model_name,
+        tags={
+            "variant": name,
+            "kind": scores["kind"],
+            "selected_on": f"{source} rmse",
+            "selection": why,
+            **tags,
+        },
     )
-    gate = {k: scores.get(prefix.format(k), float("nan")) for k in ("mase", "rmse_vs_naive")}
+    mase = "backtest_mase_mean" if source == "backtest" else "val_mase"
+    gate = {
+        "rmse_vs_best_baseline": scores.get(f"{source}_rmse_vs_best_baseline", float("nan")),
+        "rmse_vs_naive": scores.get(f"{source}_rmse_vs_naive", float("nan")),
+        "mase": scores.get(mase, float("nan")),
+    }
     decision = tracking.decide_promotion(
         scores["test_rmse"],
         current[0] if current else None,
         gate,
-        cfg.register.max_mase,
-        cfg.register.max_rmse_vs_naive,
+        tracking.gates(cfg),
         current[1] if current else None,
         source,
     )
@@ -505,7 +598,14 @@ def _register_best(
         "promotion_reason": decision.reason,
         "previous_champion": decision.previous_version or "none",
     }.items():
-        client.set_model_version_tag(name, version.version, key, value)
+        client.set_model_version_tag(model_name, version.version, key, value)
     if decision.promote:  # the very last step: a failure before it never moves the alias
-        client.set_registered_model_alias(name, tracking.CHAMPION, version.version)
-    return {"model": name, "version": version.version, "variant": variant, **asdict(decision)}
+        client.set_registered_model_alias(model_name, tracking.CHAMPION, version.version)
+    return {
+        "model": model_name,
+        "version": version.version,
+        "variant": name,
+        "kind": scores["kind"],
+        "selection": why,
+        **asdict(decision),
+    }

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,52 +77,98 @@ class Decision:
     previous_version: str | None = None
 
 
-def select_variant(rmse_vs_naive: dict[str, float], val_loss: dict[str, float | None]) -> str:
-    """The variant to register: the lowest RMSE/naive in prices on the selection span.
+def choose_candidate(
+    scores: dict[str, dict[str, Any]],
+    source: str,
+    min_improvement: float = 0.0,
+    max_p_value: float | None = None,
+) -> tuple[str, str]:
+    """The candidate to register: the best forecaster of the selection span, network or
+    baseline.
 
-    The selection span is the backtest folds (mean over folds) or, without folds, the
-    validation span; never the test span. Prices, not the scaled training loss, because the
-    loss of a log-return model and the loss of a level model are not on one scale. A variant
-    without a finite score (a failed fold) ranks after every scored one, by validation loss.
+    The best network (lowest RMSE in prices on ``source``) is chosen over the best baseline
+    only when its RMSE is below the baseline's by ``min_improvement`` (a fraction) and, with
+    ``max_p_value``, the Diebold-Mariano p-value against it is below that; otherwise the
+    best baseline is. A network without a finite score (a failed fold) cannot be chosen.
+    Prices, not the scaled training loss: a log-return model's loss and a level model's are
+    not on one scale. The test span never chooses.
 
     Args:
-        rmse_vs_naive: per variant, its RMSE divided by naive's on the selection span.
-        val_loss: per variant, its best validation loss (the tie-breaker and fallback).
+        scores: per candidate its metrics, with ``kind`` (``network`` | ``baseline``),
+            ``<source>_rmse`` and ``<source>_dm_p_value`` (against the span's best baseline).
+        source: ``backtest`` or ``val``.
+        min_improvement: the share of the baseline's RMSE a network must win by.
+        max_p_value: the Diebold-Mariano p-value a network must be under; None: no test.
+
+    Returns:
+        (the candidate's name, why it was chosen).
     """
     import math
 
-    def rank(variant: str) -> tuple[int, float, float]:
-        score = rmse_vs_naive.get(variant, float("nan"))
-        loss = val_loss.get(variant)
-        loss = float("inf") if loss is None or math.isnan(loss) else loss
-        return (0, score, loss) if math.isfinite(score) else (1, 0.0, loss)
+    key = f"{source}_rmse"
 
-    return min(val_loss, key=rank)
+    def rmse(name: str) -> float:
+        return float(scores[name].get(key, float("nan")))
+
+    def of_kind(kind: str) -> list[str]:
+        return [n for n, s in scores.items() if s.get("kind") == kind and math.isfinite(rmse(n))]
+
+    baselines, networks = of_kind("baseline"), of_kind("network")
+    if not baselines:
+        raise ValueError(f"no baseline scored on {source}: nothing to compare the networks with")
+    base = min(baselines, key=rmse)
+    if not networks:
+        return base, f"best baseline on {source}; no network has a {source} score"
+    net = min(networks, key=rmse)
+    ratio = rmse(net) / rmse(base)
+    p_value = float(scores[net].get(f"{source}_dm_p_value", float("nan")))
+    versus = f"{net} {source} rmse {ratio:.4f}x {base} (DM p={p_value:.3g})"
+    if ratio >= 1.0 - min_improvement:
+        return base, f"{versus}: the network does not beat the best baseline"
+    if max_p_value is not None and not p_value < max_p_value:
+        return base, f"{versus}: not significant at {max_p_value}"
+    return net, f"{versus}: the network beats the best baseline"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One promotion gate: a metric of the selection span and its limit."""
+
+    metric: str
+    limit: float | None
+    strict: bool = False  # True: the value must be below the limit; False: at most it
+
+
+def gates(cfg: Config) -> tuple[Gate, ...]:
+    """The configured gates, relative to baselines scored on the same span."""
+    r = cfg.register
+    return (
+        Gate("rmse_vs_best_baseline", r.max_rmse_vs_best_baseline),
+        Gate("rmse_vs_naive", r.max_rmse_vs_naive),
+        Gate("mase", r.max_mase, strict=True),
+    )
 
 
 def decide_promotion(
     candidate_rmse: float,
     champion_rmse: float | None,
     gate: dict[str, float],
-    max_mase: float | None,
-    max_rmse_vs_naive: float | None,
+    limits: tuple[Gate, ...],
     previous_version: str | None = None,
     gate_source: str = "backtest",
 ) -> Decision:
     """The promotion rule, in one place.
 
-    1. The candidate must beat doing nothing where it was not trained and where selection
-       happened: ``gate["mase"] < max_mase`` and ``gate["rmse_vs_naive"] <= max_rmse_vs_naive``
-       on the backtest folds (or the validation span without folds). A missing value
-       (a failed fold) rejects.
+    1. The candidate must pass every gate (``limits``) on the span where selection happened,
+       the backtest folds (or the validation span without folds). A missing value (a failed
+       fold) rejects; a gate whose limit is None is off.
     2. It must beat the current champion, both scored on this run's test span.
 
     Args:
         candidate_rmse: the candidate's RMSE on this run's test span.
         champion_rmse: the current champion's RMSE on the same targets; None if there is none.
-        gate: ``mase`` and ``rmse_vs_naive`` on the gate span.
-        max_mase: highest allowed MASE (strictly below); None turns this gate off.
-        max_rmse_vs_naive: highest allowed RMSE/naive; None turns this gate off.
+        gate: the candidate's gate metrics on the gate span, by name.
+        limits: the gates.
         previous_version: the current champion's version, recorded on promotion.
         gate_source: where ``gate`` was measured, for the reason text.
     """
@@ -130,28 +177,24 @@ def decide_promotion(
     def reject(reason: str) -> Decision:
         return Decision(False, reason, candidate_rmse, champion_rmse, previous_version)
 
-    checks = (
-        ("mase", max_mase, lambda v, m: v < m, ">="),
-        ("rmse_vs_naive", max_rmse_vs_naive, lambda v, m: v <= m, ">"),
-    )
-    for key, limit, ok, broken in checks:
-        if limit is None:
-            continue
-        value = gate.get(key, float("nan"))
+    active = [g for g in limits if g.limit is not None]
+    for g in active:
+        value = gate.get(g.metric, float("nan"))
         if math.isnan(value):
-            return reject(f"{gate_source} {key} missing (a fold failed?): cannot judge vs naive")
-        if not ok(value, limit):
-            return reject(f"{gate_source} {key} {value:.4f} {broken} {limit}: no better than naive")
-    passed = ", ".join(
-        f"{gate_source} {k} {gate.get(k, float('nan')):.4f}" for k in ("mase", "rmse_vs_naive")
-    )
+            return reject(f"{gate_source} {g.metric} missing (a fold failed?): cannot judge it")
+        if not (value < g.limit if g.strict else value <= g.limit):
+            return reject(
+                f"{gate_source} {g.metric} {value:.4f} {'>=' if g.strict else '>'} {g.limit}"
+            )
+    passed = ", ".join(f"{gate_source} {g.metric} {gate[g.metric]:.4f}" for g in active)
+    passed = f"; {passed}" if passed else ""
     if champion_rmse is None:
-        return Decision(True, f"no champion yet; {passed}", candidate_rmse, None, None)
+        return Decision(True, f"no champion yet{passed}", candidate_rmse, None, None)
     if candidate_rmse < champion_rmse:
         return Decision(
             True,
             f"test rmse {candidate_rmse:.4f} < champion v{previous_version} "
-            f"{champion_rmse:.4f}; {passed}",
+            f"{champion_rmse:.4f}{passed}",
             candidate_rmse,
             champion_rmse,
             previous_version,
@@ -173,50 +216,99 @@ def flat_params(cfg: Config) -> dict[str, str]:
     return out
 
 
-def log_variant(
+def log_candidate(
     mlflow: Any,
     ws: WindowSet,
-    result: TrainResult,
-    metrics: dict[str, float],
-    plot: Path | None,
+    name: str,
+    metrics: dict[str, Any],
     cfg: Config,
+    result: TrainResult | None = None,
+    plot: Path | None = None,
 ) -> str | None:
-    """Log one variant into the active (child) run; returns the logged model's URI."""
-    mlflow.log_params(
-        {
-            "variant": result.variant,
-            "ticker": ws.ticker,
-            "window": ws.window,
-            "units": json.dumps(list(cfg.train.units)),
-            "dropout": cfg.train.dropout,
-            "learning_rate": cfg.train.learning_rate,
-            "batch_size": cfg.train.batch_size,
-            "max_epochs": cfg.train.epochs,
-            "patience": cfg.train.patience,
-            "seed": cfg.seed,
-        }
-    )
-    for key in ("loss", "val_loss"):
-        for step, value in enumerate(result.history.get(key, []), start=1):
-            mlflow.log_metric(key, value, step=step)
-    mlflow.log_metrics(
-        {
+    """Log one candidate, a network (``result``) or a baseline rule, into the active child
+    run: its parameters, per-epoch curves, metrics, plot and model. Returns the model URI."""
+    from mlflow.entities import Metric
+
+    run_id = mlflow.active_run().info.run_id
+    mlflow.log_params({"variant": name, "ticker": ws.ticker, "kind": metrics["kind"]})
+    if result is not None:
+        mlflow.log_params(
+            {
+                "window": ws.window,
+                "units": json.dumps(list(cfg.train.units)),
+                "dropout": cfg.train.dropout,
+                "learning_rate": cfg.train.learning_rate,
+                "batch_size": cfg.train.batch_size,
+                "max_epochs": cfg.train.epochs,
+                "patience": cfg.train.patience,
+                "seed": cfg.seed,
+            }
+        )
+        now = int(time.time() * 1000)
+        curves = [
+            Metric(key, float(value), now, step)
+            for key in ("loss", "val_loss")
+            for step, value in enumerate(result.history.get(key, []), start=1)
+        ]
+        for start in range(0, len(curves), 1000):  # MLflow's limit per batch
+            mlflow.MlflowClient().log_batch(run_id, metrics=curves[start : start + 1000])
+        metrics = {
             **metrics,
             "best_val_loss": result.best_val_loss or float("nan"),
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
             "fit_seconds": result.fit_seconds,
         }
-    )
+    mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+    mlflow.set_tags({k: v for k, v in metrics.items() if isinstance(v, str)})
     if plot is not None and plot.exists():
         mlflow.log_artifact(str(plot), artifact_path="plots")
-    if result.model_path is None:
+    if result is not None and result.model_path is None:
         return None
-    return log_forecaster(mlflow, Path(result.model_path), ws)
+    keras_path = Path(result.model_path) if result is not None else None
+    return log_forecaster(mlflow, ws, keras_path, half_widths(metrics), name, cfg)
 
 
-def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
-    """Log the price-in/price-out pyfunc with signature and input example."""
+def half_widths(metrics: dict[str, Any]) -> dict[str, float]:
+    """The conformal half-widths in a candidate's metrics (``interval_halfwidth_<level>``)."""
+    prefix = "interval_halfwidth_"
+    return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def model_spec(
+    ws: WindowSet, keras_path: Path | None, widths: dict[str, float], rule: str, ma_window: int
+) -> dict[str, Any]:
+    """What the pyfunc needs besides the network: layout, scaling, rule and intervals."""
+    spec: dict[str, Any] = {
+        "kind": "network" if keras_path is not None else "baseline",
+        "input": "ohlcv",
+        "window": ws.window,
+        "context": ws.context,
+        "target": ws.target,
+        "intervals": widths,
+    }
+    if keras_path is None:
+        return {**spec, "rule": rule, "ma_window": ma_window}
+    return {
+        **spec,
+        **ws.scaler.to_dict(),
+        "transform": ws.transform,
+        "anchor": ws.anchor,
+        "extra_inputs": list(ws.extra_inputs),
+        "extra_scalers": [[e.low, e.high] for e in ws.extra_scalers],
+    }
+
+
+def log_forecaster(
+    mlflow: Any,
+    ws: WindowSet,
+    keras_path: Path | None,
+    widths: dict[str, float],
+    rule: str,
+    cfg: Config | None = None,
+) -> str:
+    """Log the OHLCV-in, price-out pyfunc of a network (``keras_path``) or a baseline
+    ``rule``, with signature and input example."""
     import keras
     import pandas as pd
     import tensorflow as tf
@@ -225,37 +317,38 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
     import stockcast
     from stockcast.serving import PriceForecaster
 
-    needed = ws.context
+    ma_window = cfg.features.moving_average if cfg else 5
+    spec = model_spec(ws, keras_path, widths, rule, ma_window)
     with tempfile.TemporaryDirectory() as tmp:
-        scaler_path = Path(tmp) / "scaler.json"
-        spec = {
-            **ws.scaler.to_dict(),
-            "window": ws.window,
-            "transform": ws.transform,
-            "target": ws.target,
-            "extra_inputs": list(ws.extra_inputs),
-            "extra_scalers": [[e.low, e.high] for e in ws.extra_scalers],
-        }
-        scaler_path.write_text(json.dumps(spec))
-        mlflow.log_artifact(str(scaler_path), artifact_path="scaler")
-        idx = ws.test_idx[:3]
-        example = ws.raw_inputs(idx, needed, bool(ws.extra_inputs))  # raw, as a user has it
-        model = keras.saving.load_model(keras_path, compile=False)
-        output = ws.to_prices(model.predict(ws.inputs(idx), verbose=0), idx)
-        signature = infer_signature(example, output)
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        mlflow.log_artifact(str(spec_path), artifact_path="spec")
+        artifacts = {"spec": str(spec_path)}
+        if keras_path is not None:
+            artifacts["keras_model"] = str(keras_path)
+        forecaster = PriceForecaster()
+        forecaster.load_context(type("Context", (), {"artifacts": artifacts})())
+        example = ws.raw_inputs(ws.test_idx[:3])  # raw, as a user has it
+        signature = infer_signature(example, forecaster.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=PriceForecaster(),
-            artifacts={"keras_model": str(keras_path), "scaler": str(scaler_path)},
+            python_model=forecaster,
+            artifacts=artifacts,
             code_paths=[str(Path(stockcast.__file__).parent)],
             signature=signature,
             input_example=example,
             metadata={
                 "ticker": ws.ticker,
+                "kind": spec["kind"],
+                "variant": rule,
+                "input": "ohlcv",
                 "window": ws.window,
-                "context": needed,
-                "transform": ws.transform,
-                "extra_inputs": list(ws.extra_inputs),
+                "context": ws.context,
+                "target": ws.target,
+                "transform": spec.get("transform", "none"),
+                "anchor": spec.get("anchor", "none"),
+                "extra_inputs": spec.get("extra_inputs", []),
+                "intervals": widths,
             },
             pip_requirements=[
                 f"tensorflow-cpu=={tf.__version__}",
@@ -268,9 +361,23 @@ def log_forecaster(mlflow: Any, keras_path: Path, ws: WindowSet) -> str:
     return info.model_uri
 
 
+def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -> np.ndarray:
+    """Raw OHLCV windows in the layout a logged model takes: every model logged since
+    baselines became candidates takes OHLCV; older ones took the target's prices alone."""
+    layout = meta.get("input", "ohlcv" if meta.get("extra_inputs") else "prices")
+    if layout == "ohlcv":
+        return ohlcv_windows
+    from stockcast.transforms import OHLCV
+
+    return ohlcv_windows[..., OHLCV.index(target)]
+
+
 def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[float, str] | None:
     """Score the current champion on this run's test targets; None when there is none."""
     from mlflow.exceptions import MlflowException
+
+    from stockcast.evaluate import regression_metrics
+    from stockcast.serving import point_forecast
 
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
@@ -280,10 +387,8 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window", ws.window)))
     idx = ws.test_idx
-    inputs = ws.raw_inputs(idx, needed, bool(meta.get("extra_inputs")))  # champion's layout
-    predicted = np.asarray(model.predict(inputs), dtype="float64").reshape(-1)
-    from stockcast.evaluate import regression_metrics
-
+    inputs = model_inputs(meta, ws.raw_inputs(idx, needed), ws.target)  # champion's layout
+    predicted = point_forecast(model.predict(inputs))
     rmse = regression_metrics(ws.prices[idx], predicted)["rmse"]
     return rmse, str(version.version)
 
@@ -356,31 +461,43 @@ def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
     return str(current.version), str(previous)
 
 
-def forecast(
-    model: Any, history: np.ndarray, horizon: int, ohlcv: np.ndarray | None = None
-) -> list[float]:
-    """Next ``horizon`` prices from a price-in/price-out pyfunc, feeding forecasts back in.
+def forecast(model: Any, ohlcv: np.ndarray, horizon: int, target: str) -> list[dict[str, float]]:
+    """The next ``horizon`` days from a logged model and the raw OHLCV history.
 
-    A model with extra inputs needs the raw OHLCV history and forecasts one day only: the
-    other columns of the following days are not forecast.
+    Each forecast is fed back as a flat day (open = high = low = close = the forecast, the
+    last volume) to forecast the next. The intervals are calibrated for one day ahead; for
+    step h their log half-width is widened by sqrt(h), as for a random walk: an
+    approximation, not a calibrated interval.
+
+    Returns:
+        One mapping per step: ``forecast`` and ``lower_<level>`` / ``upper_<level>``.
     """
-    from stockcast.errors import StockcastError
+    import math
+
+    import pandas as pd
+
+    from stockcast.serving import point_forecast
 
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window")))
-    if meta.get("extra_inputs"):
-        if horizon != 1:
-            raise StockcastError(
-                f"horizon {horizon}: a model with extra inputs {meta['extra_inputs']} forecasts "
-                "one day only (its other inputs are not forecast)"
-            )
-        return [float(np.asarray(model.predict(np.asarray(ohlcv)[None, -needed:])).reshape(-1)[0])]
-    window = list(np.asarray(history, dtype="float64")[-needed:])
-    if len(window) < needed:
-        raise ValueError(f"need {needed} prices of history, have {len(window)}")
+    history = np.asarray(ohlcv, dtype="float64")
+    if len(history) < needed:
+        raise ValueError(f"need {needed} days of history, have {len(history)}")
+    history = history[-needed:]
     out = []
-    for _ in range(horizon):
-        value = float(np.asarray(model.predict(np.array([window[-needed:]]))).reshape(-1)[0])
-        out.append(value)
-        window.append(value)
+    for step in range(1, horizon + 1):
+        output = model.predict(model_inputs(meta, history[None], target))
+        if not isinstance(output, pd.DataFrame):  # a model logged before intervals
+            output = pd.DataFrame({"forecast": point_forecast(output)})
+        row = output.iloc[0]
+        point = float(row["forecast"])
+        values = {"forecast": point}
+        for key in row.index:
+            if key.startswith("upper_"):
+                level = key.removeprefix("upper_")
+                width = math.log(row[key] / point) * math.sqrt(step)
+                values[f"lower_{level}"] = point * math.exp(-width)
+                values[f"upper_{level}"] = point * math.exp(width)
+        out.append(values)
+        history = np.vstack([history[1:], [point, point, point, point, history[-1, 4]]])
     return out

@@ -59,6 +59,7 @@ class WindowSet:
         extra_inputs: names of the extra inputs (columns 1.. of ``scaled``).
         extra_scalers: one scaler per extra input, fitted on the training span only.
         ohlcv: (rows, 5) raw open, high, low, close, volume (to score any model on raw data).
+        anchor: ``target`` or ``close``: the price a forecast change is measured from.
     """
 
     ticker: str
@@ -75,6 +76,7 @@ class WindowSet:
     extra_inputs: tuple[str, ...] = ()
     extra_scalers: tuple[MinMaxScaler, ...] = ()
     ohlcv: np.ndarray | None = None
+    anchor: str = "target"
 
     @property
     def context(self) -> int:
@@ -84,7 +86,14 @@ class WindowSet:
     def to_prices(self, scaled: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Model outputs for targets ``idx`` back in price units."""
         values = self.scaler.inverse(np.asarray(scaled).reshape(-1))
-        return transforms.inverse(values, self.naive(idx), self.transform)
+        return transforms.inverse(values, self.previous(idx), self.transform)
+
+    def previous(self, idx: np.ndarray) -> np.ndarray:
+        """The anchor's price the day before each target: what a forecast change adds to."""
+        if self.anchor == "target" or self.ohlcv is None:
+            return self.naive(idx)
+        column = transforms.OHLCV.index(transforms.anchor_column(self.target, self.anchor))
+        return self.ohlcv[np.asarray(idx) - 1, column]
 
     def inputs(self, idx: np.ndarray) -> np.ndarray:
         """Scaled inputs for targets ``idx``: (len(idx), window, features) float32, a gather
@@ -100,11 +109,11 @@ class WindowSet:
         """Persistence forecast in prices: tomorrow = today."""
         return self.prices[np.asarray(idx) - 1]
 
-    def raw_inputs(self, idx: np.ndarray, context: int, with_ohlcv: bool) -> np.ndarray:
-        """What the logged model takes for targets ``idx``: (n, context) target prices, or
-        (n, context, 5) raw OHLCV for a model with extra inputs."""
-        rows = np.asarray(idx)[:, None] + np.arange(-context, 0)
-        return self.ohlcv[rows] if with_ohlcv else self.prices[rows]
+    def raw_inputs(self, idx: np.ndarray, context: int | None = None) -> np.ndarray:
+        """What every logged model of the ticker takes for targets ``idx``: the raw OHLCV
+        rows before each target, (n, context, 5), oldest first."""
+        rows = np.asarray(idx)[:, None] + np.arange(-(context or self.context), 0)
+        return self.ohlcv[rows]
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (.npz) through a temporary file, so a crash keeps the old one."""
@@ -125,6 +134,7 @@ class WindowSet:
             extra_inputs=np.array(self.extra_inputs, dtype=str),
             extra_scalers=np.array([[e.low, e.high] for e in self.extra_scalers]).reshape(-1, 2),
             ohlcv=self.ohlcv if self.ohlcv is not None else np.zeros((0, 5)),
+            anchor=self.anchor,
         )
         tmp.replace(path)
 
@@ -149,12 +159,19 @@ class WindowSet:
                     MinMaxScaler(float(a), float(b)) for a, b in z["extra_scalers"]
                 ),
                 ohlcv=z["ohlcv"] if len(z["ohlcv"]) else None,
+                anchor=str(z["anchor"]) if "anchor" in z.files else "target",
             )
 
 
 def span_targets(start: int, stop: int, window: int) -> np.ndarray:
     """Target positions whose whole input window lies in ``[start, stop)``."""
     return np.arange(start + window, stop)
+
+
+def every_row(start: int, stop: int) -> np.ndarray:
+    """Every row of ``[start, stop)`` as a target: its window reaches back into the rows
+    before the span, prices that were known at forecast time."""
+    return np.arange(start, stop)
 
 
 def make_windows(
@@ -165,11 +182,14 @@ def make_windows(
     test_days: int,
     transform: str = "level",
     extra_inputs: tuple[str, ...] = (),
+    anchor: str = "target",
 ) -> WindowSet:
     """Cut one ticker's canonical rows into spans; fit every scaler on the training span only.
 
     Layout of rows: ``[ train | val (val_days) | test (test_days) ]``. Validation is cut from
     the end of the training data, so the test span is never seen before the final report.
+    Every row of the validation and test spans is a target; training targets' windows lie
+    wholly in the training span.
 
     Args:
         frame: one ticker's canonical rows in ascending date order.
@@ -179,6 +199,7 @@ def make_windows(
         test_days: rows of the test span.
         transform: ``level`` | ``diff`` | ``log_return`` (see :mod:`stockcast.transforms`).
         extra_inputs: extra per-day inputs (see :func:`stockcast.transforms.feature_matrix`).
+        anchor: ``target`` | ``close``: the price a forecast change is measured from.
 
     Raises:
         DataError: too few rows for the three spans.
@@ -195,7 +216,7 @@ def make_windows(
             f"(window {window}, validation {val_days}, test {test_days})",
         )
     ohlcv = frame[list(transforms.OHLCV)].to_numpy(dtype="float64")
-    features = transforms.feature_matrix(ohlcv, target, transform, tuple(extra_inputs))
+    features = transforms.feature_matrix(ohlcv, target, transform, tuple(extra_inputs), anchor)
     first = transforms.context(0, transform, tuple(extra_inputs))  # changes lack row 0
     scalers = [MinMaxScaler.fit(features[first:val_start, j]) for j in range(features.shape[1])]
     scaled = np.stack([sc.transform(features[:, j]) for j, sc in enumerate(scalers)], axis=1)
@@ -207,13 +228,14 @@ def make_windows(
         scaler=scalers[0],
         window=window,
         train_idx=span_targets(first, val_start, window),
-        val_idx=span_targets(val_start, test_start, window),
-        test_idx=span_targets(test_start, n, window),
+        val_idx=every_row(val_start, test_start),
+        test_idx=every_row(test_start, n),
         transform=transform,
         target=target,
         extra_inputs=tuple(extra_inputs),
         extra_scalers=tuple(scalers[1:]),
         ohlcv=ohlcv,
+        anchor=anchor,
     )
 
 

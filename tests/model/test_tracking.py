@@ -10,6 +10,7 @@ import pytest
 from stockcast import tracking
 from stockcast.config import TrainConfig
 from stockcast.evaluate import predict_prices
+from stockcast.serving import point_forecast
 from stockcast.train import fit_variant
 from stockcast.windows import make_windows
 from tests.conftest import synthetic_prices
@@ -42,25 +43,43 @@ def test_tracking_uri_defaults_to_sqlite_at_the_root(tmp_path: Path, monkeypatch
     assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
 
 
-def test_logged_pyfunc_takes_prices_and_matches_keras(trained, mlflow_store):
+WIDTHS = {"80": 0.01, "95": 0.02}
+
+
+def test_logged_pyfunc_takes_raw_ohlcv_and_matches_keras(trained, mlflow_store):
     import keras
 
     mlflow = mlflow_store
     _, ws, result = trained
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.signature is not None
-    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 10)
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 10, 5)
     idx = ws.test_idx
-    raw_windows = ws.prices[idx[:, None] + np.arange(-10, 0)]
-    via_mlflow = np.asarray(model.predict(raw_windows)).reshape(-1)
+    out = model.predict(ws.raw_inputs(idx))
+    assert list(out.columns) == ["forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
-    np.testing.assert_allclose(via_mlflow, direct, rtol=1e-5)
-    with pytest.raises(
-        Exception, match=r"Shape of input \(30, 5\) does not match expected shape \(-1, 10\)"
-    ):
-        model.predict(raw_windows[:, :5])
+    np.testing.assert_allclose(out["forecast"], direct, rtol=1e-5)
+    np.testing.assert_allclose(out["upper_95"], direct * np.exp(0.02), rtol=1e-5)
+    np.testing.assert_allclose(out["lower_80"], direct * np.exp(-0.01), rtol=1e-5)
+    with pytest.raises(Exception, match=r"does not match expected shape \(-1, 10, 5\)"):
+        model.predict(ws.raw_inputs(idx)[:, :5])
+
+
+def test_a_baseline_is_logged_and_served_like_a_network(trained, mlflow_store):
+    from stockcast.evaluate import baselines
+
+    mlflow = mlflow_store
+    _, ws, _ = trained
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, ws, None, WIDTHS, "last_close")
+    model = mlflow.pyfunc.load_model(uri)
+    assert model.metadata.metadata["kind"] == "baseline"
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 10, 5)
+    idx = ws.test_idx
+    got = point_forecast(model.predict(ws.raw_inputs(idx)))
+    np.testing.assert_allclose(got, baselines(ws, idx)["last_close"])
 
 
 def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
@@ -71,7 +90,7 @@ def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
     client = MlflowClient()
     assert tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws) is None
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     version = mlflow.register_model(uri, "stockcast-TEST")
     client.set_registered_model_alias("stockcast-TEST", tracking.CHAMPION, version.version)
     rmse, champion_version = tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws)
@@ -83,23 +102,29 @@ def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
     assert rmse == pytest.approx(expected, rel=1e-5)
 
 
-def test_diff_model_logs_a_pyfunc_that_still_takes_and_returns_prices(mlflow_store, tmp_path):
+def test_log_return_model_forecasts_ahead_feeding_its_forecasts_back(mlflow_store, tmp_path):
     import keras
 
     mlflow = mlflow_store
     ws = make_windows(synthetic_prices(300), "open", 10, 40, 40, "log_return")
     result = fit_variant(ws, "simple_rnn", TrainConfig(units=(4,), epochs=1), 2, tmp_path / "s")
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "simple_rnn")
     model = mlflow.pyfunc.load_model(uri)
-    assert model.metadata.metadata["context"] == 11  # a change needs one more price
+    assert model.metadata.metadata["context"] == 11  # a change needs one more day
     idx = ws.test_idx
-    raw = ws.prices[idx[:, None] + np.arange(-11, 0)]
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
-    np.testing.assert_allclose(np.asarray(model.predict(raw)).reshape(-1), direct, rtol=1e-5)
-    ahead = tracking.forecast(model, ws.prices, horizon=3)
-    assert len(ahead) == 3 and all(np.isfinite(ahead))
-    assert ahead[0] == pytest.approx(float(model.predict(ws.prices[-11:][None, :])[0]))
+    np.testing.assert_allclose(point_forecast(model.predict(ws.raw_inputs(idx))), direct, rtol=1e-5)
+    ahead = tracking.forecast(model, ws.ohlcv, horizon=3, target="open")
+    assert len(ahead) == 3
+    first = point_forecast(model.predict(ws.ohlcv[-11:][None]))[0]
+    assert ahead[0]["forecast"] == pytest.approx(first)
+    # step 2 sees step 1's forecast as the newest day (a flat bar at that price)
+    fed = np.vstack([ws.ohlcv[-10:], [[first] * 4 + [ws.ohlcv[-1, 4]]]])
+    assert ahead[1]["forecast"] == pytest.approx(point_forecast(model.predict(fed[None]))[0])
+    # intervals widen with the horizon, as sqrt(h) in log price
+    for step, row in enumerate(ahead, start=1):
+        assert row["upper_95"] == pytest.approx(row["forecast"] * np.exp(0.02 * np.sqrt(step)))
 
 
 def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_store):
@@ -116,7 +141,7 @@ def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_st
     versions = []
     for _ in range(2):
         with mlflow.start_run():
-            uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+            uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
         versions.append(mlflow.register_model(uri, name).version)
     client.set_registered_model_alias(name, tracking.CHAMPION, versions[0])
     with pytest.raises(StockcastError, match="nothing to roll back to"):
@@ -129,24 +154,22 @@ def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_st
     assert client.get_model_version(name, "1").tags["restored_by_rollback_from"] == "2"
 
 
-def test_model_with_extra_inputs_takes_raw_ohlcv(mlflow_store, tmp_path):
+def test_model_with_extra_inputs_and_a_close_anchor_takes_raw_ohlcv(mlflow_store, tmp_path):
     import keras
 
-    from stockcast.errors import StockcastError
-
     mlflow = mlflow_store
-    ws = make_windows(synthetic_prices(300), "open", 10, 40, 40, "diff", ("close", "range"))
+    ws = make_windows(
+        synthetic_prices(300), "open", 10, 40, 40, "log_return", ("intraday", "range"), "close"
+    )
     result = fit_variant(ws, "gru", TrainConfig(units=(4,), epochs=1), 2, tmp_path / "g")
     assert result.ok, result.error
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, Path(result.model_path), ws)
+        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 11, 5)
     idx = ws.test_idx
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
-    via = np.asarray(model.predict(ws.raw_inputs(idx, 11, True))).reshape(-1)
+    via = point_forecast(model.predict(ws.raw_inputs(idx)))
     np.testing.assert_allclose(via, direct, rtol=1e-5)
-    (one,) = tracking.forecast(model, ws.prices, 1, ws.ohlcv)
-    assert np.isfinite(one)
-    with pytest.raises(StockcastError, match="forecasts one day only"):
-        tracking.forecast(model, ws.prices, 2, ws.ohlcv)
+    (one,) = tracking.forecast(model, ws.ohlcv, 1, "open")
+    assert np.isfinite(one["forecast"]) and one["lower_80"] < one["forecast"] < one["upper_80"]

@@ -41,13 +41,65 @@ def test_score_puts_naive_beside_the_model(prices):
 def test_baselines_by_hand(prices):
     from stockcast.evaluate import baselines
 
-    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100, transform="diff")
     idx = ws.test_idx[:2]
-    p = ws.prices
+    p, close = ws.prices, prices["close"].to_numpy()
     got = baselines(ws, idx, ma_window=3)
+    assert list(got) == ["naive", "drift", "moving_average", "last_close"]
     np.testing.assert_allclose(got["naive"], p[idx - 1])
-    np.testing.assert_allclose(got["drift"], p[idx - 1] + (p[idx - 1] - p[0]) / (idx - 1))
+    # drift over the model's own window (context 21 rows): last + mean daily change
+    np.testing.assert_allclose(got["drift"], p[idx - 1] + (p[idx - 1] - p[idx - 21]) / 20)
     np.testing.assert_allclose(got["moving_average"], [p[i - 3 : i].mean() for i in idx])
+    np.testing.assert_allclose(got["last_close"], close[idx - 1])
+
+
+def test_last_close_is_no_separate_baseline_when_the_target_is_the_close(prices):
+    from stockcast.evaluate import baselines
+
+    ws = make_windows(prices, "close", window=20, val_days=60, test_days=100)
+    assert "last_close" not in baselines(ws, ws.test_idx)
+
+
+def test_diebold_mariano_against_a_hand_computed_value():
+    from stockcast.evaluate import diebold_mariano
+
+    # d = e1^2 - e2^2 = [0, 3, 8, -1, 0]: mean 2, gamma0 = 54/5, var = gamma0/5 = 2.16;
+    # DM = 2/sqrt(2.16) = 1.36083; Harvey: x sqrt((5 + 1 - 2)/5) -> 1.21716; t(4): p = 0.29044
+    stat, p = diebold_mariano(np.array([1.0, -2, 3, 0, 1]), np.ones(5))
+    assert stat == pytest.approx(1.2171612, rel=1e-6)
+    assert p == pytest.approx(0.2904405, rel=1e-5)
+    assert diebold_mariano(np.ones(5), np.array([1.0, -2, 3, 0, 1]))[0] == pytest.approx(-stat)
+    assert diebold_mariano(np.ones(4), -np.ones(4)) == (0.0, 1.0)  # same losses: no evidence
+
+
+def test_the_strongest_baseline_is_the_reference():
+    from stockcast.evaluate import against_best_baseline
+
+    actual = np.array([10.0, 11.0, 12.0, 13.0])
+    base = {"naive": actual - 1.0, "last_close": actual - 0.5}
+    out = against_best_baseline(actual, actual + 0.25, base, "test")
+    assert out["test_best_baseline"] == "last_close"
+    assert out["test_rmse_vs_best_baseline"] == pytest.approx(0.5)
+
+
+def test_conformal_intervals_cover_their_level_on_a_trending_series():
+    from stockcast.evaluate import conformal_quantiles, coverage
+
+    rng = np.random.default_rng(7)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0.001, 0.015, 4001)))  # x50 over the span
+    actual, forecast = prices[1:], prices[:-1]  # naive's residuals: exchangeable log returns
+    widths = conformal_quantiles(actual[:2000], forecast[:2000], (0.8, 0.95))
+    assert set(widths) == {"80", "95"} and widths["80"] < widths["95"]
+    for name, level in (("80", 0.8), ("95", 0.95)):
+        got = coverage(actual[2000:], forecast[2000:], widths[name])
+        assert abs(got - level) <= 0.05, (name, got)
+
+
+def test_too_few_residuals_give_an_unbounded_interval():
+    from stockcast.evaluate import conformal_quantiles
+
+    widths = conformal_quantiles(np.array([1.0, 2.0]), np.array([1.1, 1.9]), (0.5, 0.95))
+    assert np.isfinite(widths["50"]) and widths["95"] == float("inf")
 
 
 def test_mase_and_directional_accuracy_by_hand(prices):

@@ -146,7 +146,17 @@ def test_summary_has_a_row_per_variant_the_decision_and_drift():
     metrics = {
         "SH600519": {
             "baselines": {"naive_rmse": 19.6, "drift_rmse": 19.6, "naive_mae": 14.7},
-            "gru": {"test_rmse": 19.645, "rmse_vs_naive": 1.0014, "test_mae": 14.8},
+            "gru": {
+                "kind": "network",
+                "test_rmse": 19.645,
+                "rmse_vs_naive": 1.0014,
+                "test_mae": 14.8,
+                "test_rmse_vs_best_baseline": 1.6463,
+                "test_best_baseline": "last_close",
+                "test_dm_p_value": 1e-10,
+                "test_coverage_80": 0.81,
+                "test_coverage_95": 0.96,
+            },
             "lstm": {"error": "boom"},
         }
     }
@@ -164,7 +174,8 @@ def test_summary_has_a_row_per_variant_the_decision_and_drift():
     }
     text = summary_markdown(metrics, registry, drift)
     assert "**v3 (gru): not promoted** — r" in text
-    assert "| gru | 19.645 | 1.0014 | 14.800 |" in text
+    assert "| gru | network | 19.645 | 1.6463 last_close (p=1e-10) | 1.0014 | 14.800 |" in text
+    assert "| 0.81 / 0.96 |" in text
     assert "| lstm | failed |" in text
     assert "Baseline RMSE: drift 19.600, naive 19.600" in text
     assert "| SH600519 | 0.2000 | 0.0010 | 1.700 | **yes** |" in text

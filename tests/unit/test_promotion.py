@@ -1,63 +1,111 @@
-"""The promotion rule: beat naive on the gate span, then the champion on the same test span."""
+"""Choice and promotion: the best forecaster of the backtest, network or baseline, then gates
+relative to baselines on the same span, then the champion on the same test span."""
 
 from __future__ import annotations
 
-from stockcast.tracking import decide_promotion, select_variant
+import pytest
 
-GOOD = {"mase": 0.95, "rmse_vs_naive": 0.98}
+from stockcast.config import config_from_dict
+from stockcast.tracking import Gate, choose_candidate, decide_promotion, gates
 
-
-def test_first_model_that_beats_naive_is_promoted():
-    d = decide_promotion(9.0, None, GOOD, 1.0, 1.0)
-    assert d.promote and "no champion yet" in d.reason and "backtest mase 0.9500" in d.reason
-
-
-def test_losing_to_naive_on_the_backtest_is_rejected_even_without_a_champion():
-    d = decide_promotion(9.0, None, {"mase": 1.2, "rmse_vs_naive": 0.9}, 1.0, 1.0)
-    assert not d.promote and "backtest mase 1.2000 >= 1.0" in d.reason
-    d = decide_promotion(9.0, None, {"mase": 0.9, "rmse_vs_naive": 1.01}, 1.0, 1.0)
-    assert not d.promote and "backtest rmse_vs_naive 1.0100 > 1.0" in d.reason
+LIMITS = (Gate("rmse_vs_best_baseline", 1.0), Gate("rmse_vs_naive", 1.0))
+GOOD = {"rmse_vs_best_baseline": 0.98, "rmse_vs_naive": 0.7, "mase": 4.5}
 
 
-def test_mase_must_be_strictly_below_its_threshold():
-    assert not decide_promotion(9.0, None, {"mase": 1.0, "rmse_vs_naive": 0.9}, 1.0, 1.0).promote
+def test_first_candidate_that_passes_the_gates_is_promoted():
+    d = decide_promotion(9.0, None, GOOD, LIMITS)
+    assert d.promote and "no champion yet" in d.reason
+    assert "backtest rmse_vs_best_baseline 0.9800" in d.reason
+
+
+def test_a_gate_at_its_limit_passes_and_just_above_it_rejects():
+    at = {**GOOD, "rmse_vs_best_baseline": 1.0}
+    assert decide_promotion(9.0, None, at, LIMITS).promote  # the baseline itself: ratio 1
+    above = {**GOOD, "rmse_vs_best_baseline": 1.0001}
+    d = decide_promotion(9.0, None, above, LIMITS)
+    assert not d.promote and "backtest rmse_vs_best_baseline 1.0001 > 1.0" in d.reason
+    d = decide_promotion(9.0, None, {**GOOD, "rmse_vs_naive": 1.01}, LIMITS)
+    assert not d.promote and "rmse_vs_naive 1.0100 > 1.0" in d.reason
+
+
+def test_a_strict_gate_rejects_at_its_limit():
+    limits = (Gate("mase", 1.0, strict=True),)
+    assert not decide_promotion(9.0, None, {"mase": 1.0}, limits).promote
+    assert decide_promotion(9.0, None, {"mase": 0.999}, limits).promote
 
 
 def test_a_missing_fold_rejects():
-    d = decide_promotion(9.0, None, {"mase": float("nan"), "rmse_vs_naive": 0.9}, 1.0, 1.0)
+    d = decide_promotion(9.0, None, {**GOOD, "rmse_vs_best_baseline": float("nan")}, LIMITS)
     assert not d.promote and "missing" in d.reason
 
 
 def test_gates_can_be_turned_off():
-    bad = {"mase": 3.0, "rmse_vs_naive": 3.0}
-    assert decide_promotion(12.0, None, bad, None, None).promote
+    bad = {"rmse_vs_best_baseline": 3.0, "rmse_vs_naive": 3.0, "mase": 9.0}
+    off = (Gate("rmse_vs_best_baseline", None), Gate("mase", None, strict=True))
+    assert decide_promotion(12.0, None, bad, off).promote
 
 
 def test_must_beat_the_champion_on_the_same_span():
-    better = decide_promotion(8.0, 9.0, GOOD, 1.0, 1.0, previous_version="3")
+    better = decide_promotion(8.0, 9.0, GOOD, LIMITS, previous_version="3")
     assert better.promote and better.previous_version == "3" and "champion v3" in better.reason
-    worse = decide_promotion(9.5, 9.0, GOOD, 1.0, 1.0, previous_version="3")
+    worse = decide_promotion(9.5, 9.0, GOOD, LIMITS, previous_version="3")
     assert not worse.promote and ">= champion v3" in worse.reason
-    assert not decide_promotion(9.0, 9.0, GOOD, 1.0, 1.0, previous_version="3").promote
+    assert not decide_promotion(9.0, 9.0, GOOD, LIMITS, previous_version="3").promote
 
 
 def test_validation_is_the_gate_without_folds():
-    d = decide_promotion(
-        9.0, None, {"mase": 1.3, "rmse_vs_naive": 1.1}, 1.0, 1.0, gate_source="validation"
-    )
-    assert not d.promote and d.reason.startswith("validation mase")
+    d = decide_promotion(9.0, None, {**GOOD, "rmse_vs_naive": 1.1}, LIMITS, gate_source="val")
+    assert not d.promote and d.reason.startswith("val rmse_vs_naive")
 
 
-def test_selection_ranks_by_rmse_vs_naive_in_prices_not_by_scaled_loss():
-    # simple_rnn has the lowest scaled loss, gru the lowest RMSE/naive: gru is registered
-    scores = {"simple_rnn": 1.0066, "lstm": 1.0077, "gru": 0.9964}
-    losses = {"simple_rnn": 0.010, "lstm": 0.012, "gru": 0.011}
-    assert select_variant(scores, losses) == "gru"
+def test_default_gates_are_relative_to_baselines_and_mase_is_off():
+    cfg = config_from_dict({"data": {"sources": ["x.csv"]}})
+    by_metric = {g.metric: g for g in gates(cfg)}
+    assert by_metric["rmse_vs_best_baseline"].limit == 1.0
+    assert by_metric["mase"].limit is None  # scaled by another span: reported, never a gate
 
 
-def test_selection_puts_unscored_variants_last_and_breaks_ties_by_loss():
-    losses = {"simple_rnn": 0.010, "lstm": 0.012, "gru": 0.011}
-    nan = float("nan")
-    assert select_variant({"simple_rnn": nan, "lstm": 1.2, "gru": nan}, losses) == "lstm"
-    assert select_variant({"simple_rnn": 1.0, "lstm": 1.0, "gru": 1.0}, losses) == "simple_rnn"
-    assert select_variant({}, losses) == "simple_rnn"
+def _scores(**rmse: float) -> dict[str, dict]:
+    kinds = {"naive": "baseline", "last_close": "baseline", "drift": "baseline"}
+    return {
+        name: {"kind": kinds.get(name, "network"), "backtest_rmse": v, "backtest_dm_p_value": 0.01}
+        for name, v in rmse.items()
+    }
+
+
+def test_the_best_baseline_is_chosen_when_no_network_beats_it():
+    scores = _scores(naive=19.6, last_close=11.9, drift=19.7, gru=12.0, lstm=12.3)
+    name, why = choose_candidate(scores, "backtest")
+    assert name == "last_close" and "does not beat the best baseline" in why
+
+
+def test_a_network_that_beats_the_best_baseline_is_chosen():
+    scores = _scores(naive=19.6, last_close=11.9, gru=11.5, lstm=11.7)
+    name, why = choose_candidate(scores, "backtest")
+    assert name == "gru" and "beats the best baseline" in why
+
+
+def test_a_tie_keeps_the_baseline():
+    assert choose_candidate(_scores(last_close=11.9, gru=11.9), "backtest")[0] == "last_close"
+
+
+def test_min_improvement_and_the_p_value_are_enforced():
+    scores = _scores(last_close=10.0, gru=9.8)  # 2% better, p = 0.01
+    assert choose_candidate(scores, "backtest", min_improvement=0.01)[0] == "gru"
+    assert choose_candidate(scores, "backtest", min_improvement=0.03)[0] == "last_close"
+    assert choose_candidate(scores, "backtest", max_p_value=0.05)[0] == "gru"
+    name, why = choose_candidate(scores, "backtest", max_p_value=0.01)
+    assert name == "last_close" and "not significant" in why
+
+
+def test_a_network_without_a_backtest_score_cannot_be_chosen():
+    scores = _scores(last_close=10.0, gru=float("nan"), lstm=10.5)
+    assert choose_candidate(scores, "backtest")[0] == "last_close"
+    scores = _scores(last_close=10.0, gru=float("nan"))
+    name, why = choose_candidate(scores, "backtest")
+    assert name == "last_close" and "no network" in why
+
+
+def test_without_baselines_there_is_no_choice():
+    with pytest.raises(ValueError, match="no baseline"):
+        choose_candidate({"gru": {"kind": "network", "val_rmse": 1.0}}, "val")

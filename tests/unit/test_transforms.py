@@ -57,3 +57,31 @@ def test_extra_inputs_are_extra_columns_each_scaled_on_training_rows(prices):
 def test_level_with_extras_needs_one_more_day_of_context(prices):
     ws = make_windows(prices, "open", 20, 60, 100, "level", ("volume_change",))
     assert ws.context == 21 and ws.train_idx[0] == 21
+
+
+def test_anchor_close_forecasts_the_change_from_the_last_close(prices):
+    ws = make_windows(prices, "open", 20, 60, 100, "log_return", (), "close")
+    opens, closes = prices["open"].to_numpy(), prices["close"].to_numpy()
+    idx = ws.test_idx
+    # the target column is log(open_t / close_t-1), scaled on the training rows only
+    expected = np.log(opens[1:] / closes[:-1])
+    np.testing.assert_allclose(ws.scaler.inverse(ws.scaled[1:, 0]), expected, atol=1e-7)
+    np.testing.assert_array_equal(ws.previous(idx), closes[idx - 1])
+    # a perfect forecast maps back to the actual opens; a zero change to the last close
+    np.testing.assert_allclose(ws.to_prices(ws.targets(idx), idx), opens[idx], rtol=1e-5)
+    zero = ws.scaler.transform(np.zeros(len(idx)))
+    np.testing.assert_allclose(ws.to_prices(zero, idx), closes[idx - 1])
+
+
+def test_intraday_input_is_the_same_days_close_over_open(prices):
+    ws = make_windows(prices, "open", 20, 60, 100, "log_return", ("intraday",))
+    move = np.log(prices["close"] / prices["open"]).to_numpy()
+    np.testing.assert_allclose(ws.extra_scalers[0].inverse(ws.scaled[:, 1]), move, atol=1e-6)
+
+
+def test_level_has_no_anchor():
+    from stockcast.config import FeaturesConfig
+    from stockcast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a change transform"):
+        FeaturesConfig(target_transform="level", anchor="close")

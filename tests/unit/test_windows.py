@@ -20,13 +20,15 @@ def _seed_loop(a: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(x), np.array(y)
 
 
-def test_spans_follow_the_seed_split(prices):
+def test_every_row_of_the_validation_and_test_spans_is_a_target(prices):
     ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
     n = len(prices)
-    assert ws.test_idx[0] == n - 100 + 20 and ws.test_idx[-1] == n - 1
-    assert len(ws.test_idx) == 80  # seed: test windows lie wholly in the test span
-    assert ws.val_idx[0] == n - 160 + 20 and ws.val_idx[-1] == n - 101
-    assert ws.train_idx[-1] == n - 161  # validation is cut from the END of training
+    np.testing.assert_array_equal(ws.test_idx, np.arange(n - 100, n))  # all 100, not 80
+    np.testing.assert_array_equal(ws.val_idx, np.arange(n - 160, n - 100))
+    assert ws.train_idx[0] == 20 and ws.train_idx[-1] == n - 161  # training windows stay inside
+    # The first test target's window reaches back into the validation rows, known by then.
+    first = ws.inputs(ws.test_idx[:1])[0, :, 0]
+    np.testing.assert_array_equal(first, ws.scaled[n - 120 : n - 100, 0])
 
 
 def test_scaler_is_fitted_on_the_training_span_only(prices):
