@@ -112,6 +112,13 @@ def coverage(actual: np.ndarray, predicted: np.ndarray, half_width: float) -> fl
     return float(np.mean((actual >= lower) & (actual <= upper)))
 
 
+def ratio(value: float, reference: float) -> float:
+    """``value / reference``; 1 when both are 0 (a tie with an exact baseline), else inf."""
+    if reference > 0:
+        return value / reference
+    return 1.0 if value == reference else math.inf
+
+
 def against_best_baseline(
     actual: np.ndarray,
     predicted: np.ndarray,
@@ -132,7 +139,7 @@ def against_best_baseline(
     model_rmse = float(np.sqrt(np.mean(error**2)))
     return {
         f"{prefix}_best_baseline": best,
-        f"{prefix}_rmse_vs_best_baseline": model_rmse / rmse[best] if rmse[best] else math.inf,
+        f"{prefix}_rmse_vs_best_baseline": ratio(model_rmse, rmse[best]),
         f"{prefix}_dm_stat": stat,
         f"{prefix}_dm_p_value": p_value,
     }

@@ -120,7 +120,9 @@ def choose_candidate(
     if not networks:
         return base, f"best baseline on {source}; no network has a {source} score"
     net = min(networks, key=rmse)
-    ratio = rmse(net) / rmse(base)
+    from stockcast.evaluate import ratio as rmse_ratio
+
+    ratio = rmse_ratio(rmse(net), rmse(base))
     p_value = float(scores[net].get(f"{source}_dm_p_value", float("nan")))
     versus = f"{net} {source} rmse {ratio:.4f}x {base} (DM p={p_value:.3g})"
     if ratio >= 1.0 - min_improvement:
