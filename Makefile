@@ -44,12 +44,12 @@ lock:
 ## pipeline: set up if needed, then run every stale DVC stage (dvc status decides) on the bundled sample
 .PHONY: pipeline
 pipeline: $(STAMP)
-	$(BIN)/python -m flows.pipeline
+	$(BIN)/python -m flows.repro
 
 ## repro-force: rerun every stage even if nothing changed
 .PHONY: repro-force
 repro-force: $(STAMP)
-	$(BIN)/python -m flows.pipeline --force
+	$(BIN)/python -m flows.repro --force
 
 ## test: run the test suite (unit, data, model, flows, end to end, the browser check of the UI)
 .PHONY: test
@@ -66,7 +66,7 @@ browser:
 ## exp: a DVC experiment, e.g. make exp SET="train.epochs=10 train.units=[32,32]"
 .PHONY: exp
 exp: $(STAMP)
-	$(BIN)/python -m flows.pipeline $(foreach kv,$(SET),-S $(kv))
+	$(BIN)/python -m flows.repro $(foreach kv,$(SET),-S $(kv))
 
 ## compare: experiments side by side (dvc exp show) and what changed against HEAD
 .PHONY: compare

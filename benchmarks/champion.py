@@ -37,30 +37,29 @@ CONFIGS = {  # name -> (target_transform, inputs, anchor)
 }
 
 
-def run_config(name: str, epochs: int, workers: int) -> tuple[dict, str, float]:
+def run_config(base: object, name: str, epochs: int, workers: int) -> tuple[dict, str, float]:
     """Window, train, evaluate and choose for one configuration in a temporary project."""
     import pandas as pd
 
-    from stockcast import pipeline
-    from stockcast.config import load_config
-    from stockcast.pipeline import Paths
-    from stockcast.tracking import choose_candidate
+    from stockcast.paths import Paths, write_parquet
+    from stockcast.promotion import choose_candidate
+    from stockcast.stages import evaluate, ingest, window
+    from stockcast.stages.train import write_summary
     from stockcast.train import fit_variant
     from stockcast.windows import read_folds, read_windows
 
     transform, inputs, anchor = CONFIGS[name]
-    cfg = load_config(ROOT / "params.yaml")
     cfg = replace(
-        cfg,
-        features=replace(cfg.features, target_transform=transform, inputs=inputs, anchor=anchor),
-        train=replace(cfg.train, epochs=epochs),
+        base,
+        features=replace(base.features, target_transform=transform, inputs=inputs, anchor=anchor),
+        train=replace(base.train, epochs=epochs),
     )
     paths = Paths(Path(tempfile.mkdtemp(prefix=f"champion-{name}-")))
-    frame = pipeline.read_sources(cfg, Paths(ROOT)).frame
-    pipeline.write_parquet(frame, paths.validated)
+    frame = ingest.read_sources(cfg, ROOT).frame
+    write_parquet(frame, paths.validated)
     started = time.perf_counter()
     jobs = []
-    for ws in pipeline.window(cfg, paths):
+    for ws in window.run(cfg, paths):
         sets = [ws, *read_folds(paths.processed, ws.ticker)]
         for variant in cfg.train.variants:
             for fold, data in enumerate(sets):
@@ -73,15 +72,13 @@ def run_config(name: str, epochs: int, workers: int) -> tuple[dict, str, float]:
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(fit, jobs))
-    pipeline.write_train_summary(results, paths)
-    report = pipeline.evaluate(cfg, paths)
+    write_summary(results, paths)
+    report = {t: r.to_json() for t, r in evaluate.run(cfg, paths).items()}
     elapsed = time.perf_counter() - started
     (ws,) = read_windows(paths.processed)
     entry = report[ws.ticker]
     source = "backtest" if cfg.backtest.folds else "val"
-    chosen, _ = choose_candidate(
-        {n: s for n, s in entry.items() if isinstance(s, dict) and "kind" in s}, source
-    )
+    chosen, _ = choose_candidate(evaluate.read_reports(paths)[ws.ticker].candidates, source)
     table = pd.read_csv(paths.predictions / f"{ws.ticker}.csv")
     seed_rows = table.iloc[cfg.window.window :]  # the seed's 240 targets
     for candidate, scores in entry.items():
@@ -94,15 +91,15 @@ def run_config(name: str, epochs: int, workers: int) -> tuple[dict, str, float]:
     return entry, chosen, elapsed
 
 
-def print_table(rows: list[tuple[str, dict, str, float]]) -> None:
-    from stockcast.evaluate import against_best_baseline  # noqa: F401  (documents the metric)
+HEADER = (
+    "| configuration | candidate | epochs | backtest × best baseline (DM p) | "
+    "val × best baseline (DM p) | test RMSE | × naive | × best baseline (DM p) | "
+    "80% / 95% coverage | RMSE, seed's 240 targets |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
 
-    print(
-        "| configuration | candidate | epochs | backtest × best baseline (DM p) | "
-        "val × best baseline (DM p) | test RMSE | × naive | × best baseline (DM p) | "
-        "80% / 95% coverage | RMSE, seed's 240 targets |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+
+def print_rows(rows: list[tuple[str, dict, str, float]]) -> None:
     for name, entry, chosen, _ in rows:
         for candidate, s in entry.items():
             if not isinstance(s, dict) or "test_rmse" not in s:
@@ -123,7 +120,7 @@ def print_table(rows: list[tuple[str, dict, str, float]]) -> None:
                 f"{s.get('test_coverage_95', float('nan')):.2f} | {s['seed240_rmse']:.3f} |"
             )
     for name, _, chosen, elapsed in rows:
-        print(f"{name}: registers {chosen}; wall {elapsed:.0f} s")
+        print(f"{name}: registers {chosen}; wall {elapsed:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -132,12 +129,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--workers", type=int, default=3, help="fits at a time (threads)")
     args = parser.parse_args()
-    rows = []
+    from stockcast.config import load_config
+
+    base = load_config(ROOT / "params.yaml")  # read once: editing it mid-run changes nothing
+    print(HEADER, flush=True)
     for name in args.configs.split(","):
-        entry, chosen, elapsed = run_config(name, args.epochs, args.workers)
-        rows.append((name, entry, chosen, elapsed))
-        print(f"{name}: done in {elapsed:.0f} s", file=sys.stderr, flush=True)
-    print_table(rows)
+        entry, chosen, elapsed = run_config(base, name, args.epochs, args.workers)
+        print_rows([(name, entry, chosen, elapsed)])  # as each ends: a long run keeps its rows
 
 
 if __name__ == "__main__":

@@ -62,10 +62,10 @@ def copy_project(root: Path, overrides: list[str]) -> dict[str, str]:
 
 
 def timed_run(root: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str]:
-    """Run ``python -m flows.pipeline``; wall time and each stage's wall from DVC's output."""
+    """Run ``python -m flows.repro``; wall time and each stage's wall from DVC's output."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.pipeline"],
+        [sys.executable, "-m", "flows.repro"],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
@@ -109,7 +109,7 @@ def main() -> None:
         for module in IMPORTS:
             seconds = import_seconds(module, args.import_repeats)
             print(f"| {module} | {seconds:.2f} |", flush=True)
-    from flows.pipeline import prefect_api
+    from flows.server import prefect_api
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -125,7 +125,7 @@ def main() -> None:
         fits = [r["fit_seconds"] for r in records]
         fitting = busy_seconds([(r["fit_started"], r["fit_ended"]) for r in records])
         noop_start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=root, env=env, check=True)
+        subprocess.run([sys.executable, "-m", "flows.repro"], cwd=root, env=env, check=True)
         noop = time.perf_counter() - noop_start
     print(f"\nparams overrides: {args.overrides or 'none (the defaults)'}; {len(fits)} fits")
     print("| part | s |\n|---|---|")

@@ -54,16 +54,15 @@ def prepare(root: Path) -> None:
 def one(root: Path, runner: str, workers: int, tf_threads: int, epochs: int) -> dict:
     """Train the three variants once with this runner; returns wall and fit seconds."""
     import flows.env  # noqa: F401
-    from flows.stages import _train, task_runner
+    from flows.stages.train import task_runner
+    from flows.stages.train import train_variants as _train
     from stockcast.config import config_from_dict
-    from stockcast.pipeline import Paths
+    from stockcast.paths import Paths
 
     raw = {
         "data": {"sources": ["unused.csv"]},
+        "execution": {"runner": runner, "max_workers": workers, "tf_threads": tf_threads},
         "train": {
-            "runner": runner,
-            "max_workers": workers,
-            "tf_threads": tf_threads,
             "epochs": epochs,
             "patience": epochs,  # no early stop: equal work in every configuration
         },
@@ -71,7 +70,7 @@ def one(root: Path, runner: str, workers: int, tf_threads: int, epochs: int) -> 
     cfg = config_from_dict(raw)
     paths = Paths(root)
     start = time.perf_counter()
-    _train.with_options(task_runner=task_runner(cfg.train))(cfg, paths)
+    _train.with_options(task_runner=task_runner(cfg.execution))(cfg, paths)
     wall = time.perf_counter() - start
     summary = json.loads((paths.train_summary).read_text())["SH600519"]
     fits = {v: r["fit_seconds"] for v, r in summary.items()}
@@ -101,7 +100,7 @@ def main() -> None:
         print("RESULT " + json.dumps(out))
         return
 
-    from flows.pipeline import prefect_api
+    from flows.server import prefect_api
 
     with tempfile.TemporaryDirectory() as tmp, prefect_api() as url:
         root = Path(tmp)

@@ -57,10 +57,12 @@ def write_tickers(raw: Path, n: int, seed: int = 0) -> None:
 def one(root: Path, n: int, variants: list[str], train: bool = True) -> dict:
     """Every stage for ``n`` tickers in this process; seconds per stage and peak RSS."""
     import flows.env  # noqa: F401
-    from flows.stages import _train, task_runner
-    from stockcast import pipeline
+    from flows.stages.train import task_runner
+    from flows.stages.train import train_variants as _train
+    from stockcast import stages
     from stockcast.config import config_from_dict
-    from stockcast.pipeline import Paths
+    from stockcast.paths import Paths
+    from stockcast.stages import drift, evaluate, ingest, validate, window  # noqa: F401
 
     write_tickers(root / "data/raw", n)
     cfg = config_from_dict(
@@ -68,20 +70,21 @@ def one(root: Path, n: int, variants: list[str], train: bool = True) -> dict:
             "data": {"sources": [{"path": "data/raw"}]},
             "backtest": {"folds": 0},
             "features": {"target_transform": "log_return"},
-            "train": {"variants": variants, "epochs": 1, "patience": 1, "max_workers": 2},
+            "train": {"variants": variants, "epochs": 1, "patience": 1},
+            "execution": {"max_workers": 2},
         }
     )
     paths = Paths(root)
     seconds = {}
     for stage in ("ingest", "validate", "drift", "window"):
         start = time.perf_counter()
-        getattr(pipeline, stage)(cfg, paths)
+        getattr(stages, stage).run(cfg, paths)
         seconds[stage] = time.perf_counter() - start
     stage_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if not train:
         return {"seconds": seconds, "peak_rss_mib": stage_rss, "worker_rss_mib": 0, "errors": []}
     start = time.perf_counter()
-    _train.with_options(task_runner=task_runner(cfg.train))(cfg, paths)
+    _train.with_options(task_runner=task_runner(cfg.execution))(cfg, paths)
     seconds["train"] = time.perf_counter() - start
     summary = json.loads(paths.train_summary.read_text())
     errors = [r["error"] for t in summary.values() for r in t.values() if r["error"]]
@@ -111,12 +114,12 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
-    from flows.pipeline import prefect_api
+    from flows.server import prefect_api
 
     stages = ("ingest", "validate", "drift", "window", "train")
-    from stockcast.config import TrainConfig
+    from stockcast.config import ExecutionConfig
 
-    runner = TrainConfig().runner
+    runner = ExecutionConfig().runner
     print(f"{DAYS} rows per ticker; training: {args.variants}, 1 epoch, runner {runner} x 2")
     print(
         "| tickers | "

@@ -37,10 +37,12 @@ VARIANTS = ("simple_rnn", "lstm", "gru")
 
 def one(root: Path, scope: str, epochs: int) -> dict:
     import flows.env  # noqa: F401
-    from flows.stages import _train, task_runner
-    from stockcast import pipeline
+    from flows.stages.train import task_runner
+    from flows.stages.train import train_variants as _train
+    from stockcast import stages
     from stockcast.config import config_from_dict
-    from stockcast.pipeline import Paths
+    from stockcast.paths import Paths
+    from stockcast.stages import drift, evaluate, ingest, validate, window  # noqa: F401
 
     cfg = config_from_dict(
         {
@@ -48,16 +50,17 @@ def one(root: Path, scope: str, epochs: int) -> dict:
             "validate": {"max_gap_days": 60},  # warnings only; holidays and index closures
             "backtest": {"folds": 0},
             "features": {"target_transform": "log_return"},
-            "train": {"scope": scope, "epochs": epochs, "patience": 5, "max_workers": 2},
+            "train": {"scope": scope, "epochs": epochs, "patience": 5},
+            "execution": {"max_workers": 2},
         }
     )
     paths = Paths(root)
     for stage in ("ingest", "validate", "window"):
-        getattr(pipeline, stage)(cfg, paths)
+        getattr(stages, stage).run(cfg, paths)
     start = time.perf_counter()
-    _train.with_options(task_runner=task_runner(cfg.train))(cfg, paths)
+    _train.with_options(task_runner=task_runner(cfg.execution))(cfg, paths)
     train_seconds = time.perf_counter() - start
-    metrics = pipeline.evaluate(cfg, paths)
+    metrics = {t: r.to_json() for t, r in evaluate.run(cfg, paths).items()}
     fits = json.loads(paths.train_summary.read_text())
     return {"train_seconds": train_seconds, "metrics": metrics, "tickers": sorted(fits)}
 
@@ -72,7 +75,7 @@ def main() -> None:
         print("RESULT " + json.dumps(one(Path(args.root), args.one, args.epochs)))
         return
 
-    from flows.pipeline import prefect_api
+    from flows.server import prefect_api
 
     results = {}
     with prefect_api() as url:

@@ -26,22 +26,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
-from flows.pipeline import BIN, prefect_api, run_stages
-from stockcast import ops, pipeline
+from flows.repro import run_stages
+from flows.server import BIN, prefect_api
+from stockcast import ops
 from stockcast.config import Config, load_config
-from stockcast.errors import DataError, FetchFailed, StockcastError
-from stockcast.pipeline import Paths
+from stockcast.errors import DataError, DvcFailed, FetchFailed, StockcastError, TransientIOError
+from stockcast.paths import Paths
+from stockcast.stages.ingest import read_sources
 
 ROOT = Path.cwd()
 RETRY_DELAYS = [10, 60, 300]  # seconds: back-off for network and store I/O
-
-
-class DvcFailed(StockcastError):
-    """A ``dvc`` command failed; its output is in the log."""
-
-
-class TransientIOError(OSError):
-    """A push to the DVC remote failed: worth another try."""
 
 
 def io_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -62,7 +56,7 @@ def io_only(task: Any, task_run: Any, state: Any) -> bool:
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=io_only)
 def check_sources(cfg: Config, paths: Paths) -> ops.NewData:
     """Fetch every source (URLs retried with back-off) and compare with the last ingest."""
-    frame = pipeline.read_sources(cfg, paths).frame
+    frame = read_sources(cfg, paths.root).frame
     return ops.new_data(frame, paths.ingested)
 
 
@@ -139,9 +133,9 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
             _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
             return {"status": "up to date", "message": news.message()}
         # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
-        # The stages run as subflows of this run, in this process (flows.pipeline.run_stages).
-        run_stages(ROOT, ["ingest"], force=True, single_item=True)
-        run_stages(ROOT, ["drift"])
+        # The stages run as subflows of this run, in this process (flows.repro.run_stages).
+        run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
+        run_stages(ROOT, ["drift"], params=params)
         drift = json.loads(paths.drift.read_text(encoding="utf-8"))
         if cfg.drift.on_drift == "retrain" and not drift["drift"] and not force:
             message = (
@@ -152,7 +146,7 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
             return {"status": "no drift", "tickers": news.tickers, "drift": False}
         if drift["drift"]:
             logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
-        run_stages(ROOT)
+        run_stages(ROOT, params=params)
         pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
         if pushed:
             push()

@@ -65,70 +65,38 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _client(args: argparse.Namespace) -> tuple[Any, Any]:
-    import mlflow
-    from mlflow import MlflowClient
-
-    from stockcast.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
-    return mlflow, MlflowClient()
-
-
 def _rollback(args: argparse.Namespace) -> int:
     from stockcast.config import load_config
     from stockcast.ingest import sanitize_ticker
-    from stockcast.tracking import rollback
+    from stockcast.tracking import client_for, rollback
 
     cfg = load_config(args.params)
     name = cfg.register.model_name(sanitize_ticker(args.ticker))
-    _, client = _client(args)
-    old, new = rollback(client, name, args.reason)
+    old, new = rollback(client_for(Path.cwd()), name, args.reason)
     print(f"{name}: @champion moved back from v{old} to v{new} ({args.reason})")
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
-    from mlflow.exceptions import MlflowException
 
     from stockcast.config import load_config
-    from stockcast.pipeline import Paths
-    from stockcast.tracking import CHAMPION, forecast
+    from stockcast.paths import Paths
+    from stockcast.tracking import CHAMPION, load_champion
 
     cfg = load_config(args.params)
     paths = Paths(Path.cwd())
     if not paths.validated.exists():
         raise StockcastError(f"{paths.validated} not found: run `make pipeline` first")
     frame = pd.read_parquet(paths.validated)
-    mlflow, _ = _client(args)
     rows, missing = [], []
     for ticker, group in frame.groupby("ticker", sort=True):
         name = cfg.register.model_name(str(ticker))
-        try:
-            model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
-        except MlflowException:
+        model = load_champion(paths.root, name)
+        if model is None:
             missing.append(name)
             continue
-        last = pd.Timestamp(group["date"].iloc[-1])
-        ohlcv = group[["open", "high", "low", "close", "volume"]].to_numpy()
-        steps = forecast(model, ohlcv, args.horizon, cfg.data.target)
-        variant = (model.metadata.metadata or {}).get("variant", "?")
-        for step, values in enumerate(steps, start=1):
-            rows.append(
-                {
-                    "ticker": ticker,
-                    "as_of": last.date(),
-                    "step": step,
-                    "date": (last + pd.offsets.BDay(step)).date(),
-                    **{
-                        (f"forecast_{cfg.data.target}" if key == "forecast" else key): round(v, 4)
-                        for key, v in values.items()
-                    },
-                    "model": name,
-                    "variant": variant,
-                }
-            )
+        rows += _forecast_rows(model, group, name, cfg.data.target, args.horizon)
     for name in missing:
         print(f"no @{CHAMPION} for {name}: nothing promoted yet (see reports/registry.json)")
     if not rows:
@@ -140,6 +108,32 @@ def _predict(args: argparse.Namespace) -> int:
     print(out.to_string(index=False))
     print(f"\nwritten to {target}")
     return 0
+
+
+def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int) -> list[dict]:
+    """One ticker's next ``horizon`` trading days from its champion, with intervals."""
+    import pandas as pd
+
+    from stockcast.tracking import forecast
+
+    last = pd.Timestamp(group["date"].iloc[-1])
+    ohlcv = group[["open", "high", "low", "close", "volume"]].to_numpy()
+    variant = (model.metadata.metadata or {}).get("variant", "?")
+    return [
+        {
+            "ticker": group["ticker"].iloc[0],
+            "as_of": last.date(),
+            "step": step,
+            "date": (last + pd.offsets.BDay(step)).date(),
+            **{
+                (f"forecast_{target}" if k == "forecast" else k): round(v, 4)
+                for k, v in values.items()
+            },
+            "model": name,
+            "variant": variant,
+        }
+        for step, values in enumerate(forecast(model, ohlcv, horizon, target), start=1)
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

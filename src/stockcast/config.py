@@ -40,6 +40,14 @@ class Source:
     columns: dict[str, str] | None = None
     date_format: str | None = None
 
+    def __post_init__(self) -> None:
+        needed = ("date", "open", "high", "low", "close", "volume")
+        if self.columns is not None and (missing := [c for c in needed if c not in self.columns]):
+            raise ConfigError(
+                f"data.sources[{self.path}]: the columns mapping lacks {missing}; "
+                f"give {list(needed)} (and ticker, optionally)"
+            )
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -141,6 +149,8 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """What shapes a model: changing any of these retrains."""
+
     variants: tuple[str, ...] = VARIANTS
     units: tuple[int, ...] = (80, 100)
     dropout: float = 0.2
@@ -148,11 +158,6 @@ class TrainConfig:
     batch_size: int = 64
     epochs: int = 50
     patience: int = 8
-    runner: str = "threads"
-    max_workers: int = 3
-    dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
-    timeout_seconds: int = 3600  # one fit task; a fit past it fails, the others go on
-    tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
     scope: str = "per_ticker"  # per_ticker: one model per ticker | global: one over all tickers
 
     def __post_init__(self) -> None:
@@ -164,7 +169,7 @@ class TrainConfig:
             raise ConfigError(f"train.variants lists a variant twice: {list(self.variants)}")
         if not self.units:
             raise ConfigError("train.units is empty: give at least one layer size")
-        for name in ("batch_size", "epochs", "patience", "max_workers", "timeout_seconds"):
+        for name in ("batch_size", "epochs", "patience"):
             _check_positive(f"train.{name}", getattr(self, name))
         for unit in self.units:
             _check_positive("train.units", unit)
@@ -172,10 +177,27 @@ class TrainConfig:
             raise ConfigError(f"train.dropout={self.dropout} must be in [0, 1)")
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate={self.learning_rate} must be > 0")
-        _check_choice("train.runner", self.runner, RUNNERS)
         _check_choice("train.scope", self.scope, SCOPES)
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How fits are executed: changing these retrains nothing (same seed, same weights)."""
+
+    runner: str = "threads"
+    max_workers: int = 3
+    dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
+    timeout_seconds: int = 3600  # one fit; a fit past it fails, the others go on
+    tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
+
+    def __post_init__(self) -> None:
+        for name in ("max_workers", "timeout_seconds"):
+            _check_positive(f"execution.{name}", getattr(self, name))
+        _check_choice("execution.runner", self.runner, RUNNERS)
         if not isinstance(self.tf_threads, int) or self.tf_threads < 0:
-            raise ConfigError(f"train.tf_threads={self.tf_threads!r} must be a whole number >= 0")
+            raise ConfigError(
+                f"execution.tf_threads={self.tf_threads!r} must be a whole number >= 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -257,6 +279,7 @@ class Config:
     features: FeaturesConfig
     train: TrainConfig
     register: RegisterConfig
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
 
@@ -306,6 +329,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         "backtest",
         "features",
         "train",
+        "execution",
         "register",
         "schedule",
         "drift",
@@ -319,6 +343,11 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
     features = dict(raw.get("features") or {})
     features["inputs"] = tuple(features.get("inputs") or ())
     train = dict(raw.get("train") or {})
+    if moved := sorted(set(train) & {f.name for f in fields(ExecutionConfig)}):
+        raise ConfigError(
+            f"{origin}: train.{moved[0]} moved to the execution section "
+            f"(execution.{moved[0]}): how fits run is not what shapes a model"
+        )
     for key in ("variants", "units"):
         if key in train:
             train[key] = tuple(train[key])
@@ -334,6 +363,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         features=_build(FeaturesConfig, features, "features"),
         train=_build(TrainConfig, train, "train"),
         register=_build(RegisterConfig, register, "register"),
+        execution=_build(ExecutionConfig, raw.get("execution") or {}, "execution"),
         schedule=_build(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
         drift=_build(DriftConfig, raw.get("drift") or {}, "drift"),
     )

@@ -48,6 +48,34 @@ class DataError(StockcastError):
         return "\n".join(lines)
 
 
+@dataclass
+class SeriesError(StockcastError):
+    """One ticker's series cannot be used as configured (too few rows, constant, no name).
+
+    Attributes:
+        ticker: the ticker (or the raw name that could not become one).
+        problem: what is wrong, in one sentence.
+        column: the column concerned, when there is one.
+        expected: what would work instead.
+    """
+
+    ticker: str
+    problem: str
+    column: str | None = None
+    expected: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [f"ticker {self.ticker}: {self.problem}"]
+        if self.column is not None:
+            lines.append(f"  column: {self.column}")
+        if self.expected is not None:
+            lines.append(f"  expected: {self.expected}")
+        return "\n".join(lines)
+
+
 class ValidationFailed(StockcastError):
     """The Great Expectations gate failed; ``report`` is the readable summary."""
 
@@ -59,3 +87,23 @@ class ValidationFailed(StockcastError):
 class FetchFailed(DataError):
     """A source URL did not answer, or answered with a server-side (5xx/429) error, after the
     client's own retries: worth trying again later (the retrain flow does, with back-off)."""
+
+
+class RunLocked(StockcastError):
+    """Another stockcast run holds the project: this one did nothing."""
+
+
+class TrainingDiverged(StockcastError):
+    """The loss became NaN or infinite: not transient, never retried."""
+
+
+class FitTimedOut(StockcastError):
+    """A fit ran past ``execution.timeout_seconds``; its partial model is not kept."""
+
+
+class DvcFailed(StockcastError):
+    """A DVC command failed (its own output says why)."""
+
+
+class TransientIOError(OSError):
+    """A store or remote did not answer: worth trying again (the retrain flow does)."""

@@ -9,11 +9,13 @@ intervals are split-conformal, calibrated on residuals the model was not fitted 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stockcast.scores import CandidateScores, FoldScore, SpanScores
 from stockcast.transforms import OHLCV
 from stockcast.windows import WindowSet
 
@@ -106,7 +108,9 @@ def interval(predicted: np.ndarray, half_width: float) -> tuple[np.ndarray, np.n
 
 
 def coverage(actual: np.ndarray, predicted: np.ndarray, half_width: float) -> float:
-    """Share of ``actual`` inside the interval around ``predicted``."""
+    """Share of ``actual`` inside the interval around ``predicted`` (NaN for an unknown width)."""
+    if math.isnan(half_width):
+        return float("nan")
     lower, upper = interval(predicted, half_width)
     actual = np.asarray(actual, dtype="float64")
     return float(np.mean((actual >= lower) & (actual <= upper)))
@@ -120,29 +124,158 @@ def ratio(value: float, reference: float) -> float:
 
 
 def against_best_baseline(
-    actual: np.ndarray,
-    predicted: np.ndarray,
-    baseline_forecasts: dict[str, np.ndarray],
-    prefix: str,
-) -> dict[str, Any]:
+    actual: np.ndarray, predicted: np.ndarray, baseline_forecasts: dict[str, np.ndarray]
+) -> tuple[str, float, float, float]:
     """A forecast against the strongest baseline of a span (lowest RMSE on the same rows).
 
     Returns:
-        ``<prefix>_best_baseline`` (its name), ``<prefix>_rmse_vs_best_baseline`` and the
-        Diebold-Mariano ``<prefix>_dm_stat`` / ``<prefix>_dm_p_value`` against it.
+        (that baseline's name, RMSE / its RMSE, Diebold-Mariano statistic, p-value).
     """
     actual = np.asarray(actual, dtype="float64")
     rmse = {k: regression_metrics(actual, f)["rmse"] for k, f in baseline_forecasts.items()}
     best = min(rmse, key=rmse.__getitem__)
     error = np.asarray(predicted, dtype="float64") - actual
     stat, p_value = diebold_mariano(error, baseline_forecasts[best] - actual)
-    model_rmse = float(np.sqrt(np.mean(error**2)))
+    return best, ratio(float(np.sqrt(np.mean(error**2))), rmse[best]), stat, p_value
+
+
+def span_scores(
+    actual: np.ndarray,
+    predicted: np.ndarray | None,
+    previous: np.ndarray,
+    scale: float | np.ndarray,
+    baseline_forecasts: dict[str, np.ndarray],
+) -> SpanScores:
+    """A forecast's :class:`SpanScores` on one span.
+
+    Args:
+        actual: the target prices.
+        predicted: the forecasts; None when the span could not be forecast (a failed fold).
+        previous: the target's previous value per row (naive; directional accuracy).
+        scale: MASE's in-sample naive MAE, per row or for the span.
+        baseline_forecasts: every baseline's forecasts of the same rows.
+    """
+    if predicted is None:
+        return SpanScores.missing(against_best_baseline(actual, actual, baseline_forecasts)[0])
+    actual, predicted = np.asarray(actual, "float64"), np.asarray(predicted, "float64")
+    model = regression_metrics(actual, predicted)
+    naive = regression_metrics(actual, previous)
+    called = np.sign(predicted - previous) == np.sign(actual - previous)
+    best, versus, stat, p_value = against_best_baseline(actual, predicted, baseline_forecasts)
+    return SpanScores(
+        rmse=model["rmse"],
+        mae=model["mae"],
+        mape=model["mape"],
+        mase=float(np.mean(np.abs(predicted - actual) / scale)),
+        directional_accuracy=float(np.mean(called)),
+        rmse_vs_naive=ratio(model["rmse"], naive["rmse"]),
+        naive_rmse=naive["rmse"],
+        naive_mae=naive["mae"],
+        best_baseline=best,
+        rmse_vs_best_baseline=versus,
+        dm_stat=stat,
+        dm_p_value=p_value,
+    )
+
+
+@dataclass(frozen=True)
+class CandidateForecasts:
+    """One candidate's forecasts in prices: test and validation spans, each backtest fold
+    (None for a fold whose model failed)."""
+
+    kind: str  # network | baseline
+    test: np.ndarray
+    val: np.ndarray
+    backtest: tuple[np.ndarray | None, ...] = ()
+
+
+def baseline_candidates(
+    ws: WindowSet, folds: list[WindowSet], ma_window: int
+) -> dict[str, CandidateForecasts]:
+    """Every baseline rule as a candidate, forecasting the same rows as the networks."""
+    test, val = baselines(ws, ws.test_idx, ma_window), baselines(ws, ws.val_idx, ma_window)
+    per_fold = [baselines(f, f.test_idx, ma_window) for f in folds]
     return {
-        f"{prefix}_best_baseline": best,
-        f"{prefix}_rmse_vs_best_baseline": ratio(model_rmse, rmse[best]),
-        f"{prefix}_dm_stat": stat,
-        f"{prefix}_dm_p_value": p_value,
+        rule: CandidateForecasts(
+            "baseline", test[rule], val[rule], tuple(fold[rule] for fold in per_fold)
+        )
+        for rule in test
     }
+
+
+def score_candidates(
+    ws: WindowSet,
+    folds: list[WindowSet],
+    forecasts: dict[str, CandidateForecasts],
+    levels: tuple[float, ...],
+) -> dict[str, CandidateScores]:
+    """Every candidate on every span against the strongest baseline of that span; conformal
+    intervals calibrated on the selection span (the backtest, else validation)."""
+    rules = [n for n, f in forecasts.items() if f.kind == "baseline"]
+    out = {}
+    for name, mine in forecasts.items():
+        spans = {
+            span: span_scores(
+                ws.prices[idx],
+                getattr(mine, span),
+                ws.naive(idx),
+                in_sample_naive_mae(ws),
+                {r: getattr(forecasts[r], span) for r in rules},
+            )
+            for span, idx in (("test", ws.test_idx), ("val", ws.val_idx))
+        }
+        calibration = (ws.prices[ws.val_idx], mine.val)
+        backtest = None
+        if folds:
+            backtest, calibration = _pooled(folds, mine, {r: forecasts[r] for r in rules})
+        widths = conformal_quantiles(*calibration, levels)
+        actual = ws.prices[ws.test_idx]
+        out[name] = CandidateScores(
+            name=name,
+            kind=mine.kind,
+            test=spans["test"],
+            val=spans["val"],
+            backtest=backtest,
+            folds=tuple(
+                fold_score(k, fold, predicted)
+                for k, (fold, predicted) in enumerate(zip(folds, mine.backtest, strict=True), 1)
+                if predicted is not None
+            ),
+            expected_folds=len(folds),
+            interval_halfwidths=widths,
+            test_coverage={k: coverage(actual, mine.test, w) for k, w in widths.items()},
+        )
+    return out
+
+
+def _pooled(
+    folds: list[WindowSet], mine: CandidateForecasts, base: dict[str, CandidateForecasts]
+) -> tuple[SpanScores, tuple[np.ndarray, np.ndarray]]:
+    """Scores over every fold's rows at once, and the (actual, forecast) calibration pair."""
+    actual = np.concatenate([f.prices[f.test_idx] for f in folds])
+    complete = all(p is not None for p in mine.backtest)
+    predicted = np.concatenate(mine.backtest) if complete else None
+    scores = span_scores(
+        actual,
+        predicted,
+        np.concatenate([f.naive(f.test_idx) for f in folds]),
+        np.concatenate([np.full(len(f.test_idx), in_sample_naive_mae(f)) for f in folds]),
+        {r: np.concatenate(c.backtest) for r, c in base.items()},
+    )
+    missing = np.full(len(actual), np.nan)
+    return scores, (actual, predicted if predicted is not None else missing)
+
+
+def fold_score(k: int, fold: WindowSet, predicted: np.ndarray) -> FoldScore:
+    """A fold's scores, in prices, with its own naive and in-sample scale."""
+    scores = score(fold, predicted, fold.test_idx, "fold")
+    return FoldScore(
+        fold=k,
+        mase=scores["fold_mase"],
+        rmse_vs_naive=scores["fold_rmse_vs_naive"],
+        rmse=scores["fold_rmse"],
+        first_date=str(fold.dates[fold.test_idx[0]]),
+    )
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -205,19 +338,6 @@ def score(
         )
     else:
         out.update({f"{prefix}_naive_rmse": naive["rmse"]})
-    return out
-
-
-def baseline_scores(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, float]:
-    """RMSE, MAE and MASE of every baseline on targets ``idx`` (``drift_rmse`` etc.)."""
-    actual = ws.prices[np.asarray(idx)]
-    scale = in_sample_naive_mae(ws)
-    out = {}
-    for name, forecast in baselines(ws, idx, ma_window).items():
-        m = regression_metrics(actual, forecast)
-        out.update(
-            {f"{name}_rmse": m["rmse"], f"{name}_mae": m["mae"], f"{name}_mase": m["mae"] / scale}
-        )
     return out
 
 

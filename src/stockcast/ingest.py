@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stockcast.errors import DataError
+from stockcast.errors import ConfigError, DataError, SeriesError
 
 CANONICAL = ("date", "ticker", "open", "high", "low", "close", "volume")
 NUMERIC = ("open", "high", "low", "close", "volume")
@@ -125,7 +125,7 @@ def sanitize_ticker(raw: str) -> str:
     """Make a ticker safe for paths and model names: letters, digits, ``. _ ^ -`` only."""
     ticker = _TICKER_UNSAFE.sub("_", str(raw).strip()).strip("._-")
     if not ticker or ticker in {".", ".."}:
-        raise DataError("<ticker>", f"ticker {raw!r} is empty once unsafe characters are removed")
+        raise SeriesError(repr(raw), "the ticker is empty once unsafe characters are removed")
     return ticker[:64]
 
 
@@ -133,10 +133,9 @@ def mapped_layout(columns: Mapping[str, str], date_format: str | None = None) ->
     """A layout from an explicit mapping in params: canonical name -> the file's column."""
     missing = sorted({"date", *NUMERIC} - set(columns))
     if missing:
-        raise DataError(
-            "params.yaml",
-            f"column mapping lacks {missing}",
-            expected="a mapping for date, open, high, low, close and volume",
+        raise ConfigError(
+            f"data.sources: the columns mapping lacks {missing}; "
+            "give date, open, high, low, close and volume"
         )
     lowered = {k: str(v).strip().lower() for k, v in columns.items()}
     ticker_column = lowered.pop("ticker", None)
@@ -226,10 +225,9 @@ def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> Ing
     if wanted:
         missing = sorted(set(wanted) - set(frame["ticker"]))
         if missing:
-            raise DataError(
-                "data.tickers",
-                f"ticker(s) {missing} not found in any source",
-                expected=f"one of {sorted(frame['ticker'].unique())}",
+            raise ConfigError(
+                f"data.tickers: {missing} not found in any source; "
+                f"the sources hold {sorted(frame['ticker'].unique())}"
             )
         frame = frame[frame["ticker"].isin(wanted)]
     newest = frame.groupby(["ticker", "date"])["_source"].transform("max")

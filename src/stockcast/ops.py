@@ -1,4 +1,4 @@
-"""Daily operation: one run at a time, new-data check, drift, lineage, run summary, webhook.
+"""Daily operation: one run at a time, the new-data check, the run summary, notifications.
 
 Pure logic for the ``retrain`` flow and ``make pipeline``; nothing here imports Prefect.
 """
@@ -6,29 +6,21 @@ Pure logic for the ``retrain`` flow and ``make pipeline``; nothing here imports 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import yaml
 
-from stockcast.config import Config
-from stockcast.errors import StockcastError
+from stockcast.errors import RunLocked
 
 LOCK_FILE = ".stockcast.lock"
-
-
-class RunLocked(StockcastError):
-    """Another stockcast run holds the project: this one did nothing."""
 
 
 @contextmanager
@@ -110,152 +102,75 @@ def new_data(sources_frame: pd.DataFrame, ingested: Path) -> NewData:
     return NewData(newest(sources_frame), before)
 
 
-@dataclass
-class Drift:
-    """One ticker's newest returns against its training span's."""
-
-    ticker: str
-    reference_days: int
-    recent_days: int
-    ks_statistic: float
-    ks_p_value: float
-    levene_p_value: float
-    volatility_ratio: float  # std of recent returns / std of training returns
-    drift: bool
-
-
-def detect_drift(frame: pd.DataFrame, target: str, cfg: Config) -> list[Drift]:
-    """Per ticker, the last ``drift.recent_days`` daily log returns against the training span.
-
-    The training span is what the models learn from: every row before the validation and
-    test spans (``window.val_days`` + ``window.test_days``, and the backtest folds). Two
-    tests, each flagging drift below ``drift.p_value``: two-sample Kolmogorov-Smirnov on the
-    return distribution and Levene's test on their spread (volatility).
-
-    Args:
-        frame: the validated canonical table (``ticker``, ``date``, price columns).
-        target: the forecast column.
-        cfg: the configuration.
-    """
-    from scipy import stats
-
-    held_out = (
-        cfg.window.val_days + cfg.window.test_days + cfg.backtest.folds * cfg.backtest.fold_days
-    )
-    out = []
-    for ticker, rows in frame.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
-        prices = rows[target].to_numpy(dtype="float64")
-        returns = np.diff(np.log(prices))
-        reference = returns[: max(0, len(prices) - held_out - 1)]
-        recent = returns[-cfg.drift.recent_days :]
-        if len(reference) < 2 or len(recent) < 2:
-            raise StockcastError(
-                f"{ticker}: drift needs returns in both spans; training span has "
-                f"{len(reference)}, recent span {len(recent)}"
-            )
-        ks = stats.ks_2samp(reference, recent)
-        levene = stats.levene(reference, recent)
-        out.append(
-            Drift(
-                str(ticker),
-                len(reference),
-                len(recent),
-                float(ks.statistic),
-                float(ks.pvalue),
-                float(levene.pvalue),
-                float(np.std(recent) / np.std(reference)),
-                bool(min(ks.pvalue, levene.pvalue) < cfg.drift.p_value),
-            )
-        )
-    return out
-
-
-def drift_report(results: list[Drift]) -> dict[str, Any]:
-    return {"drift": any(r.drift for r in results), "tickers": [asdict(r) for r in results]}
-
-
-def dvc_lineage(root: Path) -> dict[str, str]:
-    """The DVC hashes of the datasets a run trained on, from ``dvc.lock``.
-
-    ``dvc_dataset_md5`` is the windowed dataset the models were fitted on (``data/processed``);
-    ``dvc_ingested_md5`` the canonical table it came from. ``dvc checkout`` of a commit whose
-    ``dvc.lock`` holds these hashes restores exactly that data.
-    """
-    lock = root / "dvc.lock"
-    if not lock.exists():
-        return {}
-    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    wanted = {
-        "dvc_dataset_md5": ("window", "data/processed"),
-        "dvc_ingested_md5": ("ingest", "data/interim/ingested.parquet"),
-    }
-    tags = {}
-    for tag, (stage, path) in wanted.items():
-        for out in stages.get(stage, {}).get("outs", []):
-            if out.get("path") == path and out.get("md5"):
-                tags[tag] = out["md5"]
-    return tags
-
-
 def summary_markdown(
     metrics: dict[str, Any], registry: dict[str, Any], drift: dict[str, Any] | None = None
 ) -> str:
-    """A run's summary: per ticker and variant the test metrics, the baselines, the decision."""
+    """A run's summary: per ticker each candidate's test metrics against the best baseline,
+    the registry's decision, and the drift table."""
     lines = ["# stockcast retrain", ""]
     for ticker in sorted(metrics):
-        scores = metrics[ticker]
-        base = scores.get("baselines", {})
-        decision = registry.get(ticker, {})
-        lines += [f"## {ticker}", ""]
-        verdict = "promoted to @champion" if decision.get("promote") else "not promoted"
-        lines.append(
-            f"**v{decision.get('version', '?')} ({decision.get('variant', '?')}): {verdict}** "
-            f"— {decision.get('reason', 'no decision recorded')}"
-        )
-        lines += [
-            "",
-            "| candidate | kind | test RMSE | × best baseline (DM p) | × naive | MAE | dir. acc. "
-            "| backtest × best baseline | 80% / 95% coverage |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for variant, s in sorted(scores.items()):
-            if variant == "baselines" or not isinstance(s, dict):
-                continue
-            if "test_rmse" not in s:
-                lines.append(f"| {variant} | failed | | | | | | | |")
-                continue
-            nan = float("nan")
-            bt = s.get("backtest_rmse_vs_best_baseline")
-            bt_text = f"{bt:.4f} ({s.get('backtest_best_baseline')})" if bt else "—"
-            versus = (
-                f"{s.get('test_rmse_vs_best_baseline', nan):.4f} "
-                f"{s.get('test_best_baseline', '?')} (p={s.get('test_dm_p_value', nan):.3g})"
-            )
-            lines.append(
-                f"| {variant} | {s.get('kind', 'network')} | {s['test_rmse']:.3f} | {versus} | "
-                f"{s['rmse_vs_naive']:.4f} | {s.get('test_mae', nan):.3f} | "
-                f"{s.get('test_directional_accuracy', nan):.3f} | {bt_text} | "
-                f"{s.get('test_coverage_80', nan):.2f} / {s.get('test_coverage_95', nan):.2f} |"
-            )
-        if base:
-            rmse = {
-                k.removesuffix("_rmse"): v for k, v in sorted(base.items()) if k.endswith("_rmse")
-            }
-            lines += ["", "Baseline RMSE: " + ", ".join(f"{k} {v:.3f}" for k, v in rmse.items())]
-        lines.append("")
+        lines += _ticker_section(ticker, metrics[ticker], registry.get(ticker, {}))
     if drift:
-        lines += [
-            "## Drift",
-            "",
-            "| ticker | KS p | Levene p | vol. ratio | drift |",
-            "|---|---|---|---|---|",
-        ]
-        for d in drift.get("tickers", []):
-            lines.append(
-                f"| {d['ticker']} | {d['ks_p_value']:.4f} | {d['levene_p_value']:.4f} | "
-                f"{d['volatility_ratio']:.3f} | {'**yes**' if d['drift'] else 'no'} |"
-            )
+        lines += _drift_section(drift)
     return "\n".join(lines) + "\n"
+
+
+def _ticker_section(ticker: str, scores: dict[str, Any], decision: dict[str, Any]) -> list[str]:
+    verdict = "promoted to @champion" if decision.get("promote") else "not promoted"
+    lines = [
+        f"## {ticker}",
+        "",
+        f"**v{decision.get('version', '?')} ({decision.get('variant', '?')}): {verdict}** "
+        f"— {decision.get('reason', 'no decision recorded')}",
+        "",
+        "| candidate | kind | test RMSE | × best baseline (DM p) | × naive | MAE | dir. acc. "
+        "| backtest × best baseline | 80% / 95% coverage |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in sorted(scores.items()):
+        if name != "baselines" and isinstance(s, dict):
+            lines.append(_candidate_row(name, s))
+    rmse = {
+        k.removesuffix("_rmse"): v
+        for k, v in sorted(scores.get("baselines", {}).items())
+        if k.endswith("_rmse")
+    }
+    if rmse:
+        lines += ["", "Baseline RMSE: " + ", ".join(f"{k} {v:.3f}" for k, v in rmse.items())]
+    return [*lines, ""]
+
+
+def _candidate_row(name: str, s: dict[str, Any]) -> str:
+    if "test_rmse" not in s:
+        return f"| {name} | failed | | | | | | | |"
+    nan = float("nan")
+    bt = s.get("backtest_rmse_vs_best_baseline")
+    bt_text = f"{bt:.4f} ({s.get('backtest_best_baseline')})" if bt else "—"
+    versus = (
+        f"{s.get('test_rmse_vs_best_baseline', nan):.4f} "
+        f"{s.get('test_best_baseline', '?')} (p={s.get('test_dm_p_value', nan):.3g})"
+    )
+    return (
+        f"| {name} | {s.get('kind', 'network')} | {s['test_rmse']:.3f} | {versus} | "
+        f"{s['rmse_vs_naive']:.4f} | {s.get('test_mae', nan):.3f} | "
+        f"{s.get('test_directional_accuracy', nan):.3f} | {bt_text} | "
+        f"{s.get('test_coverage_80', nan):.2f} / {s.get('test_coverage_95', nan):.2f} |"
+    )
+
+
+def _drift_section(drift: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Drift",
+        "",
+        "| ticker | KS p | Levene p | vol. ratio | drift |",
+        "|---|---|---|---|---|",
+    ]
+    for d in drift.get("tickers", []):
+        lines.append(
+            f"| {d['ticker']} | {d['ks_p_value']:.4f} | {d['levene_p_value']:.4f} | "
+            f"{d['volatility_ratio']:.3f} | {'**yes**' if d['drift'] else 'no'} |"
+        )
+    return lines
 
 
 def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:
@@ -274,10 +189,3 @@ def dvc_remote_configured(root: Path) -> bool:
         if config.exists() and "['remote " in config.read_text(encoding="utf-8"):
             return True
     return False
-
-
-def write_report(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    tmp.replace(path)

@@ -1,13 +1,14 @@
-"""MLflow boundary: log the pipeline run, register the best variant, promote ``@champion``.
+"""MLflow boundary: the run tree of a pipeline run, the logged models, registration and the
+``@champion`` alias, rollback, forecasts from a logged model.
 
-The promotion rule lives here and only here (see :func:`decide_promotion`).
+MLflow is imported here (and by the pyfunc in :mod:`stockcast.serving`) and nowhere else.
+The rules it applies live in :mod:`stockcast.promotion`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +18,15 @@ from typing import Any
 import numpy as np
 
 from stockcast.config import Config
+from stockcast.paths import Paths
+from stockcast.promotion import (
+    Decision,
+    choose_candidate,
+    decide_promotion,
+    gate_values,
+    gates,
+)
+from stockcast.scores import CandidateScores, TickerReport
 from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
 
@@ -26,6 +36,27 @@ CHAMPION = "champion"
 def tracking_uri(project_root: Path) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else a SQLite store at the project root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root.resolve()}/mlflow.db"
+
+
+def client_for(root: Path) -> Any:
+    """An MLflow client on the project's store (and MLflow's own calls pointed at it)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    return MlflowClient()
+
+
+def load_champion(root: Path, name: str) -> Any | None:
+    """The ``@champion`` of registered model ``name`` as a pyfunc; None when there is none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client_for(root)
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    except MlflowException:
+        return None
 
 
 def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
@@ -39,178 +70,11 @@ def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-# What a run writes into tracked files itself: DVC's record of the stages and the
-# .gitignore entries DVC adds for their outputs. Changes there do not make the code dirty.
-RUN_WRITTEN = (":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore")
-
-
-def git_revision(root: Path) -> tuple[str, bool]:
-    """The commit checked out at ``root`` and whether tracked files differ from it.
-
-    ``dvc.lock`` and ``.gitignore`` files are left out of "dirty": the pipeline run being
-    recorded writes them itself (its data hashes are tagged separately).
-    """
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_WRITTEN],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return sha, bool(dirty.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
-
-
-@dataclass
-class Decision:
-    """Whether a candidate becomes champion, and why."""
-
-    promote: bool
-    reason: str
-    candidate_rmse: float
-    champion_rmse: float | None = None
-    previous_version: str | None = None
-
-
-def choose_candidate(
-    scores: dict[str, dict[str, Any]],
-    source: str,
-    min_improvement: float = 0.0,
-    max_p_value: float | None = None,
-) -> tuple[str, str]:
-    """The candidate to register: the best forecaster of the selection span, network or
-    baseline.
-
-    The best network (lowest RMSE in prices on ``source``) is chosen over the best baseline
-    only when its RMSE is below the baseline's by ``min_improvement`` (a fraction) and, with
-    ``max_p_value``, the Diebold-Mariano p-value against it is below that; otherwise the
-    best baseline is. A network without a finite score (a failed fold) cannot be chosen.
-    Prices, not the scaled training loss: a log-return model's loss and a level model's are
-    not on one scale. The test span never chooses.
-
-    Args:
-        scores: per candidate its metrics, with ``kind`` (``network`` | ``baseline``),
-            ``<source>_rmse`` and ``<source>_dm_p_value`` (against the span's best baseline).
-        source: ``backtest`` or ``val``.
-        min_improvement: the share of the baseline's RMSE a network must win by.
-        max_p_value: the Diebold-Mariano p-value a network must be under; None: no test.
-
-    Returns:
-        (the candidate's name, why it was chosen).
-    """
-    import math
-
-    key = f"{source}_rmse"
-
-    def rmse(name: str) -> float:
-        return float(scores[name].get(key, float("nan")))
-
-    def of_kind(kind: str) -> list[str]:
-        return [n for n, s in scores.items() if s.get("kind") == kind and math.isfinite(rmse(n))]
-
-    baselines, networks = of_kind("baseline"), of_kind("network")
-    if not baselines:
-        raise ValueError(f"no baseline scored on {source}: nothing to compare the networks with")
-    base = min(baselines, key=rmse)
-    if not networks:
-        return base, f"best baseline on {source}; no network has a {source} score"
-    net = min(networks, key=rmse)
-    from stockcast.evaluate import ratio as rmse_ratio
-
-    ratio = rmse_ratio(rmse(net), rmse(base))
-    p_value = float(scores[net].get(f"{source}_dm_p_value", float("nan")))
-    versus = f"{net} {source} rmse {ratio:.4f}x {base} (DM p={p_value:.3g})"
-    if ratio >= 1.0 - min_improvement:
-        return base, f"{versus}: the network does not beat the best baseline"
-    if max_p_value is not None and not p_value < max_p_value:
-        return base, f"{versus}: not significant at {max_p_value}"
-    return net, f"{versus}: the network beats the best baseline"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One promotion gate: a metric of the selection span and its limit."""
-
-    metric: str
-    limit: float | None
-    strict: bool = False  # True: the value must be below the limit; False: at most it
-
-
-def gates(cfg: Config) -> tuple[Gate, ...]:
-    """The configured gates, relative to baselines scored on the same span."""
-    r = cfg.register
-    return (
-        Gate("rmse_vs_best_baseline", r.max_rmse_vs_best_baseline),
-        Gate("rmse_vs_naive", r.max_rmse_vs_naive),
-        Gate("mase", r.max_mase, strict=True),
-    )
-
-
-def decide_promotion(
-    candidate_rmse: float,
-    champion_rmse: float | None,
-    gate: dict[str, float],
-    limits: tuple[Gate, ...],
-    previous_version: str | None = None,
-    gate_source: str = "backtest",
-) -> Decision:
-    """The promotion rule, in one place.
-
-    1. The candidate must pass every gate (``limits``) on the span where selection happened,
-       the backtest folds (or the validation span without folds). A missing value (a failed
-       fold) rejects; a gate whose limit is None is off.
-    2. It must beat the current champion, both scored on this run's test span.
-
-    Args:
-        candidate_rmse: the candidate's RMSE on this run's test span.
-        champion_rmse: the current champion's RMSE on the same targets; None if there is none.
-        gate: the candidate's gate metrics on the gate span, by name.
-        limits: the gates.
-        previous_version: the current champion's version, recorded on promotion.
-        gate_source: where ``gate`` was measured, for the reason text.
-    """
-    import math
-
-    def reject(reason: str) -> Decision:
-        return Decision(False, reason, candidate_rmse, champion_rmse, previous_version)
-
-    active = [g for g in limits if g.limit is not None]
-    for g in active:
-        value = gate.get(g.metric, float("nan"))
-        if math.isnan(value):
-            return reject(f"{gate_source} {g.metric} missing (a fold failed?): cannot judge it")
-        if not (value < g.limit if g.strict else value <= g.limit):
-            return reject(
-                f"{gate_source} {g.metric} {value:.4f} {'>=' if g.strict else '>'} {g.limit}"
-            )
-    passed = ", ".join(f"{gate_source} {g.metric} {gate[g.metric]:.4f}" for g in active)
-    passed = f"; {passed}" if passed else ""
-    if champion_rmse is None:
-        return Decision(True, f"no champion yet{passed}", candidate_rmse, None, None)
-    if candidate_rmse < champion_rmse:
-        return Decision(
-            True,
-            f"test rmse {candidate_rmse:.4f} < champion v{previous_version} "
-            f"{champion_rmse:.4f}{passed}",
-            candidate_rmse,
-            champion_rmse,
-            previous_version,
-        )
-    return reject(
-        f"test rmse {candidate_rmse:.4f} >= champion v{previous_version} "
-        f"{champion_rmse:.4f} on the same span"
-    )
-
-
 def flat_params(cfg: Config) -> dict[str, str]:
     """The effective parameters as MLflow params (``section.key`` → string)."""
     out: dict[str, str] = {"base.seed": str(cfg.seed)}
-    for section in ("data", "validate", "window", "backtest", "features", "train", "register"):
+    sections = ("data", "validate", "window", "backtest", "features", "train", "execution")
+    for section in (*sections, "register"):
         for key, value in asdict(getattr(cfg, section)).items():
             out[f"{section}.{key}"] = (
                 json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
@@ -218,21 +82,155 @@ def flat_params(cfg: Config) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A logged candidate of one ticker: its scores and the URI of its logged model."""
+
+    scores: CandidateScores
+    model_uri: str
+
+
+def log_pipeline_run(
+    cfg: Config,
+    paths: Paths,
+    sets: list[WindowSet],
+    reports: dict[str, TickerReport],
+    trained: dict[str, dict[str, TrainResult]],
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """One parent run for the pipeline run and one child run per (ticker, candidate); then
+    each ticker's best forecaster is registered (:func:`register_best`).
+
+    Returns:
+        Per ticker, the registration and promotion decision.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri(paths.root))
+    client = MlflowClient()
+    experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
+    decisions: dict[str, Any] = {}
+    ticker_tag = ",".join(ws.ticker for ws in sets)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name="pipeline", tags={**tags, "ticker": ticker_tag}
+    ) as parent:
+        mlflow.log_params(flat_params(cfg))
+        _log_run_inputs(mlflow, paths)
+        for ws in sets:
+            report = reports[ws.ticker]
+            candidates = {}
+            for name in [*report.errors, *report.candidates]:
+                with mlflow.start_run(
+                    experiment_id=experiment_id,
+                    nested=True,
+                    parent_run_id=parent.info.run_id,
+                    run_name=f"{ws.ticker}-{name}",
+                    tags={**tags, "ticker": ws.ticker, "variant": name},
+                ):
+                    if name in report.errors:
+                        mlflow.set_tag("error", report.errors[name])
+                        mlflow.end_run(status="FAILED")
+                        continue
+                    scores, result = report.candidates[name], trained[ws.ticker].get(name)
+                    plot = paths.plots / f"{ws.ticker}_{name}.png"
+                    uri = log_candidate(mlflow, ws, scores, cfg, result, plot)
+                    candidates[name] = Candidate(scores, uri)
+            _log_ticker_summary(mlflow, paths, report)
+            decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags)
+    return decisions
+
+
+def _log_run_inputs(mlflow: Any, paths: Paths) -> None:
+    """The data reports on the parent run: validation (JSON and Data Docs), the ingest
+    repairs, and drift (artifact, tag and per-ticker p-values)."""
+    if paths.validation_reports.exists():
+        mlflow.log_artifacts(str(paths.validation_reports), artifact_path="validation")
+    if paths.ingest_report.exists():
+        mlflow.log_artifact(str(paths.ingest_report), artifact_path="validation")
+    if not paths.drift.exists():
+        return
+    mlflow.log_artifact(str(paths.drift), artifact_path="drift")
+    report = json.loads(paths.drift.read_text(encoding="utf-8"))
+    mlflow.set_tag("drift", str(report["drift"]))
+    for d in report["tickers"]:
+        t = d["ticker"]
+        mlflow.log_metrics(
+            {
+                f"{t}.drift_ks_p_value": d["ks_p_value"],
+                f"{t}.drift_levene_p_value": d["levene_p_value"],
+                f"{t}.drift_volatility_ratio": d["volatility_ratio"],
+            }
+        )
+
+
+def _log_ticker_summary(mlflow: Any, paths: Paths, report: TickerReport) -> None:
+    """The ticker's backtest chart and its baselines' test scores on the parent run."""
+    fold_plot = paths.plots / f"{report.ticker}_backtest.png"
+    if fold_plot.exists():
+        mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
+    mlflow.log_metrics({f"{report.ticker}.{k}": v for k, v in report.baselines.items()})
+
+
+def register_best(
+    mlflow: Any,
+    client: Any,
+    cfg: Config,
+    ws: WindowSet,
+    candidates: dict[str, Candidate],
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """Register the best forecaster of the selection span, network or baseline, and move
+    ``@champion`` to it if it passes the gates and beats the current champion."""
+    r = cfg.register
+    source = "backtest" if cfg.backtest.folds else "val"
+    scores = {n: c.scores for n, c in candidates.items()}
+    name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
+    chosen = candidates[name]
+    model_name = r.model_name(ws.ticker)
+    current = champion_rmse(mlflow, client, model_name, ws)
+    version = mlflow.register_model(
+        chosen.model_uri,
+        model_name,
+        tags={
+            "variant": name,
+            "kind": chosen.scores.kind,
+            "selected_on": f"{source} rmse",
+            "selection": why,
+            **tags,
+        },
+    )
+    decision = decide_promotion(
+        chosen.scores.test.rmse,
+        current[0] if current else None,
+        gate_values(chosen.scores, source),
+        gates(cfg),
+        current[1] if current else None,
+        source,
+    )
+    _record_decision(client, model_name, version.version, decision)
+    return {
+        "model": model_name,
+        "version": version.version,
+        "variant": name,
+        "kind": chosen.scores.kind,
+        "selection": why,
+        **asdict(decision),
+    }
+
+
 def log_candidate(
     mlflow: Any,
     ws: WindowSet,
-    name: str,
-    metrics: dict[str, Any],
+    scores: CandidateScores,
     cfg: Config,
     result: TrainResult | None = None,
     plot: Path | None = None,
-) -> str | None:
+) -> str:
     """Log one candidate, a network (``result``) or a baseline rule, into the active child
-    run: its parameters, per-epoch curves, metrics, plot and model. Returns the model URI."""
-    from mlflow.entities import Metric
-
-    run_id = mlflow.active_run().info.run_id
-    mlflow.log_params({"variant": name, "ticker": ws.ticker, "kind": metrics["kind"]})
+    run: its parameters, per-epoch curves (one batch), metrics, plot and model."""
+    mlflow.log_params({"variant": scores.name, "ticker": ws.ticker, "kind": scores.kind})
+    metrics = scores.flat()
     if result is not None:
         mlflow.log_params(
             {
@@ -246,35 +244,46 @@ def log_candidate(
                 "seed": cfg.seed,
             }
         )
-        now = int(time.time() * 1000)
-        curves = [
-            Metric(key, float(value), now, step)
-            for key in ("loss", "val_loss")
-            for step, value in enumerate(result.history.get(key, []), start=1)
-        ]
-        for start in range(0, len(curves), 1000):  # MLflow's limit per batch
-            mlflow.MlflowClient().log_batch(run_id, metrics=curves[start : start + 1000])
-        metrics = {
-            **metrics,
-            "best_val_loss": result.best_val_loss or float("nan"),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "fit_seconds": result.fit_seconds,
-        }
+        _log_curves(mlflow, result)
+        metrics.update(
+            best_val_loss=result.best_val_loss or float("nan"),
+            best_epoch=result.best_epoch,
+            epochs_run=result.epochs_run,
+            fit_seconds=result.fit_seconds,
+        )
     mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     mlflow.set_tags({k: v for k, v in metrics.items() if isinstance(v, str)})
     if plot is not None and plot.exists():
         mlflow.log_artifact(str(plot), artifact_path="plots")
-    if result is not None and result.model_path is None:
-        return None
     keras_path = Path(result.model_path) if result is not None else None
-    return log_forecaster(mlflow, ws, keras_path, half_widths(metrics), name, cfg)
+    return log_forecaster(mlflow, ws, keras_path, scores.interval_halfwidths, scores.name, cfg)
 
 
-def half_widths(metrics: dict[str, Any]) -> dict[str, float]:
-    """The conformal half-widths in a candidate's metrics (``interval_halfwidth_<level>``)."""
-    prefix = "interval_halfwidth_"
-    return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
+def _record_decision(client: Any, name: str, version: str, decision: Decision) -> None:
+    """The decision as tags on the version; then, last, the alias move if promoted."""
+    for key, value in {
+        "promotion": "promoted" if decision.promote else "rejected",
+        "promotion_reason": decision.reason,
+        "previous_champion": decision.previous_version or "none",
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    if decision.promote:  # the very last step: a failure before it never moves the alias
+        client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _log_curves(mlflow: Any, result: TrainResult) -> None:
+    """Per-epoch loss and val_loss in one ``log_batch`` per 1000 points (MLflow's limit)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    curves = [
+        Metric(key, float(value), now, step)
+        for key in ("loss", "val_loss")
+        for step, value in enumerate(result.history.get(key, []), start=1)
+    ]
+    run_id = mlflow.active_run().info.run_id
+    for start in range(0, len(curves), 1000):
+        mlflow.MlflowClient().log_batch(run_id, metrics=curves[start : start + 1000])
 
 
 def model_spec(
@@ -311,9 +320,6 @@ def log_forecaster(
 ) -> str:
     """Log the OHLCV-in, price-out pyfunc of a network (``keras_path``) or a baseline
     ``rule``, with signature and input example."""
-    import keras
-    import pandas as pd
-    import tensorflow as tf
     from mlflow.models import infer_signature
 
     import stockcast
@@ -331,36 +337,50 @@ def log_forecaster(
         forecaster = PriceForecaster()
         forecaster.load_context(type("Context", (), {"artifacts": artifacts})())
         example = ws.raw_inputs(ws.test_idx[:3])  # raw, as a user has it
-        signature = infer_signature(example, forecaster.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=forecaster,
             artifacts=artifacts,
             code_paths=[str(Path(stockcast.__file__).parent)],
-            signature=signature,
+            signature=infer_signature(example, forecaster.predict(None, example)),
             input_example=example,
-            metadata={
-                "ticker": ws.ticker,
-                "kind": spec["kind"],
-                "variant": rule,
-                "input": "ohlcv",
-                "window": ws.window,
-                "context": ws.context,
-                "target": ws.target,
-                "transform": spec.get("transform", "none"),
-                "anchor": spec.get("anchor", "none"),
-                "extra_inputs": spec.get("extra_inputs", []),
-                "intervals": widths,
-            },
-            pip_requirements=[
-                f"tensorflow-cpu=={tf.__version__}",
-                f"keras=={keras.__version__}",
-                f"numpy=={np.__version__}",
-                f"pandas=={pd.__version__}",
-                f"mlflow=={mlflow.__version__}",
-            ],
+            metadata=_metadata(ws, spec, rule),
+            pip_requirements=_requirements(),
         )
     return info.model_uri
+
+
+def _metadata(ws: WindowSet, spec: dict[str, Any], rule: str) -> dict[str, Any]:
+    """What a reader of the logged model (and ``forecast``) needs to know of it."""
+    return {
+        "ticker": ws.ticker,
+        "kind": spec["kind"],
+        "variant": rule,
+        "input": "ohlcv",
+        "window": ws.window,
+        "context": ws.context,
+        "target": ws.target,
+        "transform": spec.get("transform", "none"),
+        "anchor": spec.get("anchor", "none"),
+        "extra_inputs": spec.get("extra_inputs", []),
+        "intervals": spec["intervals"],
+    }
+
+
+def _requirements() -> list[str]:
+    """Pinned to what is running (and no slow inference of them by MLflow)."""
+    import keras
+    import mlflow
+    import pandas as pd
+    import tensorflow as tf
+
+    return [
+        f"tensorflow-cpu=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
 
 
 def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -> np.ndarray:
@@ -393,23 +413,6 @@ def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[f
     predicted = point_forecast(model.predict(inputs))
     rmse = regression_metrics(ws.prices[idx], predicted)["rmse"]
     return rmse, str(version.version)
-
-
-def lineage_tags(cfg: Config, root: Path) -> dict[str, str]:
-    """Tags tracing a run to its exact code, parameters and data.
-
-    ``git_commit`` / ``git_dirty``, ``params_hash`` (of the effective parameters) and the DVC
-    hashes of the datasets in ``dvc.lock`` (``dvc_dataset_md5``, ``dvc_ingested_md5``).
-    """
-    from stockcast.ops import dvc_lineage
-
-    sha, dirty = git_revision(root)
-    return {
-        "git_commit": sha,
-        "git_dirty": str(dirty),
-        "params_hash": cfg.digest(),
-        **dvc_lineage(root),
-    }
 
 
 def log_failed_validation(

@@ -11,18 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from stockcast.config import TrainConfig
-from stockcast.errors import StockcastError
+from stockcast.config import ExecutionConfig, TrainConfig
+from stockcast.errors import FitTimedOut, StockcastError, TrainingDiverged
 from stockcast.models import build_model
+from stockcast.paths import atomic_write, write_json
 from stockcast.windows import WindowSet
-
-
-class TrainingDiverged(StockcastError):
-    """The loss became NaN or infinite: not transient, never retried."""
-
-
-class FitTimedOut(StockcastError):
-    """A fit ran past ``train.timeout_seconds``; its partial model is not kept."""
 
 
 def time_budget(seconds: float) -> Any:
@@ -45,13 +38,101 @@ def time_budget(seconds: float) -> Any:
     return TimeBudget()
 
 
+MAIN_MODEL = 0  # the fold number of the model that may be registered; 1..K are backtest folds
+GLOBAL_MODEL = "_global"  # the ticker a global model (train.scope: global) is trained under
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One fit to run: a variant on one window set (or, for a global model, on several)."""
+
+    ticker: str  # or GLOBAL_MODEL
+    variant: str
+    fold: int  # MAIN_MODEL or a backtest fold 1..K
+    files: tuple[str, ...]  # the window sets (.npz) it trains on
+    out_dir: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.ticker}/{self.variant}/" + (
+            "main" if self.fold == MAIN_MODEL else f"fold{self.fold}"
+        )
+
+
+def plan_fits(
+    manifest: dict[str, dict[str, Any]],
+    variants: tuple[str, ...],
+    scope: str,
+    processed: Path,
+    models: Path,
+) -> list[FitJob]:
+    """Every fit a train stage runs: per variant, the main model and each backtest fold,
+    per ticker (``per_ticker``) or over every ticker at once (``global``).
+
+    Args:
+        manifest: the window stage's manifest (ticker -> its files and folds).
+        variants: the variants to train.
+        scope: ``per_ticker`` | ``global``.
+        processed: the window stage's folder.
+        models: the models folder.
+    """
+    if scope == "global":
+        folds = min(len(entry.get("folds", [])) for entry in manifest.values())
+        per_fold = [
+            [e["file"] if fold == MAIN_MODEL else e["folds"][fold - 1] for e in manifest.values()]
+            for fold in range(folds + 1)
+        ]
+        return [
+            _job(GLOBAL_MODEL, variant, fold, names, processed, models)
+            for variant in variants
+            for fold, names in enumerate(per_fold)
+        ]
+    return [
+        _job(ticker, variant, fold, [name], processed, models)
+        for ticker, entry in manifest.items()
+        for variant in variants
+        for fold, name in enumerate([entry["file"], *entry.get("folds", [])])
+    ]
+
+
+def _job(
+    ticker: str, variant: str, fold: int, names: list[str], processed: Path, models: Path
+) -> FitJob:
+    out = models / ticker / variant / ("" if fold == MAIN_MODEL else f"fold{fold}")
+    return FitJob(ticker, variant, fold, tuple(str(processed / n) for n in names), str(out))
+
+
+def collect(jobs: list[FitJob], outcomes: list[TrainResult | str]) -> list[TrainResult]:
+    """Each job's result; a job whose task itself failed (its message instead of a result:
+    a worker died, a folder was unwritable) is recorded as a failed fit, never dropped."""
+    return [
+        outcome
+        if isinstance(outcome, TrainResult)
+        else TrainResult(job.ticker, job.variant, fold=job.fold, error=f"task failed: {outcome}")
+        for job, outcome in zip(jobs, outcomes, strict=True)
+    ]
+
+
+def run_job(
+    job: FitJob, cfg: TrainConfig, seed: int, execution: ExecutionConfig | None = None
+) -> TrainResult:
+    """Load a job's windows (stacked for a global model) and fit it."""
+    sets = [WindowSet.load(Path(f)) for f in job.files]
+    data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
+    result = fit_variant(
+        data, job.variant, cfg, seed, Path(job.out_dir), execution or ExecutionConfig()
+    )
+    result.fold = job.fold
+    return result
+
+
 @dataclass
 class TrainResult:
     """What one fit left behind; ``error`` is set when the variant failed."""
 
     ticker: str
     variant: str
-    fold: int = 0  # 0: the main model; 1..K: walk-forward backtest folds
+    fold: int = MAIN_MODEL  # 1..K: walk-forward backtest folds
     model_path: str | None = None
     epochs_run: int = 0
     best_epoch: int = 0
@@ -68,9 +149,7 @@ class TrainResult:
         return self.error is None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        tmp.replace(path)
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> TrainResult:
@@ -126,7 +205,7 @@ class StackedWindows:
             raise StockcastError(f"window sets differ in window or inputs: {sorted(shapes)}")
         offsets = np.cumsum([0, *(len(ws.scaled) for ws in sets[:-1])])
         return cls(
-            ticker="_global",
+            ticker=GLOBAL_MODEL,
             window=sets[0].window,
             scaled=np.concatenate([ws.scaled for ws in sets]),
             train_idx=np.concatenate(
@@ -137,7 +216,12 @@ class StackedWindows:
 
 
 def fit_variant(
-    ws: WindowSet, variant: str, cfg: TrainConfig, seed: int, out_dir: Path
+    ws: WindowSet,
+    variant: str,
+    cfg: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    execution: ExecutionConfig = ExecutionConfig(),  # noqa: B008 - frozen, shared safely
 ) -> TrainResult:
     """Train ``variant`` on ``ws``; save the best-on-validation model to ``out_dir``.
 
@@ -151,7 +235,7 @@ def fit_variant(
     result = TrainResult(ws.ticker, variant, worker=worker)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _fit(ws, variant, cfg, seed, out_dir, result)
+        _fit(ws, variant, cfg, seed, out_dir, result, execution)
     except Exception as exc:  # noqa: BLE001 - recorded, reported, and the stage decides
         result.error = f"{type(exc).__name__}: {exc}"
         (out_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -160,37 +244,32 @@ def fit_variant(
 
 
 def _fit(
-    ws: WindowSet, variant: str, cfg: TrainConfig, seed: int, out_dir: Path, result: TrainResult
+    ws: WindowSet,
+    variant: str,
+    cfg: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    result: TrainResult,
+    execution: ExecutionConfig,
 ) -> None:
     import keras
 
-    if cfg.tf_threads:
-        import tensorflow as tf
-
-        try:  # only before TensorFlow's first op in this process
-            tf.config.threading.set_intra_op_parallelism_threads(cfg.tf_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(cfg.tf_threads)
-        except RuntimeError:
-            pass  # already initialised (threads runner, or a reused worker): keep its setting
+    _set_threads(execution.tf_threads)
     keras.utils.set_random_seed(seed)
     model = build_model(
         variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate, seed
     )
-    budget = time_budget(cfg.timeout_seconds)
-    callbacks = [
-        budget,
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-        ),
-    ]
+    budget = time_budget(execution.timeout_seconds)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+    )
     start = time.perf_counter()
     result.fit_started = time.time()
     history = model.fit(
         make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
         validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
         epochs=cfg.epochs,
-        callbacks=callbacks,
+        callbacks=[budget, keras.callbacks.TerminateOnNaN(), stop],
         verbose=0,
         shuffle=False,  # tf.data shuffles
     )
@@ -199,17 +278,32 @@ def _fit(
     result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if budget.exceeded:
         raise FitTimedOut(
-            f"{ws.ticker}/{variant}: fit exceeded train.timeout_seconds={cfg.timeout_seconds} "
+            f"{ws.ticker}/{variant}: fit exceeded "
+            f"execution.timeout_seconds={execution.timeout_seconds} "
             f"after {len(result.history.get('loss', []))} epochs; no model kept"
         )
+    _record_best(result, f"{ws.ticker}/{variant}")
+    result.model_path = str(atomic_write(out_dir / "model.keras", model.save))
+
+
+def _set_threads(threads: int) -> None:
+    """TensorFlow's thread pools, settable only before its first op in this process."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # already initialised (threads runner, or a reused worker): keep its setting
+
+
+def _record_best(result: TrainResult, name: str) -> None:
+    """The best epoch (the weights early stopping restored); a non-finite loss fails."""
     val_loss = np.asarray(result.history.get("val_loss", []), dtype="float64")
     if val_loss.size == 0 or not np.isfinite(val_loss).all():
-        raise TrainingDiverged(f"{ws.ticker}/{variant}: validation loss is not finite")
+        raise TrainingDiverged(f"{name}: validation loss is not finite")
     result.epochs_run = int(val_loss.size)
     result.best_epoch = int(np.argmin(val_loss)) + 1
     result.best_val_loss = float(val_loss.min())
-    path = out_dir / "model.keras"
-    tmp = out_dir / "model.tmp.keras"
-    model.save(tmp)
-    tmp.replace(path)
-    result.model_path = str(path)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from stockcast.ingest import CANONICAL, NUMERIC
+from stockcast.paths import atomic_write
 
 logger = logging.getLogger(__name__)
 PRICES = ("open", "high", "low", "close")
@@ -94,59 +95,80 @@ def build_suite(
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name="stockcast_prices")
-    # Schema adherence: the canonical columns are there; prices and dates filled.
+    for expectation in (
+        *_schema(gxe),
+        *_plausible_values(gxe),
+        *_consistent_bars(gxe),
+        *_time_order(gxe, today),
+        *_enough_to_learn(gxe, min_rows),
+        *_worth_a_look(gxe, max_daily_move, max_gap_days),
+    ):
+        suite.add_expectation(expectation)
+    return suite
+
+
+def _schema(gxe: Any) -> list[Any]:
+    """Schema adherence: the canonical columns are there; prices and dates filled."""
+    out = []
     for column in CANONICAL:
-        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
-        suite.add_expectation(
-            gxe.ExpectColumnValuesToNotBeNull(
-                column=column, severity="warning" if column == "volume" else "critical"
-            )
-        )
-    # Plausible values: prices finite and strictly positive, volume never negative.
+        severity = "warning" if column == "volume" else "critical"
+        out.append(gxe.ExpectColumnToExist(column=column))
+        out.append(gxe.ExpectColumnValuesToNotBeNull(column=column, severity=severity))
+    return out
+
+
+def _plausible_values(gxe: Any) -> list[Any]:
+    """Prices finite and strictly positive, volume never negative."""
+    infinite = [float("inf"), float("-inf")]
+    out = []
     for column in PRICES:
-        suite.add_expectation(
-            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
-        )
-        suite.add_expectation(
-            gxe.ExpectColumnValuesToNotBeInSet(
-                column=column, value_set=[float("inf"), float("-inf")]
-            )
-        )
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
-    # Internal consistency of a daily bar: the high tops everything, the low is under it.
-    for column_a, column_b in (
+        out.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+        out.append(gxe.ExpectColumnValuesToNotBeInSet(column=column, value_set=infinite))
+    return [*out, gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0)]
+
+
+def _consistent_bars(gxe: Any) -> list[Any]:
+    """Internal consistency of a daily bar: the high tops everything, the low is under it."""
+    pairs = (
         ("high", "low"),
         ("high", "open"),
         ("high", "close"),
         ("open", "low"),
         ("close", "low"),
-    ):
-        suite.add_expectation(
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A=column_a, column_B=column_b, or_equal=True
-            )
-        )
-    # Time order: one row per day, ascending, nothing dated after today.
-    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="date"))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="date", max_value=today))
-    # A series that never moves teaches nothing; too few rows cannot fill the spans.
-    suite.add_expectation(
-        gxe.ExpectColumnStdevToBeBetween(column="close", min_value=0, strict_min=True)
     )
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows))
-    # Warnings: real markets do jump and close for holidays; a person should look, not a gate.
-    suite.add_expectation(
+    return [
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True)
+        for a, b in pairs
+    ]
+
+
+def _time_order(gxe: Any, today: pd.Timestamp) -> list[Any]:
+    """One row per day, ascending, nothing dated after today."""
+    return [
+        gxe.ExpectColumnValuesToBeUnique(column="date"),
+        gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True),
+        gxe.ExpectColumnValuesToBeBetween(column="date", max_value=today),
+    ]
+
+
+def _enough_to_learn(gxe: Any, min_rows: int) -> list[Any]:
+    """A series that never moves teaches nothing; too few rows cannot fill the spans."""
+    return [
+        gxe.ExpectColumnStdevToBeBetween(column="close", min_value=0, strict_min=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=min_rows),
+    ]
+
+
+def _worth_a_look(gxe: Any, max_daily_move: float, max_gap_days: int) -> list[Any]:
+    """Warnings: real markets do jump and close for holidays; a person should look."""
+    return [
         gxe.ExpectColumnValuesToBeBetween(
             column="daily_move", max_value=max_daily_move, severity="warning"
-        )
-    )
-    suite.add_expectation(
+        ),
         gxe.ExpectColumnValuesToBeBetween(
             column="gap_days", max_value=max_gap_days, severity="warning"
-        )
-    )
-    return suite
+        ),
+    ]
 
 
 def with_checks(group: pd.DataFrame) -> pd.DataFrame:
@@ -178,26 +200,10 @@ def validate_prices(
     Returns:
         The report; ``report.success`` is False when any ticker failed.
     """
-    import great_expectations as gx
-
     today = today or pd.Timestamp.now().normalize()
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / "data_docs"
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site(
-        "stockcast_site",
-        {
-            "class_name": "SiteBuilder",
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir.resolve()),
-            },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
+    context = _context(docs_dir)
     suite = context.suites.add(build_suite(min_rows, today, max_daily_move, max_gap_days))
     batch = (
         context.data_sources.add_pandas("prices")
@@ -207,27 +213,57 @@ def validate_prices(
     results = []
     for ticker, group in frame.groupby("ticker", sort=True):
         group = with_checks(group)
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"prices-{ticker}", data=batch, suite=suite)
+        outcome = _checkpoint(context, batch, suite, str(ticker)).run(
+            batch_parameters={"dataframe": group}
         )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"gate-{ticker}",
-                validation_definitions=[definition],
-                actions=[],  # Data Docs are built once, after every ticker
-                result_format={
-                    "result_format": "COMPLETE",
-                    "unexpected_index_column_names": ["date"],
-                },
-            )
-        )
-        outcome = checkpoint.run(batch_parameters={"dataframe": group})
         results.append(_ticker_result(str(ticker), group, outcome))
     context.build_data_docs(site_names=["stockcast_site"])
     index = docs_dir / "index.html"
     report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
-    _atomic_write(report_dir / "validation.json", report.to_json())
+    atomic_write(
+        report_dir / "validation.json",
+        lambda tmp: tmp.write_text(report.to_json(), encoding="utf-8"),
+    )
     return report
+
+
+def _context(docs_dir: Path) -> Any:
+    """An ephemeral GX context whose Data Docs site writes to ``docs_dir``."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    backend = {
+        "class_name": "TupleFilesystemStoreBackend",
+        "base_directory": str(docs_dir.resolve()),
+    }
+    context.add_data_docs_site(
+        "stockcast_site",
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": backend,
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context
+
+
+def _checkpoint(context: Any, batch: Any, suite: Any, ticker: str) -> Any:
+    """One ticker's checkpoint; complete results, offending rows named by date."""
+    import great_expectations as gx
+
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"prices-{ticker}", data=batch, suite=suite)
+    )
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"gate-{ticker}",
+            validation_definitions=[definition],
+            actions=[],  # Data Docs are built once, after every ticker
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["date"]},
+        )
+    )
 
 
 def _ticker_result(ticker: str, group: pd.DataFrame, outcome: Any) -> TickerResult:
@@ -287,9 +323,3 @@ def _format_row(group: pd.DataFrame, index: Any) -> str:
         return str(index)
     values = ", ".join(f"{c}={row[c]:g}" for c in NUMERIC)
     return f"{pd.Timestamp(row['date']):%Y-%m-%d}: {values}"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from stockcast import transforms
-from stockcast.errors import DataError
+from stockcast.errors import SeriesError
+from stockcast.paths import atomic_write, write_json
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class MinMaxScaler:
     def fit(cls, values: np.ndarray) -> MinMaxScaler:
         low, high = float(np.min(values)), float(np.max(values))
         if high <= low:
-            raise DataError("<training span>", f"constant series ({low}): cannot scale")
+            raise SeriesError("", f"constant series ({low}) in the training span: cannot scale")
         return cls(low, high)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
@@ -117,9 +118,7 @@ class WindowSet:
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (.npz) through a temporary file, so a crash keeps the old one."""
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
+        arrays = dict(
             ticker=self.ticker,
             dates=self.dates.astype("datetime64[D]"),
             prices=self.prices,
@@ -136,7 +135,7 @@ class WindowSet:
             ohlcv=self.ohlcv if self.ohlcv is not None else np.zeros((0, 5)),
             anchor=self.anchor,
         )
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> WindowSet:
@@ -208,7 +207,7 @@ def make_windows(
     n = len(frame)
     test_start, val_start = n - test_days, n - test_days - val_days
     if val_start < 2 * window:
-        raise DataError(
+        raise SeriesError(
             ticker,
             f"{n} rows are too few",
             column=target,
@@ -218,7 +217,10 @@ def make_windows(
     ohlcv = frame[list(transforms.OHLCV)].to_numpy(dtype="float64")
     features = transforms.feature_matrix(ohlcv, target, transform, tuple(extra_inputs), anchor)
     first = transforms.context(0, transform, tuple(extra_inputs))  # changes lack row 0
-    scalers = [MinMaxScaler.fit(features[first:val_start, j]) for j in range(features.shape[1])]
+    try:
+        scalers = [MinMaxScaler.fit(features[first:val_start, j]) for j in range(features.shape[1])]
+    except SeriesError as exc:
+        raise SeriesError(ticker, exc.problem, column=target) from None
     scaled = np.stack([sc.transform(features[:, j]) for j, sc in enumerate(scalers)], axis=1)
     return WindowSet(
         ticker=ticker,
@@ -264,11 +266,7 @@ def write_windows(
             "transform": ws.transform,
             "folds": fold_files,
         }
-    path = out_dir / "manifest.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json(out_dir / "manifest.json", manifest)
 
 
 def read_manifest(out_dir: Path) -> dict[str, dict]:

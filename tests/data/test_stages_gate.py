@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from stockcast import pipeline
 from stockcast.config import config_from_dict
 from stockcast.errors import ValidationFailed
-from stockcast.pipeline import Paths
+from stockcast.paths import Paths
+from stockcast.stages import ingest, validate, window
 from tests.conftest import PROJECT, synthetic_prices, write_yahoo_csv
 
 TODAY = pd.Timestamp("2026-11-22")
@@ -47,13 +47,13 @@ def _break(paths: Paths) -> None:
 
 def test_stop_keeps_the_last_validated_table(project: Paths):
     cfg = _config("stop")
-    pipeline.ingest(cfg, project)
-    pipeline.validate(cfg, project, today=TODAY)
+    ingest.run(cfg, project)
+    validate.run(cfg, project, today=TODAY)
     digest = hashlib.md5(project.validated.read_bytes()).hexdigest()
     _break(project)
-    pipeline.ingest(cfg, project)
+    ingest.run(cfg, project)
     with pytest.raises(ValidationFailed) as err:
-        pipeline.validate(cfg, project, today=TODAY)
+        validate.run(cfg, project, today=TODAY)
     assert "validation failed for ['BAD']" in str(err.value)
     assert "BAD: FAILED" in err.value.report and "GOOD: passed" in err.value.report
     assert hashlib.md5(project.validated.read_bytes()).hexdigest() == digest
@@ -63,20 +63,20 @@ def test_stop_keeps_the_last_validated_table(project: Paths):
 def test_skip_ticker_trains_on_the_tickers_that_pass(project: Paths):
     cfg = _config("skip_ticker")
     _break(project)
-    pipeline.ingest(cfg, project)
-    report = pipeline.validate(cfg, project, today=TODAY)
+    ingest.run(cfg, project)
+    report = validate.run(cfg, project, today=TODAY)
     assert report.failed_tickers == ["BAD"]
     validated = pd.read_parquet(project.validated)
     assert validated["ticker"].unique().tolist() == ["GOOD"]
-    sets = pipeline.window(cfg, project)
+    sets = window.run(cfg, project)
     assert [ws.ticker for ws in sets] == ["GOOD"]
 
 
 def test_window_stage_writes_backtest_folds_that_end_at_the_test_span(project: Paths):
     cfg = _config("stop")
-    pipeline.ingest(cfg, project)
-    pipeline.validate(cfg, project, today=TODAY)
-    (ws,) = [w for w in pipeline.window(cfg, project) if w.ticker == "GOOD"]
+    ingest.run(cfg, project)
+    validate.run(cfg, project, today=TODAY)
+    (ws,) = [w for w in window.run(cfg, project) if w.ticker == "GOOD"]
     from stockcast.windows import read_folds
 
     folds = read_folds(project.processed, "GOOD")

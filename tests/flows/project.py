@@ -18,7 +18,8 @@ from tests.conftest import PROJECT
 def make_project(root: Path, rows: int = 520, **overrides: Any) -> dict[str, str]:
     """Copy code, Makefile and SH600519's last ``rows`` rows into ``root``; init git and DVC.
 
-    ``overrides`` replace whole sections of ``params.yaml`` (``train={...}`` updates keys).
+    ``overrides`` replace whole sections of ``params.yaml`` (``train={...}`` and
+    ``execution={...}`` update keys).
     Returns the environment to run commands in (the project's venv first on PATH, no
     inherited tracking or Prefect URLs).
     """
@@ -40,8 +41,8 @@ def make_project(root: Path, rows: int = 520, **overrides: Any) -> dict[str, str
     params["register"].update(max_rmse_vs_naive=None, max_mase=None)
     params["drift"]["recent_days"] = 20
     for section, values in overrides.items():
-        if section == "train":
-            params["train"].update(values)
+        if section in ("train", "execution"):
+            params[section].update(values)
         else:
             params[section] = values
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -98,8 +99,8 @@ def run(
 
 
 def pipeline(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """``make pipeline`` in ``cwd`` (``python -m flows.pipeline``)."""
-    return run([sys.executable, "-m", "flows.pipeline", *args], cwd, env)
+    """``make pipeline`` in ``cwd`` (``python -m flows.repro``)."""
+    return run([sys.executable, "-m", "flows.repro", *args], cwd, env)
 
 
 def commit(root: Path, env: dict[str, str], message: str) -> None:

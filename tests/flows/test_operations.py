@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.pipeline import free_port
+from flows.server import free_port
 from stockcast.config import load_config
 from tests.flows.project import commit, make_project, pipeline, run
 
@@ -53,7 +53,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def served(tmp_path_factory):
     """A project whose pipeline ran on Dask against a real MLflow tracking server."""
     root = tmp_path_factory.mktemp("ops")
-    env = make_project(root, train={"runner": "dask", "max_workers": 2})
+    env = make_project(root, execution={"runner": "dask", "max_workers": 2})
     commit(root, env, "the project as it runs")  # so the runs carry a real git revision
     store = root / "server"
     store.mkdir()
@@ -103,8 +103,16 @@ def test_the_pipeline_logs_to_a_tracking_server_unchanged(served):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("mlflow.runName") == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parents) == 1 and len(children) == 3
-    assert {c.data.tags["variant"] for c in children} == {"simple_rnn", "lstm", "gru"}
+    assert len(parents) == 1 and len(children) == 7  # 3 networks and 4 baselines
+    assert {c.data.tags["variant"] for c in children} == {
+        "simple_rnn",
+        "lstm",
+        "gru",
+        "naive",
+        "drift",
+        "moving_average",
+        "last_close",
+    }
     assert all(c.info.status == "FINISHED" and "test_rmse" in c.data.metrics for c in children)
     champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
     assert champion.tags["promotion"] == "promoted"
@@ -202,14 +210,15 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
                 link = page.get_by_role("link", name=name, exact=True)
                 expect(link).to_be_visible(timeout=30000)
             page.screenshot(path=str(shot / "mlflow-runs.png"), full_page=True)
-            ids = json.dumps([c.info.run_id for c in children])
+            networks = [c for c in children if c.data.tags["kind"] == "network"]
+            ids = json.dumps([c.info.run_id for c in networks])
             page.goto(
                 f"{base}/#/compare-runs?runs={ids}&experiments="
                 f"{json.dumps([experiment.experiment_id])}"
             )
             shown = _compare_row(page, "test_rmse")
             # the compare view shows 4 significant digits, one column per run, in run order
-            assert shown == [f"{c.data.metrics['test_rmse']:.4g}" for c in children], shown
+            assert shown == [f"{c.data.metrics['test_rmse']:.4g}" for c in networks], shown
             page.screenshot(path=str(shot / "mlflow-compare.png"), full_page=True)
             browser.close()
     finally:
@@ -272,9 +281,8 @@ def test_a_second_run_at_once_exits_with_a_clear_message(served):
 def test_a_fit_past_its_timeout_fails_alone_and_is_recorded(served):
     root, env, _, _, _ = served
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update(
-        variants=["simple_rnn", "gru"], epochs=200, patience=200, timeout_seconds=3
-    )
+    params["train"].update(variants=["simple_rnn", "gru"], epochs=200, patience=200)
+    params["execution"]["timeout_seconds"] = 3
     params["train"]["units"] = [64, 64]  # slow enough that 200 epochs outlast 3 s
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = pipeline(root, env, "--single-item", "train")

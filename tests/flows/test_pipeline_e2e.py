@@ -35,9 +35,16 @@ METRICS = {
     "test_directional_accuracy",
     "val_rmse",
     "val_rmse_vs_naive",
-    "drift_rmse",
-    "moving_average_rmse",
+    "test_rmse_vs_best_baseline",
+    "test_dm_p_value",
+    "val_rmse_vs_best_baseline",
+    "backtest_rmse",
+    "backtest_rmse_vs_best_baseline",
+    "backtest_dm_p_value",
+    "interval_halfwidth_80",
+    "test_coverage_95",
 }
+CANDIDATES = ["drift", "gru", "last_close", "lstm", "moving_average", "naive", "simple_rnn"]
 STAGES = {"ingest", "validate", "drift", "window", "train", "evaluate", "register"}
 
 
@@ -124,18 +131,19 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         variants = sorted(
             r.data.tags["variant"] for r in children if r.data.tags["ticker"] == ticker
         )
-        assert variants == ["gru", "lstm", "simple_rnn"]
+        assert variants == CANDIDATES
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "validation")}
     assert "validation/validation.json" in parent_artifacts
     assert "validation/data_docs" in parent_artifacts
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert METRICS <= set(run.data.metrics), run.data.metrics
-        history = client.get_metric_history(run.info.run_id, "val_loss")
-        assert len(history) == int(run.data.metrics["epochs_run"]) >= 1
         assert run.data.params["variant"] == run.data.tags["variant"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"plots", "scaler"} <= artifacts
+        assert {"plots", "spec"} <= artifacts
+        if run.data.tags["kind"] == "network":
+            history = client.get_metric_history(run.info.run_id, "val_loss")
+            assert len(history) == int(run.data.metrics["epochs_run"]) >= 1
 
 
 def test_best_on_the_backtest_is_registered_and_becomes_champion(project):
@@ -148,19 +156,22 @@ def test_best_on_the_backtest_is_registered_and_becomes_champion(project):
         [client.get_experiment_by_name("stockcast").experiment_id],
         filter_string="tags.variant != ''",
     )
-    mine = [r for r in runs if r.data.tags["ticker"] == "SH600519"]
-    best = min(mine, key=lambda r: r.data.metrics["backtest_rmse_vs_naive_mean"])
-    assert champion.tags["variant"] == best.data.tags["variant"]
-    assert champion.tags["selected_on"] == "backtest rmse_vs_naive"
+    mine = {r.data.tags["variant"]: r for r in runs if r.data.tags["ticker"] == "SH600519"}
+    chosen = mine[champion.tags["variant"]].data.metrics["backtest_rmse"]
+    baselines = [r for r in mine.values() if r.data.tags["kind"] == "baseline"]
+    assert chosen <= min(r.data.metrics["backtest_rmse"] for r in baselines)
+    assert champion.tags["selected_on"] == "backtest rmse"
+    assert champion.tags["kind"] == mine[champion.tags["variant"]].data.tags["kind"]
     registry = json.loads((root / "reports/registry.json").read_text())
     assert registry["SH600519"]["promote"] is True
+    assert registry["SH600519"]["variant"] == champion.tags["variant"]
 
 
 def test_outputs_land_where_the_readme_says(project):
     root, *_ = project
     metrics = json.loads((root / "reports/metrics.json").read_text())
-    assert set(metrics["SH600519"]) == {"baselines", "simple_rnn", "lstm", "gru"}
-    assert {"naive_rmse", "drift_rmse", "moving_average_mase"} <= set(
+    assert set(metrics["SH600519"]) == {"baselines", *CANDIDATES}
+    assert {"naive_rmse", "drift_rmse", "moving_average_mase", "last_close_rmse"} <= set(
         metrics["SH600519"]["baselines"]
     )
     for variant in ("simple_rnn", "lstm", "gru"):
@@ -188,6 +199,10 @@ def test_predict_writes_a_forecast_per_champion(project):
     assert sorted(table["ticker"].unique()) == ["MSFT", "SH600519"]
     assert table.groupby("ticker")["step"].max().tolist() == [2, 2]
     assert (table["forecast_open"] > 0).all()
+    assert (table["lower_95"] <= table["lower_80"]).all()
+    assert (table["lower_80"] <= table["forecast_open"]).all()
+    assert (table["forecast_open"] <= table["upper_80"]).all()
+    assert (table["upper_80"] <= table["upper_95"]).all()
 
 
 def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project):
@@ -211,6 +226,54 @@ def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project
     finally:
         params["train"]["learning_rate"] = 0.001
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+DOWNSTREAM = {
+    "ingest": ["ingest", "validate", "drift", "window", "train", "evaluate", "register"],
+    "validate": ["validate", "drift", "window", "train", "evaluate", "register"],
+    "drift": ["drift", "register"],
+    "window": ["window", "train", "evaluate", "register"],
+    "train": ["train", "evaluate", "register"],
+    "evaluate": ["evaluate", "register"],
+    "register": ["register"],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(DOWNSTREAM))
+@pytest.mark.parametrize("shell", ["flows/stages/{}.py", "src/stockcast/stages/{}.py"])
+def test_editing_a_stage_shell_makes_it_and_its_downstream_stale(project, stage, shell):
+    root, env, _, _ = project
+    assert json.loads(run_command(["dvc", "status", "--json"], root, env).stdout) == {}
+    path = root / shell.format(stage)
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        status = run_command(["dvc", "status", "--json"], root, env)
+        assert set(json.loads(status.stdout)) == {stage}
+        dry = run_command([sys.executable, "-m", "flows.repro", "--dry"], root, env)
+        assert dry.returncode == 0, dry.stderr
+        planned = dry.stdout.split()
+        assert sorted(planned) == sorted(DOWNSTREAM[stage])
+        assert planned.index(stage) == 0  # upstream first, in DVC's order
+    finally:
+        path.write_text(original)
+
+
+def test_changing_how_fits_run_makes_nothing_stale(project):
+    root, env, _, _ = project
+    assert json.loads(run_command(["dvc", "status", "--json"], root, env).stdout) == {}
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["execution"].update(runner="processes", max_workers=2, timeout_seconds=999)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = run_command(["dvc", "status", "--json"], root, env)
+        assert json.loads(status.stdout) == {}
+        dry = run_command([sys.executable, "-m", "flows.repro", "--dry"], root, env)
+        assert dry.returncode == 0 and dry.stdout.split() == []
+    finally:
+        params_file.write_text(original)
 
 
 def test_bad_raw_file_stops_at_the_gate_and_loses_nothing(project):

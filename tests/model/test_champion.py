@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast import pipeline, tracking
 from stockcast.config import config_from_dict
-from stockcast.pipeline import Paths
+from stockcast.paths import Paths, write_parquet
+from stockcast.promotion import Gate, choose_candidate, decide_promotion
+from stockcast.stages import evaluate, register, window
+from stockcast.stages.train import write_summary
 from stockcast.train import fit_variant
 from stockcast.windows import read_folds, read_windows
 
@@ -51,16 +53,16 @@ def _train(cfg, paths: Paths) -> None:
             for variant in cfg.train.variants:
                 out = paths.variant_dir(ws.ticker, variant) / (f"fold{fold}" if fold else "")
                 results.append(replace(fit_variant(data, variant, cfg.train, 7, out), fold=fold))
-    pipeline.write_train_summary(results, paths)
+    write_summary(results, paths)
 
 
 def _run(root: Path, frame: pd.DataFrame, cfg) -> tuple[dict, dict]:
     paths = Paths(root)
-    pipeline.write_parquet(frame, paths.validated)
-    pipeline.window(cfg, paths)
+    write_parquet(frame, paths.validated)
+    window.run(cfg, paths)
     _train(cfg, paths)
-    metrics = pipeline.evaluate(cfg, paths)
-    return metrics["SYN"], pipeline.register(cfg, paths)["SYN"]
+    report = evaluate.run(cfg, paths)["SYN"]
+    return report.candidates, register.run(cfg, paths)["SYN"]
 
 
 @pytest.fixture
@@ -80,10 +82,10 @@ def test_trending_series_fails_the_old_mase_gate_and_passes_the_new_one(store):
     cfg = replace(cfg, train=replace(cfg.train, epochs=2))
     entry, decision = _run(store, _frame(opens, closes), cfg)
     chosen = entry[decision["variant"]]
-    assert chosen["backtest_mase_mean"] > 1.0  # scaled by the cheap early years
-    old = (tracking.Gate("mase", 1.0, strict=True),)
-    gate = {"mase": chosen["backtest_mase_mean"]}
-    assert not tracking.decide_promotion(chosen["test_rmse"], None, gate, old).promote
+    mase = chosen.fold_mean("mase")  # the old gate: mean backtest MASE below 1
+    assert mase > 1.0  # scaled by the cheap early years
+    old = (Gate("mase", 1.0, strict=True),)
+    assert not decide_promotion(chosen.test.rmse, None, {"mase": mase}, old).promote
     assert decision["promote"] is True and "no champion yet" in decision["reason"]
 
 
@@ -96,8 +98,8 @@ def test_when_last_close_is_exact_the_champion_is_the_last_close_baseline(store)
     entry, decision = _run(store, _frame(opens, closes), _cfg())
     assert decision["variant"] == "last_close" and decision["kind"] == "baseline"
     assert decision["promote"] is True
-    assert entry["last_close"]["test_rmse"] == pytest.approx(0.0, abs=1e-9)
-    assert entry["gru"]["backtest_rmse_vs_best_baseline"] > 1.0  # the network is said to lose
+    assert entry["last_close"].test.rmse == pytest.approx(0.0, abs=1e-9)
+    assert entry["gru"].backtest.rmse_vs_best_baseline > 1.0  # the network is said to lose
     model = mlflow.pyfunc.load_model("models:/stockcast-SYN@champion")
     assert model.metadata.metadata["kind"] == "baseline"
     (ws,) = read_windows(Paths(store).processed)
@@ -114,9 +116,9 @@ def test_a_network_that_learns_structure_beats_every_baseline_and_becomes_champi
     entry, decision = _run(store, _frame(opens, opens), _cfg())
     assert decision["variant"] == "gru" and decision["kind"] == "network", decision
     assert decision["promote"] is True
-    assert entry["gru"]["backtest_rmse_vs_best_baseline"] < 0.95
-    assert entry["gru"]["backtest_dm_p_value"] < 0.05
-    assert entry["gru"]["test_rmse_vs_best_baseline"] < 1.0
+    assert entry["gru"].backtest.rmse_vs_best_baseline < 0.95
+    assert entry["gru"].backtest.dm_p_value < 0.05
+    assert entry["gru"].test.rmse_vs_best_baseline < 1.0
 
 
 def test_test_span_prices_change_no_choice_and_no_interval_width(tmp_path: Path):
@@ -127,26 +129,21 @@ def test_test_span_prices_change_no_choice_and_no_interval_width(tmp_path: Path)
     cfg = replace(cfg, train=replace(cfg.train, epochs=2))
     paths = Paths(tmp_path)
     frame = _frame(opens, closes)
-    pipeline.write_parquet(frame, paths.validated)
-    pipeline.window(cfg, paths)
+    write_parquet(frame, paths.validated)
+    window.run(cfg, paths)
     _train(cfg, paths)
-    before = pipeline.evaluate(cfg, paths)["SYN"]
+    before = evaluate.run(cfg, paths)["SYN"].candidates
     shocked = frame.copy()
     test_rows = shocked.index >= len(frame) - 150
     for column in ("open", "high", "low", "close"):
         shocked.loc[test_rows, column] *= rng.uniform(0.7, 1.3, test_rows.sum())
-    pipeline.write_parquet(shocked, paths.validated)
-    pipeline.window(cfg, paths)  # the trained models stay: they never saw the test span
-    after = pipeline.evaluate(cfg, paths)["SYN"]
-
-    def candidates(entry: dict) -> dict:
-        return {n: s for n, s in entry.items() if isinstance(s, dict) and "kind" in s}
-
-    assert tracking.choose_candidate(candidates(before), "backtest") == (
-        tracking.choose_candidate(candidates(after), "backtest")
-    )
-    for name, scores in candidates(before).items():
-        widths = {k: v for k, v in scores.items() if k.startswith("interval_halfwidth_")}
-        assert widths and widths == {k: after[name][k] for k in widths}
-        assert scores["backtest_rmse"] == after[name]["backtest_rmse"]
-        assert scores["test_rmse"] != after[name]["test_rmse"]  # the shock did reach the test
+    write_parquet(shocked, paths.validated)
+    window.run(cfg, paths)  # the trained models stay: they never saw the test span
+    after = evaluate.run(cfg, paths)["SYN"].candidates
+    assert choose_candidate(before, "backtest") == choose_candidate(after, "backtest")
+    for name, scores in before.items():
+        assert scores.interval_halfwidths and (
+            scores.interval_halfwidths == after[name].interval_halfwidths
+        )
+        assert scores.backtest.rmse == after[name].backtest.rmse
+        assert scores.test.rmse != after[name].test.rmse  # the shock did reach the test

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stockcast.config import TrainConfig
+from stockcast.config import ExecutionConfig, TrainConfig
 from stockcast.errors import ConfigError
 from stockcast.models import build_model
 from stockcast.train import TrainResult, fit_variant
@@ -76,7 +76,8 @@ def test_early_stopping_restores_the_best_epoch(ws, tmp_path: Path):
 
 
 def test_global_scope_stacks_series_without_windows_across_them(tmp_path: Path):
-    from stockcast.pipeline import Paths, share_global_models
+    from stockcast.paths import Paths
+    from stockcast.stages.train import share_global_models
     from stockcast.train import StackedWindows
 
     a = make_windows(synthetic_prices(300, "AAA", seed=1), "open", 10, 50, 60, "log_return")
@@ -112,9 +113,9 @@ def test_stacking_refuses_mismatched_windows():
 
 
 def test_a_fit_past_its_time_budget_stops_and_keeps_no_model(ws, tmp_path: Path):
-    cfg = TrainConfig(units=(8, 8), epochs=10_000, patience=10_000, batch_size=8, timeout_seconds=1)
-    result = fit_variant(ws, "lstm", cfg, 42, tmp_path)
+    cfg = TrainConfig(units=(8, 8), epochs=10_000, patience=10_000, batch_size=8)
+    result = fit_variant(ws, "lstm", cfg, 42, tmp_path, ExecutionConfig(timeout_seconds=1))
     assert result.error and result.error.startswith("FitTimedOut:")
-    assert "train.timeout_seconds=1" in result.error
+    assert "execution.timeout_seconds=1" in result.error
     assert 0 < len(result.history["loss"]) < 10_000 and result.fit_seconds < 30
     assert result.model_path is None and not (tmp_path / "model.keras").exists()

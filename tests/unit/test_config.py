@@ -23,7 +23,7 @@ def test_project_params_load_with_the_seed_settings():
     assert cfg.train.units == (80, 100)
     assert cfg.data.target == "open"
     assert cfg.schedule.cron == "0 18 * * 1-5" and cfg.schedule.timezone == "Asia/Shanghai"
-    assert cfg.drift.on_drift == "warn" and cfg.train.dask_address is None
+    assert cfg.drift.on_drift == "warn" and cfg.execution.dask_address is None
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,8 @@ def test_project_params_load_with_the_seed_settings():
             ["lstm", "transformer"],
             "choose one of ['simple_rnn', 'lstm', 'gru']",
         ),
-        ("train", "runner", "gpu", "train.runner='gpu' is not supported"),
+        ("execution", "runner", "gpu", "execution.runner='gpu' is not supported"),
+        ("train", "runner", "threads", "train.runner moved to the execution section"),
         ("train", "epochs", 0, "train.epochs=0 must be a positive integer"),
         ("train", "dropout", 1.5, "train.dropout=1.5 must be in [0, 1)"),
         ("train", "batchsize", 3, "unknown key(s) ['batchsize']"),
@@ -47,7 +48,12 @@ def test_project_params_load_with_the_seed_settings():
         ("schedule", "lock_wait_seconds", -1, "must be >= 0"),
         ("drift", "on_drift", "panic", "choose one of ['warn', 'retrain']"),
         ("drift", "p_value", 1.5, "drift.p_value=1.5 must be in (0, 1)"),
-        ("train", "timeout_seconds", 0, "train.timeout_seconds=0 must be a positive integer"),
+        (
+            "execution",
+            "timeout_seconds",
+            0,
+            "execution.timeout_seconds=0 must be a positive integer",
+        ),
     ],
 )
 def test_bad_values_are_named(section, key, value, message):

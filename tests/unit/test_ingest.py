@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stockcast.errors import DataError
+from stockcast.errors import ConfigError, DataError
 from stockcast.ingest import CANONICAL, combine, read_prices, sanitize_ticker
 from tests.conftest import FIXTURES
 
@@ -73,7 +73,7 @@ def test_combine_dedupes_and_filters(tmp_path: Path):
     )
     only = combine([a, c], tickers=["MSFT"])
     assert only.frame["ticker"].unique().tolist() == ["MSFT"]
-    with pytest.raises(DataError, match=r"ticker\(s\) \['AAPL'\] not found"):
+    with pytest.raises(ConfigError, match=r"data.tickers: \['AAPL'\] not found"):
         combine([a], tickers=["AAPL"])
 
 
@@ -200,7 +200,7 @@ def test_explicit_column_mapping_reads_any_other_layout(tmp_path: Path):
     )
     frame = read_prices(path, layout=layout).frame
     assert frame.loc[0, "ticker"] == "XYZ" and frame.loc[0, "close"] == 1.5
-    with pytest.raises(DataError, match=r"column mapping lacks \['volume'\]"):
+    with pytest.raises(ConfigError, match=r"columns mapping lacks \['volume'\]"):
         mapped_layout({"date": "d", "open": "o", "high": "h", "low": "l", "close": "c"})
 
 

@@ -13,16 +13,10 @@ import pandas as pd
 import pytest
 
 from stockcast.config import config_from_dict
-from stockcast.ops import (
-    RunLocked,
-    detect_drift,
-    dvc_lineage,
-    new_data,
-    post_webhook,
-    run_lock,
-    summary_markdown,
-)
-from stockcast.tracking import git_revision
+from stockcast.drift import detect_drift
+from stockcast.errors import RunLocked
+from stockcast.lineage import dvc_lineage, git_revision
+from stockcast.ops import new_data, post_webhook, run_lock, summary_markdown
 from tests.conftest import synthetic_prices
 
 

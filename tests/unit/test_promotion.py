@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from stockcast.config import config_from_dict
-from stockcast.tracking import Gate, choose_candidate, decide_promotion, gates
+from stockcast.promotion import Gate, choose_candidate, decide_promotion, gates
+from stockcast.scores import CandidateScores, SpanScores
 
 LIMITS = (Gate("rmse_vs_best_baseline", 1.0), Gate("rmse_vs_naive", 1.0))
 GOOD = {"rmse_vs_best_baseline": 0.98, "rmse_vs_naive": 0.7, "mase": 4.5}
@@ -65,12 +66,14 @@ def test_default_gates_are_relative_to_baselines_and_mase_is_off():
     assert by_metric["mase"].limit is None  # scaled by another span: reported, never a gate
 
 
-def _scores(**rmse: float) -> dict[str, dict]:
+def _scores(**rmse: float) -> dict[str, CandidateScores]:
     kinds = {"naive": "baseline", "last_close": "baseline", "drift": "baseline"}
-    return {
-        name: {"kind": kinds.get(name, "network"), "backtest_rmse": v, "backtest_dm_p_value": 0.01}
-        for name, v in rmse.items()
-    }
+    out = {}
+    for name, value in rmse.items():
+        span = SpanScores.missing()
+        span = SpanScores(**{**span.__dict__, "rmse": value, "dm_p_value": 0.01})
+        out[name] = CandidateScores(name, kinds.get(name, "network"), span, span, span)
+    return out
 
 
 def test_the_best_baseline_is_chosen_when_no_network_beats_it():
@@ -108,4 +111,4 @@ def test_a_network_without_a_backtest_score_cannot_be_chosen():
 
 def test_without_baselines_there_is_no_choice():
     with pytest.raises(ValueError, match="no baseline"):
-        choose_candidate({"gru": {"kind": "network", "val_rmse": 1.0}}, "val")
+        choose_candidate(_scores(gru=1.0), "val")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stockcast.errors import DataError
+from stockcast.errors import SeriesError
 from stockcast.windows import MinMaxScaler, WindowSet, make_windows, read_windows, write_windows
 
 
@@ -63,14 +63,14 @@ def test_naive_is_yesterdays_price(prices):
 
 
 def test_too_few_rows_says_how_many_are_needed(prices):
-    with pytest.raises(DataError, match="at least 480 rows"):
+    with pytest.raises(SeriesError, match="at least 480 rows"):
         make_windows(prices, "open", window=60, val_days=60, test_days=300)
 
 
 def test_scaler_round_trip_and_constant_series():
     s = MinMaxScaler.fit(np.array([2.0, 4.0, 6.0]))
     np.testing.assert_allclose(s.inverse(s.transform(np.array([1.0, 5.0, 9.0]))), [1, 5, 9])
-    with pytest.raises(DataError, match="constant series"):
+    with pytest.raises(SeriesError, match="constant series"):
         MinMaxScaler.fit(np.array([3.0, 3.0]))
 
 

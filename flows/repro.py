@@ -1,0 +1,222 @@
+"""``make pipeline``: bring every ``dvc.yaml`` stage up to date, in this one process, with one
+Prefect API for the run.
+
+DVC stays the judge and the record keeper: the stage order and each stage's upstream come
+from DVC's own graph, ``dvc status`` says which stages are stale, and after a stage succeeds
+``dvc commit`` writes it to ``dvc.lock`` and caches its outputs, as ``dvc repro`` would.
+Each stage's ``cmd`` is ``python -m flows.stages STAGE``, so a plain ``dvc repro`` runs the
+same flows, one interpreter per stage. Exit codes: 0 done, 1 a stage or the data gate
+failed, 2 usage, 3 another run holds the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import flows.env  # noqa: F401
+from flows.server import BIN, flush_prefect_logs, prefect_api
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def dvc(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> int:
+    """Run the venv's ``dvc`` with its ``python`` first on PATH (stage commands use it)."""
+    env = dict(env or os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run([str(BIN / "dvc"), *args], env=env, stdout=out, stderr=out).returncode
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.repro", description=__doc__)
+    parser.add_argument(
+        "targets", nargs="*", help="dvc.yaml stages to bring up to date (default: all)"
+    )
+    parser.add_argument("--force", action="store_true", help="rerun stages even if unchanged")
+    parser.add_argument(
+        "--single-item", action="store_true", help="only the named stages, not their upstream"
+    )
+    parser.add_argument(
+        "--dry", action="store_true", help="print the stages that would run, run nothing"
+    )
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run as a DVC experiment (`dvc exp run -S KEY=VALUE`); repeatable",
+    )
+    parser.add_argument(
+        "--params",
+        default=DEFAULT_PARAMS,
+        help="the parameters file; another than params.yaml runs every selected stage and "
+        "leaves dvc.lock alone (dvc.yaml's params name params.yaml)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from stockcast.config import load_config
+    from stockcast.errors import RunLocked, StockcastError
+    from stockcast.ops import run_lock
+
+    started = time.perf_counter()
+    root = Path.cwd()
+    try:
+        schedule = load_config(root / args.params).schedule
+        if args.dry:
+            print("\n".join(planned_stages(root, args.targets, args.force, args.single_item)))
+            return 0
+        with run_lock(root, "make pipeline", schedule.lock_wait_seconds):
+            code = _run(args)
+    except RunLocked as exc:
+        print(f"stockcast pipeline did not start: {exc}", file=sys.stderr)
+        return 3
+    except StockcastError as exc:
+        print(f"stockcast pipeline stopped: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(f"pipeline {'finished' if code == 0 else 'FAILED'} in {elapsed:.1f} s")
+    if code != 0 and schedule.webhook:
+        _notify(schedule.webhook, code, elapsed)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.set_param:  # a DVC experiment: dvc runs each stage's cmd as its own process
+        repro = ["exp", "run", *(f"-S{kv}" for kv in args.set_param), *args.targets]
+        with prefect_api() as url:
+            return dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
+    own_params = args.params == DEFAULT_PARAMS
+    if own_params and not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
+        print("pipeline is up to date: every stage skipped (dvc status)")
+        return 0
+    from stockcast.errors import StockcastError
+
+    with prefect_api(while_starting=_import_stages):
+        try:
+            run_stages(Path.cwd(), args.targets, args.force, args.single_item, params=args.params)
+        except StockcastError as exc:
+            print(f"\n{exc}", file=sys.stderr)
+            return 1
+        finally:
+            flush_prefect_logs()
+    return 0
+
+
+def _import_stages(url: str) -> None:
+    """Point Prefect at ``url``, then import the stage flows (Prefect, pandas: seconds)."""
+    # Before Prefect is first imported in this process: its settings (and the context it
+    # hands to training worker processes) must carry the URL, or each worker would start a
+    # temporary server of its own.
+    os.environ["PREFECT_API_URL"] = url
+    from flows.stages import stage_flows
+
+    stage_flows()
+
+
+def stage_order(
+    repo: Any, targets: list[str] | None = None, single_item: bool = False
+) -> list[str]:
+    """The stages to consider, upstream first, from DVC's graph: every stage, or the targets
+    and their upstream (only the targets with ``single_item``)."""
+    from dvc.repo.reproduce import plan_repro
+
+    from stockcast.errors import StockcastError
+
+    graph = repo.index.graph
+    by_name = {stage.addressing: stage for stage in graph}
+    if unknown := sorted(set(targets or []) - set(by_name)):
+        raise StockcastError(f"unknown stage(s) {unknown}; dvc.yaml has {sorted(by_name)}")
+    if single_item and targets:
+        order = [s.addressing for s in plan_repro(graph)]
+        return [name for name in order if name in targets]
+    chosen = [by_name[t] for t in targets] if targets else None
+    return [s.addressing for s in plan_repro(graph, chosen)]
+
+
+def planned_stages(
+    root: Path, targets: list[str] | None = None, force: bool = False, single_item: bool = False
+) -> list[str]:
+    """What a run would run now: the stale stages (per ``dvc status``) and every stage
+    downstream of one, in DVC's order."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        order = stage_order(repo, targets, single_item)
+        graph = repo.index.graph
+        by_name = {stage.addressing: stage for stage in graph}
+        stale = {name for name in order if force or repo.status(targets=[name])}
+        # edges point from a stage to its upstream: a stage's ancestors are its downstream
+        reached = stale | {d.addressing for s in stale for d in nx.ancestors(graph, by_name[s])}
+    return [name for name in order if name in reached]
+
+
+def run_stages(
+    root: Path,
+    targets: list[str] | None = None,
+    force: bool = False,
+    single_item: bool = False,
+    params: str = DEFAULT_PARAMS,
+) -> list[str]:
+    """Run the stale stages in this process, as Prefect flows, upstream first.
+
+    DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
+    records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
+    file other than ``params.yaml``, DVC's record does not describe the run: every selected
+    stage runs and nothing is committed.
+
+    Returns:
+        The stages that ran.
+
+    Raises:
+        StockcastError: a stage failed (its own message, e.g. the validation report).
+    """
+    from dvc.repo import Repo
+
+    from flows.stages import stage_flows
+    from stockcast.errors import StockcastError
+
+    own_params = params == DEFAULT_PARAMS
+    flows_by_stage = stage_flows()
+    ran = []
+    with Repo(str(root)) as repo:
+        for name in stage_order(repo, targets, single_item):
+            if own_params and not force and not repo.status(targets=[name]):
+                print(f"Stage '{name}' didn't change, skipping", flush=True)
+                continue
+            print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
+            try:
+                flows_by_stage[name](params=params)
+            except StockcastError as exc:
+                raise StockcastError(f"stockcast {name} stopped:\n{exc}") from exc
+            if own_params:
+                repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
+            ran.append(name)
+    if not own_params:
+        print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
+    return ran
+
+
+def _notify(url: str, code: int, elapsed: float) -> None:
+    from stockcast.ops import post_webhook
+
+    payload = {"flow": "make pipeline", "state": "FAILED", "exit_code": code, "seconds": elapsed}
+    payload["project"] = str(Path.cwd())
+    try:
+        print(f"failure posted to the webhook (HTTP {post_webhook(url, payload)})")
+    except Exception as exc:  # noqa: BLE001 - the hook must never hide the failure
+        print(f"could not post to the webhook {url}: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""A Prefect API for a whole run: the configured one, one already answering, or a server
+started for the run's duration (one server instead of a temporary one per process)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def healthy(api_url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def prefect_api(
+    port: int | None = None,
+    start_timeout: float = 90.0,
+    while_starting: Callable[[str], None] | None = None,
+) -> Iterator[str]:
+    """Yield a Prefect API URL: the configured one, one already answering on ``port``, or a
+    server started for the duration (on ``port``, or a free one).
+
+    ``while_starting(url)`` runs once the URL is known, while a started server boots (a few
+    seconds), e.g. to import what the run needs in the meantime.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    if not configured and port and healthy(f"http://127.0.0.1:{port}/api"):
+        configured = f"http://127.0.0.1:{port}/api"  # e.g. `make prefect-ui`
+    if configured:
+        if while_starting:
+            while_starting(configured)
+        yield configured
+        return
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    log = Path(os.environ.get("PREFECT_HOME", ".prefect")) / "server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        server = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        if while_starting:
+            while_starting(url)
+        deadline = time.monotonic() + start_timeout
+        while not healthy(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect server did not start; see {log}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def flush_prefect_logs() -> None:
+    """Send the flows' queued log lines while the API still answers."""
+    if "prefect" in sys.modules:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()

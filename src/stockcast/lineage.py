@@ -1,0 +1,74 @@
+"""Where a run came from: the git commit, the parameters' hash and the DVC hashes of its data."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from stockcast.config import Config
+
+# What a run writes into tracked files itself: DVC's record of the stages and the
+# .gitignore entries DVC adds for their outputs. Changes there do not make the code dirty.
+RUN_WRITTEN = (":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore")
+
+
+def git_revision(root: Path) -> tuple[str, bool]:
+    """The commit checked out at ``root`` and whether tracked files differ from it.
+
+    ``dvc.lock`` and ``.gitignore`` files are left out of "dirty": the pipeline run being
+    recorded writes them itself (its data hashes are tagged separately).
+    """
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_WRITTEN],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return sha, bool(dirty.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def lineage_tags(cfg: Config, root: Path) -> dict[str, str]:
+    """Tags tracing a run to its exact code, parameters and data.
+
+    ``git_commit`` / ``git_dirty``, ``params_hash`` (of the effective parameters) and the DVC
+    hashes of the datasets in ``dvc.lock`` (``dvc_dataset_md5``, ``dvc_ingested_md5``).
+    """
+    sha, dirty = git_revision(root)
+    return {
+        "git_commit": sha,
+        "git_dirty": str(dirty),
+        "params_hash": cfg.digest(),
+        **dvc_lineage(root),
+    }
+
+
+def dvc_lineage(root: Path) -> dict[str, str]:
+    """The DVC hashes of the datasets a run trained on, from ``dvc.lock``.
+
+    ``dvc_dataset_md5`` is the windowed dataset the models were fitted on (``data/processed``);
+    ``dvc_ingested_md5`` the canonical table it came from. ``dvc checkout`` of a commit whose
+    ``dvc.lock`` holds these hashes restores exactly that data.
+    """
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    wanted = {
+        "dvc_dataset_md5": ("window", "data/processed"),
+        "dvc_ingested_md5": ("ingest", "data/interim/ingested.parquet"),
+    }
+    tags = {}
+    for tag, (stage, path) in wanted.items():
+        for out in stages.get(stage, {}).get("outs", []):
+            if out.get("path") == path and out.get("md5"):
+                tags[tag] = out["md5"]
+    return tags

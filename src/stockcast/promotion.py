@@ -1,0 +1,154 @@
+"""Which candidate a run registers, and whether it becomes ``@champion``: the rules, in one
+place, on typed scores (no MLflow here).
+
+1. The best forecaster of the selection span (the backtest, else validation) is registered,
+   a network or a baseline rule: a network only when it beats the best baseline.
+2. It is promoted when it passes every gate on that span (gates are relative to baselines
+   scored on the same rows) and beats the current champion scored on this run's test span.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from stockcast.config import Config
+from stockcast.evaluate import ratio
+from stockcast.scores import CandidateScores
+
+
+@dataclass
+class Decision:
+    """Whether a candidate becomes champion, and why."""
+
+    promote: bool
+    reason: str
+    candidate_rmse: float
+    champion_rmse: float | None = None
+    previous_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One promotion gate: a metric of the selection span and its limit (None: off)."""
+
+    metric: str
+    limit: float | None
+    strict: bool = False  # True: the value must be below the limit; False: at most it
+
+
+def gates(cfg: Config) -> tuple[Gate, ...]:
+    """The configured gates, each relative to baselines scored on the same span."""
+    r = cfg.register
+    return (
+        Gate("rmse_vs_best_baseline", r.max_rmse_vs_best_baseline),
+        Gate("rmse_vs_naive", r.max_rmse_vs_naive),
+        Gate("mase", r.max_mase, strict=True),
+    )
+
+
+def choose_candidate(
+    candidates: dict[str, CandidateScores],
+    source: str,
+    min_improvement: float = 0.0,
+    max_p_value: float | None = None,
+) -> tuple[str, str]:
+    """The candidate to register: the best forecaster of ``source``, network or baseline.
+
+    The best network (lowest RMSE in prices) is chosen over the best baseline only when its
+    RMSE is below the baseline's by ``min_improvement`` (a fraction) and, with
+    ``max_p_value``, the Diebold-Mariano p-value against it is below that; otherwise the best
+    baseline is. A network without a finite score (a failed fold) cannot be chosen. Prices,
+    not the scaled training loss: a log-return model's loss and a level model's are not on one
+    scale. The test span never chooses.
+
+    Args:
+        candidates: every candidate of one ticker.
+        source: ``backtest`` or ``val``.
+        min_improvement: the share of the baseline's RMSE a network must win by.
+        max_p_value: the p-value a network's win must be under; None: no test.
+
+    Returns:
+        (the candidate's name, why it was chosen).
+    """
+
+    def rmse(name: str) -> float:
+        return candidates[name].on(source).rmse
+
+    def of_kind(kind: str) -> list[str]:
+        return [n for n, c in candidates.items() if c.kind == kind and math.isfinite(rmse(n))]
+
+    baselines, networks = of_kind("baseline"), of_kind("network")
+    if not baselines:
+        raise ValueError(f"no baseline scored on {source}: nothing to compare the networks with")
+    base = min(baselines, key=rmse)
+    if not networks:
+        return base, f"best baseline on {source}; no network has a {source} score"
+    net = min(networks, key=rmse)
+    versus = ratio(rmse(net), rmse(base))
+    p_value = candidates[net].on(source).dm_p_value
+    said = f"{net} {source} rmse {versus:.4f}x {base} (DM p={p_value:.3g})"
+    if versus >= 1.0 - min_improvement:
+        return base, f"{said}: the network does not beat the best baseline"
+    if max_p_value is not None and not p_value < max_p_value:
+        return base, f"{said}: not significant at {max_p_value}"
+    return net, f"{said}: the network beats the best baseline"
+
+
+def decide_promotion(
+    candidate_rmse: float,
+    champion_rmse: float | None,
+    gate: dict[str, float],
+    limits: tuple[Gate, ...],
+    previous_version: str | None = None,
+    gate_source: str = "backtest",
+) -> Decision:
+    """Promote only past every gate and ahead of the champion on the same test span.
+
+    Args:
+        candidate_rmse: the candidate's RMSE on this run's test span.
+        champion_rmse: the current champion's RMSE on the same targets; None if there is none.
+        gate: the candidate's gate metrics on the gate span, by name.
+        limits: the gates; a missing value (a failed fold) rejects.
+        previous_version: the current champion's version, recorded on promotion.
+        gate_source: where ``gate`` was measured, for the reason text.
+    """
+
+    def reject(reason: str) -> Decision:
+        return Decision(False, reason, candidate_rmse, champion_rmse, previous_version)
+
+    active = [g for g in limits if g.limit is not None]
+    for g in active:
+        value = gate.get(g.metric, float("nan"))
+        if math.isnan(value):
+            return reject(f"{gate_source} {g.metric} missing (a fold failed?): cannot judge it")
+        if not (value < g.limit if g.strict else value <= g.limit):
+            return reject(
+                f"{gate_source} {g.metric} {value:.4f} {'>=' if g.strict else '>'} {g.limit}"
+            )
+    passed = "".join(f"; {gate_source} {g.metric} {gate[g.metric]:.4f}" for g in active)
+    if champion_rmse is None:
+        return Decision(True, f"no champion yet{passed}", candidate_rmse, None, None)
+    if candidate_rmse < champion_rmse:
+        return Decision(
+            True,
+            f"test rmse {candidate_rmse:.4f} < champion v{previous_version} "
+            f"{champion_rmse:.4f}{passed}",
+            candidate_rmse,
+            champion_rmse,
+            previous_version,
+        )
+    return reject(
+        f"test rmse {candidate_rmse:.4f} >= champion v{previous_version} "
+        f"{champion_rmse:.4f} on the same span"
+    )
+
+
+def gate_values(scores: CandidateScores, source: str) -> dict[str, float]:
+    """A candidate's gate metrics on the selection span."""
+    span = scores.on(source)
+    return {
+        "rmse_vs_best_baseline": span.rmse_vs_best_baseline,
+        "rmse_vs_naive": span.rmse_vs_naive,
+        "mase": span.mase,
+    }

@@ -1,0 +1,36 @@
+"""Stage register: log the run to MLflow, register each ticker's best forecaster, gate
+``@champion``. The MLflow side lives in :mod:`stockcast.tracking`; the rules in
+:mod:`stockcast.promotion`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stockcast import tracking
+from stockcast.config import Config
+from stockcast.lineage import lineage_tags
+from stockcast.paths import Paths, write_json
+from stockcast.stages.evaluate import read_reports
+from stockcast.stages.train import read_summary
+from stockcast.windows import read_windows
+
+
+def run(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """One parent run per pipeline run, one child run per (ticker, candidate); the decisions
+    go to ``reports/registry.json`` and onto each registered version as tags.
+
+    Args:
+        cfg: the configuration.
+        paths: project paths.
+        run_tags: extra tags for every run (e.g. the orchestrator's run id).
+    """
+    decisions = tracking.log_pipeline_run(
+        cfg,
+        paths,
+        sets=read_windows(paths.processed),
+        reports=read_reports(paths),
+        trained=read_summary(paths),
+        tags={**lineage_tags(cfg, paths.root), **(run_tags or {})},
+    )
+    write_json(paths.registry, decisions)
+    return decisions

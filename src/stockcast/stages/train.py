@@ -1,0 +1,75 @@
+"""Stage train, its records: what every fit left behind (``models/train.json``,
+``models/backtest.json``) and the global model copied to every ticker. The fits themselves
+are planned by :func:`stockcast.train.plan_fits` and run by the flow, in parallel."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from stockcast.paths import Paths, atomic_write, read_json, write_json
+from stockcast.train import MAIN_MODEL, TrainResult
+
+Trained = dict[str, dict[str, TrainResult]]  # ticker -> variant -> the main model's result
+
+
+def share_global_models(
+    results: list[TrainResult], tickers: list[str], paths: Paths
+) -> list[TrainResult]:
+    """Give every ticker a copy of each global model (``train.scope: global``).
+
+    Evaluation and registration then work per ticker as usual: each ticker's pyfunc wraps
+    the shared network with that ticker's own scaler and transform.
+    """
+    shared = []
+    for r in results:
+        for ticker in tickers:
+            out = paths.variant_dir(ticker, r.variant) / (
+                "" if r.fold == MAIN_MODEL else f"fold{r.fold}"
+            )
+            model_path = None
+            if r.ok and r.model_path:
+                source = Path(r.model_path)
+                target = atomic_write(
+                    out / "model.keras", lambda tmp, s=source: shutil.copy2(s, tmp)
+                )
+                model_path = str(target)
+            shared.append(
+                replace(r, ticker=ticker, model_path=model_path, worker=f"global: {r.worker}")
+            )
+    return shared
+
+
+def write_summary(results: list[TrainResult], paths: Paths) -> Trained:
+    """Record every fit's outcome, failures too: main models in ``models/train.json``,
+    backtest folds in ``models/backtest.json``. Returns the main models' outcomes."""
+    main: Trained = {}
+    folds: dict[str, dict[str, list[TrainResult]]] = {}
+    for r in sorted(results, key=lambda r: (r.ticker, r.variant, r.fold)):
+        if r.fold == MAIN_MODEL:
+            main.setdefault(r.ticker, {})[r.variant] = r
+        else:
+            folds.setdefault(r.ticker, {}).setdefault(r.variant, []).append(r)
+    write_json(
+        paths.train_summary, {t: {v: asdict(r) for v, r in vs.items()} for t, vs in main.items()}
+    )
+    write_json(
+        paths.backtest_summary,
+        {t: {v: [asdict(r) for r in rs] for v, rs in vs.items()} for t, vs in folds.items()},
+    )
+    return main
+
+
+def read_summary(paths: Paths) -> Trained:
+    """The main models: ticker -> variant -> TrainResult."""
+    raw = read_json(paths.train_summary)
+    return {t: {v: TrainResult(**r) for v, r in vs.items()} for t, vs in raw.items()}
+
+
+def read_backtest_summary(paths: Paths) -> dict[str, dict[str, list[TrainResult]]]:
+    """The backtest fits: ticker -> variant -> [TrainResult per fold]."""
+    if not paths.backtest_summary.exists():
+        return {}
+    raw = read_json(paths.backtest_summary)
+    return {t: {v: [TrainResult(**r) for r in rs] for v, rs in vs.items()} for t, vs in raw.items()}
