@@ -3,11 +3,12 @@ parallel tasks on the runner ``execution.runner`` names; every outcome recorded.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.futures import wait
+from prefect.futures import as_completed, wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from stockcast.config import Config, ExecutionConfig, TrainConfig, load_config
@@ -24,8 +25,9 @@ TASK_TIMEOUT_MARGIN = 300
 
 @task(name="fit", task_run_name="fit-{job.ticker}-{job.variant}-{job.fold}")
 def fit_task(job: FitJob, cfg: TrainConfig, seed: int, execution: ExecutionConfig) -> TrainResult:
-    """Train one job (a thread, a process or a Dask worker): fold 0 is the main model."""
-    return run_job(job, cfg, seed, execution)
+    """Train one job (a thread, a process or a Dask worker): fold 0 is the main model. Each
+    epoch is a line of the run's log (the terminal and the Prefect UI)."""
+    return run_job(job, cfg, seed, execution, progress=get_run_logger().info)
 
 
 def task_runner(cfg: ExecutionConfig) -> Any:
@@ -68,7 +70,7 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope, paths.processed, paths.models)
     fit = fit_task.with_options(timeout_seconds=cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN)
     futures = [fit.submit(job, cfg.train, cfg.seed, cfg.execution) for job in jobs]
-    wait(futures)
+    _report_progress(futures, jobs)
     results = collect(jobs, [_outcome(f) for f in futures])
     if any(job.ticker == GLOBAL_MODEL for job in jobs):  # each ticker gets the shared model
         results = share_global_models(results, list(manifest), paths)
@@ -78,6 +80,27 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     if empty := [t for t, variants in trained.items() if not variants]:
         raise StockcastError(f"every variant failed for {empty}; see {paths.train_summary}")
     return trained
+
+
+def _report_progress(futures: list[Any], jobs: list[FitJob]) -> None:
+    """As each fit ends: which, how many remain, and the time left at the pace so far."""
+    logger = get_run_logger()
+    names = {id(f): job.name for f, job in zip(futures, jobs, strict=True)}
+    started = time.monotonic()
+    for done, future in enumerate(as_completed(futures), start=1):
+        left = len(futures) - done
+        eta = (time.monotonic() - started) / done * left
+        state = "done" if future.state.is_completed() else f"FAILED ({future.state.name})"
+        logger.info(
+            "fit %s %s: %d of %d fits ended, %d remain (about %.0f s left)",
+            names[id(future)],
+            state,
+            done,
+            len(futures),
+            left,
+            eta,
+        )
+    wait(futures)
 
 
 def _outcome(future: Any) -> TrainResult | str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,33 @@ from stockcast.errors import FitTimedOut, StockcastError, TrainingDiverged
 from stockcast.models import build_model
 from stockcast.paths import atomic_write, write_json
 from stockcast.windows import WindowSet
+
+
+def epoch_log(report: Callable[[str], None], name: str, max_epochs: int) -> Any:
+    """A Keras callback that reports one line per epoch: epoch/max, loss, val_loss, the best
+    epoch so far and seconds per epoch (``report`` is e.g. a run logger's ``info``)."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best, self.best_epoch, self.started = float("inf"), 0, time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = logs or {}
+            val_loss = float(logs.get("val_loss", float("nan")))
+            if val_loss < self.best:
+                self.best, self.best_epoch = val_loss, epoch + 1
+            report(
+                f"{name} epoch {epoch + 1}/{max_epochs}: loss {logs.get('loss', float('nan')):.6f}"
+                f" val_loss {val_loss:.6f} (best {self.best:.6f} at {self.best_epoch}), "
+                f"{time.perf_counter() - self.started:.2f} s/epoch"
+            )
+
+    return EpochLog()
 
 
 def time_budget(seconds: float) -> Any:
@@ -114,13 +142,25 @@ def collect(jobs: list[FitJob], outcomes: list[TrainResult | str]) -> list[Train
 
 
 def run_job(
-    job: FitJob, cfg: TrainConfig, seed: int, execution: ExecutionConfig | None = None
+    job: FitJob,
+    cfg: TrainConfig,
+    seed: int,
+    execution: ExecutionConfig | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Load a job's windows (stacked for a global model) and fit it."""
+    """Load a job's windows (stacked for a global model) and fit it; ``progress`` gets a
+    line per epoch."""
     sets = [WindowSet.load(Path(f)) for f in job.files]
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
     result = fit_variant(
-        data, job.variant, cfg, seed, Path(job.out_dir), execution or ExecutionConfig()
+        data,
+        job.variant,
+        cfg,
+        seed,
+        Path(job.out_dir),
+        execution or ExecutionConfig(),
+        progress,
+        job.name,
     )
     result.fold = job.fold
     return result
@@ -222,6 +262,8 @@ def fit_variant(
     seed: int,
     out_dir: Path,
     execution: ExecutionConfig = ExecutionConfig(),  # noqa: B008 - frozen, shared safely
+    progress: Callable[[str], None] | None = None,
+    name: str = "",
 ) -> TrainResult:
     """Train ``variant`` on ``ws``; save the best-on-validation model to ``out_dir``.
 
@@ -235,7 +277,9 @@ def fit_variant(
     result = TrainResult(ws.ticker, variant, worker=worker)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _fit(ws, variant, cfg, seed, out_dir, result, execution)
+        label = name or f"{ws.ticker}/{variant}"
+        callbacks = [epoch_log(progress, label, cfg.epochs)] if progress else []
+        _fit(ws, variant, cfg, seed, out_dir, result, execution, callbacks)
     except Exception as exc:  # noqa: BLE001 - recorded, reported, and the stage decides
         result.error = f"{type(exc).__name__}: {exc}"
         (out_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -251,6 +295,7 @@ def _fit(
     out_dir: Path,
     result: TrainResult,
     execution: ExecutionConfig,
+    extra_callbacks: list[Any],
 ) -> None:
     import keras
 
@@ -269,7 +314,7 @@ def _fit(
         make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
         validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
         epochs=cfg.epochs,
-        callbacks=[budget, keras.callbacks.TerminateOnNaN(), stop],
+        callbacks=[budget, keras.callbacks.TerminateOnNaN(), stop, *extra_callbacks],
         verbose=0,
         shuffle=False,  # tf.data shuffles
     )

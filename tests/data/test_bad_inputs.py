@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from stockcast.cli import main
@@ -146,6 +145,13 @@ def test_missing_file_and_empty_glob(tmp_path: Path, capsys, monkeypatch):
     assert "the pattern matches no file" in capsys.readouterr().err
 
 
-def test_corpus_is_large_enough():
-    assert len(CORPUS) >= 15
-    assert pd.Series([len(v[1]) for v in CORPUS.values()]).min() >= 1
+def test_every_corpus_message_is_specific_to_its_fault(tmp_path: Path, capsys, monkeypatch):
+    """A message the good file's report also prints would pass whatever the code did."""
+    monkeypatch.chdir(tmp_path)
+    _good_csv(tmp_path / "good.csv")
+    assert main(["validate", "good.csv", "--min-rows", "40"]) == 0
+    captured = capsys.readouterr()
+    good_report = captured.out + captured.err
+    for case, (_, expected) in CORPUS.items():
+        assert expected, case
+        assert any(text not in good_report for text in expected), case

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -83,3 +84,24 @@ def test_window_stage_writes_backtest_folds_that_end_at_the_test_span(project: P
     assert [len(f.prices) for f in folds] == [100, 120]  # 150 - 30 test, minus 20 per fold
     assert folds[-1].dates[-1] < ws.dates[ws.test_idx[0]]  # never into the test span
     assert folds[-1].scaler != ws.scaler  # refitted on the fold's own training rows
+
+
+def test_drift_and_train_records_as_stage_shells(project: Paths):
+    from stockcast.stages import drift
+    from stockcast.stages.train import read_backtest_summary, read_summary, write_summary
+    from stockcast.train import TrainResult
+
+    cfg = _config("stop")
+    ingest.run(cfg, project)
+    validate.run(cfg, project, today=TODAY)
+    report = drift.run(cfg, project)
+    assert json.loads(project.drift.read_text())["tickers"] == report["tickers"]
+    assert {d["ticker"] for d in report["tickers"]} == {"BAD", "GOOD"}
+    assert set(report["newest_day"]) == {"BAD", "GOOD"}
+    results = [
+        TrainResult("GOOD", "gru", fold=0, best_val_loss=0.1),
+        TrainResult("GOOD", "gru", fold=1, error="boom"),
+    ]
+    main = write_summary(results, project)
+    assert read_summary(project) == main == {"GOOD": {"gru": results[0]}}
+    assert read_backtest_summary(project) == {"GOOD": {"gru": [results[1]]}}

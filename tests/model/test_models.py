@@ -70,6 +70,16 @@ def test_early_stopping_restores_the_best_epoch(ws, tmp_path: Path):
     assert result.ok
     assert result.epochs_run < 30  # stopped early
     assert result.best_epoch == result.epochs_run - 1  # patience 1: one epoch past the best
+    # the saved model holds the best epoch's weights, not the last epoch's
+    import keras
+
+    from stockcast.train import make_dataset
+
+    saved = keras.saving.load_model(result.model_path, compile=False)
+    saved.compile(loss="mse")
+    val_loss = saved.evaluate(make_dataset(ws, ws.val_idx, 32, None), verbose=0)
+    assert val_loss == pytest.approx(result.best_val_loss, rel=1e-4)
+    assert result.history["val_loss"][-1] > result.best_val_loss * (1 + 1e-4)
     # when it ran, for the end-to-end benchmark's overlap of fits
     assert result.fit_started <= result.fit_ended
     assert abs((result.fit_ended - result.fit_started) - result.fit_seconds) < 0.5

@@ -14,6 +14,10 @@ def test_metrics_by_hand():
     assert m["rmse"] == pytest.approx(10.0)
     assert m["mae"] == pytest.approx(10.0)
     assert m["mape"] == pytest.approx((10 / 100 + 10 / 200) / 2 * 100)
+    # errors of 3 and -4: RMSE sqrt(12.5) and MAE 3.5 differ, so neither can stand in for the other
+    m = regression_metrics(np.array([10.0, 20.0]), np.array([13.0, 16.0]))
+    assert m["rmse"] == pytest.approx(np.sqrt(12.5))
+    assert m["mae"] == pytest.approx(3.5)
 
 
 def test_score_puts_naive_beside_the_model(prices):
@@ -110,3 +114,13 @@ def test_mase_and_directional_accuracy_by_hand(prices):
     assert m["test_directional_accuracy"] == pytest.approx(np.mean(actual != previous))
     assert m["test_mase"] == pytest.approx(np.mean(np.abs(0.5 * (actual - previous))) / scale)
     assert m["rmse_vs_naive"] == pytest.approx(0.5)
+
+
+def test_directional_accuracy_counts_the_days_called_right(prices):
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    idx = ws.test_idx[:8]
+    actual, previous = ws.prices[idx], ws.prices[idx - 1]
+    move = actual - previous
+    flip = np.array([1, 1, 1, 1, 1, -1, -1, -1])  # right on 5 days, wrong on 3
+    m = score(ws, previous + flip * move, idx)
+    assert m["test_directional_accuracy"] == pytest.approx(5 / 8)

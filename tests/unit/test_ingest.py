@@ -62,6 +62,26 @@ def test_raw_file_is_never_modified():
     assert path.read_bytes() == before
 
 
+def test_where_sources_overlap_the_later_source_wins(tmp_path: Path):
+    original = FIXTURES / "MSFT_data.csv"
+    text = original.read_text().splitlines()
+    header = text[0].split(",")
+    close = header.index("close")
+    revised_rows = [text[0]]
+    for row in text[1:]:
+        cells = row.split(",")
+        cells[close] = str(float(cells[close]) + 1000)  # a revised vendor file
+        revised_rows.append(",".join(cells))
+    revised = tmp_path / "MSFT_revised.csv"
+    revised.write_text("\n".join(revised_rows) + "\n")
+    old, new = read_prices(original), read_prices(revised)
+    later_new = combine([old, new]).frame.set_index("date")["close"]
+    later_old = combine([new, old]).frame.set_index("date")["close"]
+    first = old.frame.set_index("date")["close"]
+    pd.testing.assert_series_equal(later_new, first + 1000, check_names=False)
+    pd.testing.assert_series_equal(later_old, first, check_names=False)
+
+
 def test_combine_dedupes_and_filters(tmp_path: Path):
     a = read_prices(FIXTURES / "MSFT_data.csv")
     b = read_prices(FIXTURES / "MSFT_data.csv")

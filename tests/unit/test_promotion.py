@@ -25,6 +25,7 @@ def test_a_gate_at_its_limit_passes_and_just_above_it_rejects():
     above = {**GOOD, "rmse_vs_best_baseline": 1.0001}
     d = decide_promotion(9.0, None, above, LIMITS)
     assert not d.promote and "backtest rmse_vs_best_baseline 1.0001 > 1.0" in d.reason
+    assert decide_promotion(9.0, None, {**GOOD, "rmse_vs_naive": 1.0}, LIMITS).promote
     d = decide_promotion(9.0, None, {**GOOD, "rmse_vs_naive": 1.01}, LIMITS)
     assert not d.promote and "rmse_vs_naive 1.0100 > 1.0" in d.reason
 

@@ -51,10 +51,21 @@ def test_windows_equal_the_seed_loop(prices):
     np.testing.assert_array_equal(ws.targets(idx), y[idx - 20])
 
 
-def test_inputs_are_a_view_not_a_copy_of_the_series(prices):
-    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
-    view = np.lib.stride_tricks.sliding_window_view(ws.scaled, 20, axis=0)
-    assert np.shares_memory(view, ws.scaled)
+def test_inputs_gather_only_the_windows_asked_for():
+    import tracemalloc
+
+    from tests.conftest import synthetic_prices
+
+    ws = make_windows(synthetic_prices(20_000), "open", window=60, val_days=300, test_days=300)
+    idx = ws.train_idx[:2]
+    tracemalloc.start()
+    x = ws.inputs(idx)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert x.shape == (2, 60, 1)
+    np.testing.assert_array_equal(x[1, :, 0], ws.scaled[idx[1] - 60 : idx[1], 0])
+    # a (rows x window) copy of the series would be 20_000 x 60 x 4 B = 4.8 MB
+    assert peak < 100 * x.nbytes, peak
 
 
 def test_naive_is_yesterdays_price(prices):
