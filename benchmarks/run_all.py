@@ -36,6 +36,14 @@ RUNS = {
         ["scale.py", "--sizes", "10", "30", "100", "--train-up-to", "30"],
     ),
 }
+# Too long for make bench (about 35 min on 2 cores): run by name, `run_all.py champion`; a
+# default run keeps its last section.
+LONG = {
+    "champion": (
+        "Feature configuration x candidate: the champion (issue 12)",
+        ["champion.py", "--configs", "opens,close_intraday,anchor_close,anchor_close_intraday"],
+    ),
+}
 
 
 def machine() -> str:
@@ -71,11 +79,13 @@ def previous_sections(path: Path) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("only", nargs="*", choices=[[], *RUNS], help="rerun only these")
+    parser.add_argument(
+        "only", nargs="*", choices=[[], *RUNS, *LONG], help="rerun only these (LONG ones too)"
+    )
     args = parser.parse_args()
     chosen = args.only or list(RUNS)
     results = HERE / "RESULTS.md"
-    kept = previous_sections(results) if args.only else {}
+    kept = previous_sections(results)  # what is not rerun now stays as it was
     started = time.perf_counter()
     out = [
         "# Benchmark results",
@@ -90,7 +100,7 @@ def main() -> int:
         "",
     ]
     failed = 0
-    for key, (title, cmd) in RUNS.items():
+    for key, (title, cmd) in {**RUNS, **LONG}.items():
         if key not in chosen:
             if title in kept:
                 out += [f"## {title}", "", kept[title], ""]
@@ -112,7 +122,7 @@ def main() -> int:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             out += ["Failed:", "", "```", tail, "```", ""]
             print(tail, file=sys.stderr)
-    titles = {title for title, _ in RUNS.values()}
+    titles = {title for title, _ in (*RUNS.values(), *LONG.values())}
     for title, text in kept.items():  # e.g. a longer run of a script, made by hand earlier
         if title not in titles:
             out += [f"## {title}", "", text, ""]

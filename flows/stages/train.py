@@ -68,7 +68,12 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     main variant of a ticker fails."""
     manifest = read_manifest(paths.processed)
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope, paths.processed, paths.models)
-    fit = fit_task.with_options(timeout_seconds=cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN)
+    # In a worker thread a task timeout cannot interrupt anything (Prefect warns on every
+    # fit); there the fit's own time budget is the timeout.
+    backstop = cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN
+    fit = fit_task.with_options(
+        timeout_seconds=None if cfg.execution.runner == "threads" else backstop
+    )
     futures = [fit.submit(job, cfg.train, cfg.seed, cfg.execution) for job in jobs]
     _report_progress(futures, jobs)
     results = collect(jobs, [_outcome(f) for f in futures])
