@@ -59,15 +59,22 @@ def load_champion(root: Path, name: str) -> Any | None:
         return None
 
 
+# MLflow's UI opens an experiment that does not say what it is in its GenAI overview.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "forecasting")
+
+
 def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
-    """The experiment's id, creating it (artifacts under ``mlruns/`` for the local store)."""
+    """The experiment's id, creating it (artifacts under ``mlruns/`` for the local store),
+    tagged as a forecasting experiment so the UI opens on its runs."""
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
         return found.experiment_id
     location = None
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         location = (project_root.resolve() / "mlruns").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -229,7 +236,10 @@ def log_candidate(
 ) -> str:
     """Log one candidate, a network (``result``) or a baseline rule, into the active child
     run: its parameters, per-epoch curves (one batch), metrics, plot and model."""
-    mlflow.log_params({"variant": scores.name, "ticker": ws.ticker, "kind": scores.kind})
+    # every parameter that shaped it, so runs of different configurations compare side by side
+    mlflow.log_params(
+        {**flat_params(cfg), "variant": scores.name, "ticker": ws.ticker, "kind": scores.kind}
+    )
     metrics = scores.flat()
     if result is not None:
         mlflow.log_params(

@@ -122,6 +122,7 @@ def test_three_child_runs_with_metrics_history_and_model(project):
     root, *_ = project
     client = _client(root)
     experiment = client.get_experiment_by_name("stockcast")
+    assert experiment.tags["mlflow.experimentKind"] == "forecasting"  # UI opens on its runs
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -139,6 +140,9 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert METRICS <= set(run.data.metrics), run.data.metrics
         assert run.data.params["variant"] == run.data.tags["variant"]
+        # every parameter that shaped it, comparable across runs in the UI
+        assert run.data.params["features.target_transform"] == "log_return"
+        assert run.data.params["backtest.folds"] == "2"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"plots", "spec"} <= artifacts
         if run.data.tags["kind"] == "network":
