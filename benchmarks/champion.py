@@ -78,7 +78,9 @@ def run_config(base: object, name: str, epochs: int, workers: int) -> tuple[dict
     (ws,) = read_windows(paths.processed)
     entry = report[ws.ticker]
     source = "backtest" if cfg.backtest.folds else "val"
-    chosen, _ = choose_candidate(evaluate.read_reports(paths)[ws.ticker].candidates, source)
+    r = cfg.register  # the configured rule, p-value gate included
+    candidates = evaluate.read_reports(paths)[ws.ticker].candidates
+    chosen, _ = choose_candidate(candidates, source, r.min_improvement, r.max_p_value)
     table = pd.read_csv(paths.predictions / f"{ws.ticker}.csv")
     seed_rows = table.iloc[cfg.window.window :]  # the seed's 240 targets
     for candidate, scores in entry.items():
@@ -119,8 +121,8 @@ def print_rows(rows: list[tuple[str, dict, str, float]]) -> None:
                 f"{s.get('test_coverage_80', float('nan')):.2f} / "
                 f"{s.get('test_coverage_95', float('nan')):.2f} | {s['seed240_rmse']:.3f} |"
             )
-    for name, _, chosen, elapsed in rows:
-        print(f"{name}: registers {chosen}; wall {elapsed:.0f} s", flush=True)
+    for name, _, chosen, elapsed in rows:  # stderr: the table on stdout stays whole
+        print(f"{name}: registers {chosen}; wall {elapsed:.0f} s", file=sys.stderr, flush=True)
 
 
 def main() -> None:

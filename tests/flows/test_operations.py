@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from flows.server import free_port
-from stockcast.config import load_config
+from stockcast.config import VARIANTS, load_config
+from stockcast.evaluate import BASELINES
 from tests.flows.project import commit, make_project, pipeline, run
 
 pytestmark = pytest.mark.e2e
@@ -104,15 +105,7 @@ def test_the_pipeline_logs_to_a_tracking_server_unchanged(served):
     parents = [r for r in runs if r.data.tags.get("mlflow.runName") == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 7  # 3 networks and 4 baselines
-    assert {c.data.tags["variant"] for c in children} == {
-        "simple_rnn",
-        "lstm",
-        "gru",
-        "naive",
-        "drift",
-        "moving_average",
-        "last_close",
-    }
+    assert {c.data.tags["variant"] for c in children} == {*VARIANTS, *BASELINES}
     assert all(c.info.status == "FINISHED" and "test_rmse" in c.data.metrics for c in children)
     champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
     assert champion.tags["promotion"] == "promoted"

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from flows.server import prefect_api
+from stockcast.config import VARIANTS
+from stockcast.evaluate import BASELINES
 from tests.flows.project import make_project, run
 
 pytestmark = pytest.mark.e2e
@@ -95,15 +97,7 @@ def test_a_manual_trigger_runs_the_chain_then_a_second_finds_nothing_new(served)
     log = (root / "serve.log").read_text()
     assert first.state.is_completed(), f"{first.state}\n{log[-6000:]}"
     registry = json.loads((root / "reports/registry.json").read_text())
-    assert registry["SH600519"]["variant"] in {
-        "simple_rnn",
-        "lstm",
-        "gru",
-        "naive",
-        "drift",
-        "moving_average",
-        "last_close",
-    }
+    assert registry["SH600519"]["variant"] in {*VARIANTS, *BASELINES}
     assert (
         json.loads((root / "reports/drift.json").read_text())["tickers"][0]["ticker"] == "SH600519"
     )
