@@ -88,18 +88,25 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
 
 
 def _report_progress(futures: list[Any], jobs: list[FitJob]) -> None:
-    """As each fit ends: which, how many remain, and the time left at the pace so far."""
+    """As each fit ends: which, how it went, how many remain, and the time left at the pace
+    so far."""
     logger = get_run_logger()
     names = {id(f): job.name for f, job in zip(futures, jobs, strict=True)}
     started = time.monotonic()
     for done, future in enumerate(as_completed(futures), start=1):
+        outcome = _outcome(future)
+        if isinstance(outcome, str):
+            said = f"task failed: {outcome}"
+        elif outcome.ok:
+            said = f"best val_loss {outcome.best_val_loss:.6f} at epoch {outcome.best_epoch}"
+        else:
+            said = f"failed: {outcome.error}"
         left = len(futures) - done
         eta = (time.monotonic() - started) / done * left
-        state = "done" if future.state.is_completed() else f"FAILED ({future.state.name})"
         logger.info(
-            "fit %s %s: %d of %d fits ended, %d remain (about %.0f s left)",
+            "fit %s ended (%s): %d of %d done, %d remain (about %.0f s left)",
             names[id(future)],
-            state,
+            said,
             done,
             len(futures),
             left,
@@ -109,10 +116,12 @@ def _report_progress(futures: list[Any], jobs: list[FitJob]) -> None:
 
 
 def _outcome(future: Any) -> TrainResult | str:
-    """A finished task's result, or why the task itself failed."""
-    if future.state.is_completed():
-        return future.result()
-    return future.state.message or future.state.name
+    """A finished task's result, or why the task itself failed (its state may lag the result:
+    ask for the result, never the state)."""
+    result = future.result(raise_on_failure=False)
+    if isinstance(result, TrainResult):
+        return result
+    return str(result) or future.state.name
 
 
 def _log(results: list[TrainResult]) -> None:

@@ -116,6 +116,12 @@ def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
     logs = first.stdout + first.stderr
     for flow in STAGES:
         assert f"for flow '{flow}'" in logs
+    # progress a person can follow: a line per epoch, and per ended fit what remains
+    assert "SH600519/gru/main epoch 1/2: loss" in logs
+    assert "SH600519/gru/fold2 epoch 2/2" in logs or "SH600519/gru/fold2 ended" in logs
+    ended = [line for line in logs.splitlines() if " ended (best val_loss " in line]
+    assert len(ended) == 2 * 3 * 3, ended  # 2 tickers x 3 variants x (main + 2 folds)
+    assert any("18 of 18 done, 0 remain" in line for line in ended)
 
 
 def test_three_child_runs_with_metrics_history_and_model(project):
