@@ -60,3 +60,74 @@ def test_url_errors_are_reported_not_raised_raw(server: str):
         load(Source(path=f"{server}/missing.csv"), Path("/"), retries=0)
     with pytest.raises(DataError, match="download failed after 1 retries"):
         load(Source(path="http://127.0.0.1:9/prices.csv"), Path("/"), timeout=1, retries=1)
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first ``failures`` requests, then the CSV; counts every request."""
+
+    failures = 2
+    hits: list[str] = []
+    body = b""
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits.append(self.path)
+        if len(type(self).hits) <= type(self).failures:
+            self.send_response(503)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Hanging(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        import time
+
+        time.sleep(5)  # longer than the client's timeout
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler: type) -> tuple[http.server.ThreadingHTTPServer, str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/MSFT_data.csv"
+
+
+def test_a_503_then_a_200_is_retried_into_success():
+    from stockcast.sources import fetch
+
+    _Flaky.body, _Flaky.hits = (FIXTURES / "MSFT_data.csv").read_bytes(), []
+    httpd, url = _serve(_Flaky)
+    try:
+        assert fetch(url, timeout=5, retries=3) == _Flaky.body
+        assert len(_Flaky.hits) == 3  # two 503s, then the file
+        _Flaky.hits = []
+        with pytest.raises(DataError, match="after 1 retries: HTTP 503"):
+            fetch(url, timeout=5, retries=1)
+        assert len(_Flaky.hits) == 2  # the first try and one retry, no more
+    finally:
+        httpd.shutdown()
+
+
+def test_a_server_that_hangs_hits_the_fetch_timeout():
+    import time
+
+    from stockcast.errors import FetchFailed
+    from stockcast.sources import fetch
+
+    httpd, url = _serve(_Hanging)
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchFailed, match="timed out"):
+            fetch(url, timeout=0.5, retries=0)
+    finally:
+        httpd.shutdown()
+    assert time.monotonic() - started < 4  # the timeout, not the server's 5 s
