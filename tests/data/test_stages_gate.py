@@ -74,16 +74,34 @@ def test_skip_ticker_trains_on_the_tickers_that_pass(project: Paths):
 
 
 def test_window_stage_writes_backtest_folds_that_end_at_the_test_span(project: Paths):
+    from stockcast import transforms
+    from stockcast.windows import MinMaxScaler, read_folds
+
+    # a jump on row 85: inside the main model's training rows (1..89), after every fold's
+    raw = project.root / "data/raw/GOOD.csv"
+    lines = raw.read_text().splitlines()
+    cells = lines[1 + 85].split(",")
+    for column in (1, 2):  # Open and High up 8%
+        cells[column] = str(float(cells[column]) * 1.08)
+    lines[1 + 85] = ",".join(cells)
+    raw.write_text("\n".join(lines) + "\n")
     cfg = _config("stop")
     ingest.run(cfg, project)
     validate.run(cfg, project, today=TODAY)
     (ws,) = [w for w in window.run(cfg, project) if w.ticker == "GOOD"]
-    from stockcast.windows import read_folds
-
     folds = read_folds(project.processed, "GOOD")
     assert [len(f.prices) for f in folds] == [100, 120]  # 150 - 30 test, minus 20 per fold
     assert folds[-1].dates[-1] < ws.dates[ws.test_idx[0]]  # never into the test span
-    assert folds[-1].scaler != ws.scaler  # refitted on the fold's own training rows
+    f = cfg.features
+
+    def fitted_on_training_rows(w, test_days: int) -> MinMaxScaler:
+        target = transforms.feature_matrix(w.ohlcv, "open", f.target_transform, f.inputs, f.anchor)
+        return MinMaxScaler.fit(target[1 : len(w.prices) - test_days - 30, 0])
+
+    assert ws.scaler == fitted_on_training_rows(ws, 30)
+    for fold in folds:  # each refitted on its own training rows, which lack the jump
+        assert fold.scaler == fitted_on_training_rows(fold, 20)
+        assert fold.scaler.high < ws.scaler.high
 
 
 def test_drift_and_train_records_as_stage_shells(project: Paths):
