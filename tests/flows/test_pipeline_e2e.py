@@ -322,9 +322,12 @@ def test_bad_raw_file_stops_at_the_gate_and_loses_nothing(project):
         assert "validation failed for ['SH600519']" in stopped[0].data.tags["error"]
         lock = yaml.safe_load((root / "dvc.lock").read_text())
         assert set(lock["stages"]) == STAGES
+        # ingest ran (and was recorded); nothing from the gate on was touched
+        before = yaml.safe_load(lock_before)["stages"]
+        for stage in STAGES - {"ingest"}:
+            assert lock["stages"][stage] == before[stage], stage
     finally:
         raw.write_text(original)
-    assert (root / "dvc.lock").read_bytes() != b"" and lock_before
 
 
 def test_one_failing_variant_does_not_take_the_others_down(project):
@@ -349,4 +352,12 @@ def test_one_failing_variant_does_not_take_the_others_down(project):
     )[0]
     assert failed.info.status == "FAILED" and "task failed" in failed.data.tags["error"]
     versions = client.search_model_versions("name = 'stockcast-SH600519'")
-    assert len(versions) == 2  # the second run still registered its best surviving variant
+    assert len(versions) == 2  # the second run still registered its best surviving candidate
+    second = client.get_model_version("stockcast-SH600519", "2")
+    champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
+    assert second.tags["previous_champion"] == "1"  # the champion it was judged against
+    if second.tags["promotion"] == "promoted":
+        assert str(champion.version) == "2" and "< champion v1" in second.tags["promotion_reason"]
+    else:
+        assert second.tags["promotion"] == "rejected"
+        assert str(champion.version) == "1" and ">= champion v1" in second.tags["promotion_reason"]
