@@ -132,11 +132,19 @@ def against_best_baseline(
         (that baseline's name, RMSE / its RMSE, Diebold-Mariano statistic, p-value).
     """
     actual = np.asarray(actual, dtype="float64")
-    rmse = {k: regression_metrics(actual, f)["rmse"] for k, f in baseline_forecasts.items()}
-    best = min(rmse, key=rmse.__getitem__)
+    best, best_rmse = best_baseline(actual, baseline_forecasts)
     error = np.asarray(predicted, dtype="float64") - actual
     stat, p_value = diebold_mariano(error, baseline_forecasts[best] - actual)
-    return best, ratio(float(np.sqrt(np.mean(error**2))), rmse[best]), stat, p_value
+    return best, ratio(float(np.sqrt(np.mean(error**2))), best_rmse), stat, p_value
+
+
+def best_baseline(
+    actual: np.ndarray, baseline_forecasts: dict[str, np.ndarray]
+) -> tuple[str, float]:
+    """The baseline with the lowest RMSE on these rows, and that RMSE."""
+    rmse = {k: regression_metrics(actual, f)["rmse"] for k, f in baseline_forecasts.items()}
+    best = min(rmse, key=rmse.__getitem__)
+    return best, rmse[best]
 
 
 def span_scores(
@@ -156,26 +164,34 @@ def span_scores(
         baseline_forecasts: every baseline's forecasts of the same rows.
     """
     if predicted is None:
-        return SpanScores.missing(against_best_baseline(actual, actual, baseline_forecasts)[0])
-    actual, predicted = np.asarray(actual, "float64"), np.asarray(predicted, "float64")
-    model = regression_metrics(actual, predicted)
-    naive = regression_metrics(actual, previous)
-    called = np.sign(predicted - previous) == np.sign(actual - previous)
+        return SpanScores.missing(best_baseline(actual, baseline_forecasts)[0])
     best, versus, stat, p_value = against_best_baseline(actual, predicted, baseline_forecasts)
     return SpanScores(
-        rmse=model["rmse"],
-        mae=model["mae"],
-        mape=model["mape"],
-        mase=float(np.mean(np.abs(predicted - actual) / scale)),
-        directional_accuracy=float(np.mean(called)),
-        rmse_vs_naive=ratio(model["rmse"], naive["rmse"]),
-        naive_rmse=naive["rmse"],
-        naive_mae=naive["mae"],
+        **forecast_metrics(actual, predicted, previous, scale),
         best_baseline=best,
         rmse_vs_best_baseline=versus,
         dm_stat=stat,
         dm_p_value=p_value,
     )
+
+
+def forecast_metrics(
+    actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray, scale: float | np.ndarray
+) -> dict[str, float]:
+    """RMSE, MAE, MAPE, MASE (MAE over ``scale``, per row or for the span), directional
+    accuracy, and naive's RMSE and MAE beside them (naive: ``previous``)."""
+    actual, predicted = np.asarray(actual, "float64"), np.asarray(predicted, "float64")
+    model = regression_metrics(actual, predicted)
+    naive = regression_metrics(actual, previous)
+    called = np.sign(predicted - previous) == np.sign(actual - previous)
+    return {
+        **model,
+        "mase": float(np.mean(np.abs(predicted - actual) / scale)),
+        "directional_accuracy": float(np.mean(called)),
+        "rmse_vs_naive": ratio(model["rmse"], naive["rmse"]),
+        "naive_rmse": naive["rmse"],
+        "naive_mae": naive["mae"],
+    }
 
 
 @dataclass(frozen=True)
@@ -317,27 +333,15 @@ def score(
         ``naive_mae`` for the test span (their historical names).
     """
     idx = np.asarray(idx)
-    actual = ws.prices[idx]
-    previous = ws.naive(idx)
-    model = regression_metrics(actual, predicted)
-    naive = regression_metrics(actual, previous)
-    called = np.sign(np.asarray(predicted) - previous) == np.sign(actual - previous)
-    out = {
-        f"{prefix}_rmse": model["rmse"],
-        f"{prefix}_mae": model["mae"],
-        f"{prefix}_mape": model["mape"],
-        f"{prefix}_mase": model["mae"] / in_sample_naive_mae(ws),
-        f"{prefix}_directional_accuracy": float(np.mean(called)),
-        f"{prefix}_rmse_vs_naive": model["rmse"] / naive["rmse"],
-    }
+    m = forecast_metrics(ws.prices[idx], predicted, ws.naive(idx), in_sample_naive_mae(ws))
+    keys = ("rmse", "mae", "mape", "mase", "directional_accuracy", "rmse_vs_naive")
+    out = {f"{prefix}_{k}": m[k] for k in keys}
     if prefix == "test":
         out.update(
-            naive_rmse=naive["rmse"],
-            naive_mae=naive["mae"],
-            rmse_vs_naive=out["test_rmse_vs_naive"],
+            naive_rmse=m["naive_rmse"], naive_mae=m["naive_mae"], rmse_vs_naive=m["rmse_vs_naive"]
         )
     else:
-        out.update({f"{prefix}_naive_rmse": naive["rmse"]})
+        out[f"{prefix}_naive_rmse"] = m["naive_rmse"]
     return out
 
 

@@ -10,7 +10,6 @@ champion trained on other data can be scored on any run's test span, and
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import mlflow.pyfunc
@@ -22,12 +21,18 @@ from stockcast import transforms
 
 def forecast_frame(point: np.ndarray, half_widths: dict[str, float]) -> pd.DataFrame:
     """``forecast`` and, per interval level, ``lower_<level>`` / ``upper_<level>``."""
+    from stockcast.evaluate import interval
+
     out = {"forecast": np.asarray(point, dtype="float64").reshape(-1)}
     for name, width in half_widths.items():
-        factor = math.exp(width) if math.isfinite(width) else math.inf
-        out[f"lower_{name}"] = out["forecast"] / factor
-        out[f"upper_{name}"] = out["forecast"] * factor
+        out[f"lower_{name}"], out[f"upper_{name}"] = interval(out["forecast"], width)
     return pd.DataFrame(out)
+
+
+def input_layout(meta: dict[str, Any]) -> str:
+    """``ohlcv`` (every model logged since baselines became candidates) or ``prices`` (the
+    target's prices alone, as models logged before took), from a model's spec or metadata."""
+    return meta.get("input", "ohlcv" if meta.get("extra_inputs") else "prices")
 
 
 def point_forecast(output: Any) -> np.ndarray:
@@ -68,8 +73,7 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
             self.scalers = np.array([[spec["low"], spec["high"]], *spec.get("extra_scalers", [])])
         else:
             self.window = int(spec["window"])
-        # Models logged before every model took OHLCV took (n, context) target prices.
-        self.layout = spec.get("input", "ohlcv" if self.extra else "prices")
+        self.layout = input_layout(spec)
         self.context = int(
             spec.get("context", transforms.context(self.window, self.transform, self.extra))
         )

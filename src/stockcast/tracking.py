@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stockcast.config import Config
-from stockcast.paths import Paths
+from stockcast.paths import Paths, read_json
 from stockcast.promotion import (
     Decision,
     choose_candidate,
@@ -158,7 +158,7 @@ def _log_run_inputs(mlflow: Any, paths: Paths) -> None:
     if not paths.drift.exists():
         return
     mlflow.log_artifact(str(paths.drift), artifact_path="drift")
-    report = json.loads(paths.drift.read_text(encoding="utf-8"))
+    report = read_json(paths.drift)
     mlflow.set_tag("drift", str(report["drift"]))
     for d in report["tickers"]:
         t = d["ticker"]
@@ -394,10 +394,11 @@ def _requirements() -> list[str]:
 
 
 def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -> np.ndarray:
-    """Raw OHLCV windows in the layout a logged model takes: every model logged since
-    baselines became candidates takes OHLCV; older ones took the target's prices alone."""
-    layout = meta.get("input", "ohlcv" if meta.get("extra_inputs") else "prices")
-    if layout == "ohlcv":
+    """Raw OHLCV windows in the layout a logged model takes (see
+    :func:`stockcast.serving.input_layout`)."""
+    from stockcast.serving import input_layout
+
+    if input_layout(meta) == "ohlcv":
         return ohlcv_windows
     from stockcast.transforms import OHLCV
 
@@ -489,30 +490,23 @@ def forecast(model: Any, ohlcv: np.ndarray, horizon: int, target: str) -> list[d
     """
     import math
 
-    import pandas as pd
-
+    from stockcast.evaluate import interval
     from stockcast.serving import point_forecast
 
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window")))
+    widths = meta.get("intervals", {})  # none for a model logged before intervals
     history = np.asarray(ohlcv, dtype="float64")
     if len(history) < needed:
         raise ValueError(f"need {needed} days of history, have {len(history)}")
     history = history[-needed:]
     out = []
     for step in range(1, horizon + 1):
-        output = model.predict(model_inputs(meta, history[None], target))
-        if not isinstance(output, pd.DataFrame):  # a model logged before intervals
-            output = pd.DataFrame({"forecast": point_forecast(output)})
-        row = output.iloc[0]
-        point = float(row["forecast"])
+        point = float(point_forecast(model.predict(model_inputs(meta, history[None], target)))[0])
         values = {"forecast": point}
-        for key in row.index:
-            if key.startswith("upper_"):
-                level = key.removeprefix("upper_")
-                width = math.log(row[key] / point) * math.sqrt(step)
-                values[f"lower_{level}"] = point * math.exp(-width)
-                values[f"upper_{level}"] = point * math.exp(width)
+        for level, width in widths.items():
+            lower, upper = interval(point, width * math.sqrt(step))
+            values[f"lower_{level}"], values[f"upper_{level}"] = float(lower), float(upper)
         out.append(values)
         history = np.vstack([history[1:], [point, point, point, point, history[-1, 4]]])
     return out
