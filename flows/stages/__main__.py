@@ -7,18 +7,17 @@ import sys
 
 from flows.stages import stage_flows
 
-STAGES = ("ingest", "validate", "drift", "window", "train", "evaluate", "register")
-
 
 def main(argv: list[str] | None = None) -> int:
+    flows = stage_flows()
     parser = argparse.ArgumentParser(prog="python -m flows.stages", description=__doc__)
-    parser.add_argument("stage", choices=STAGES, help="the dvc.yaml stage to run")
+    parser.add_argument("stage", choices=list(flows), help="the dvc.yaml stage to run")
     parser.add_argument("--params", default="params.yaml", help="the parameters file")
     args = parser.parse_args(argv)
     from stockcast.errors import StockcastError
 
     try:
-        stage_flows()[args.stage](params=args.params)
+        flows[args.stage](params=args.params)
     except StockcastError as exc:
         print(f"\nstockcast {args.stage} stopped:\n{exc}", file=sys.stderr)
         return 1

@@ -116,7 +116,8 @@ class CandidateScores:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.flat(), "folds": [asdict(f) for f in self.folds]}
+        folds = [asdict(f) for f in self.folds]
+        return {**self.flat(), "folds": folds, "backtest_expected_folds": self.expected_folds}
 
     @classmethod
     def from_json(cls, name: str, raw: dict[str, Any]) -> CandidateScores:
@@ -165,8 +166,7 @@ class TickerReport:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"baselines": self.baselines}
         out.update({v: {"error": e} for v, e in self.errors.items()})
-        for name, c in self.candidates.items():
-            out[name] = {**c.to_json(), "backtest_expected_folds": c.expected_folds}
+        out.update({name: c.to_json() for name, c in self.candidates.items()})
         return out
 
     @classmethod
