@@ -271,7 +271,8 @@ def test_a_second_run_at_once_exits_with_a_clear_message(served):
     assert "Running stage" not in result.stdout
 
 
-def test_a_fit_past_its_timeout_fails_alone_and_is_recorded(served):
+def test_fits_past_their_timeout_on_dask_are_recorded_and_the_stage_fails(served):
+    # one variant timing out while the other finishes: tests/flows/test_train_flow.py
     root, env, _, _, _ = served
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"].update(variants=["simple_rnn", "gru"], epochs=200, patience=200)

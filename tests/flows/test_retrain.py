@@ -165,14 +165,37 @@ def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
     assert not (tmp_path / "models").exists()  # nothing downstream was written
 
 
+def _tree(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_with_on_drift_retrain_and_no_drift_the_models_are_kept(api, tmp_path):
-    # p_value 1e-12: no test can flag drift, so this run refreshes the data and stops there
+    """An earlier pipeline run leaves models and a champion; a new trading day arrives with no
+    drift: the data is refreshed and validated, and every model, the champion alias and the
+    registry stay exactly as they were."""
+    from mlflow import MlflowClient
+
+    # p_value 1e-12: no test can flag drift, so the run refreshes the data and stops there
     drift = {"recent_days": 20, "p_value": 1e-12, "on_drift": "retrain"}
     env = {**make_project(tmp_path, drift=drift), "PREFECT_API_URL": api}
+    raw = tmp_path / "data/raw/SH600519.csv"
+    lines = raw.read_text().splitlines()
+    raw.write_text("\n".join(lines[:-1]) + "\n")  # the last day has not happened yet
+    first = run([sys.executable, "-m", "flows.repro"], tmp_path, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
+    versions = len(client.search_model_versions("name='stockcast-SH600519'"))
+    models = _tree(tmp_path / "models")
+    assert models
+
+    raw.write_text("\n".join(lines) + "\n")  # the new day arrives
     result = run([sys.executable, "-m", "flows.retrain", "run"], tmp_path, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '"status": "no drift"' in result.stdout
     report = json.loads((tmp_path / "reports/drift.json").read_text())
     assert report["drift"] is False and report["newest_day"]["SH600519"] == "2020-04-24"
-    assert (tmp_path / "data/interim/validated.parquet").exists()
-    assert not (tmp_path / "models").exists()  # no training without drift
+    assert _tree(tmp_path / "models") == models  # not one byte of any model changed
+    now = client.get_model_version_by_alias("stockcast-SH600519", "champion")
+    assert now.version == champion.version
+    assert len(client.search_model_versions("name='stockcast-SH600519'")) == versions

@@ -49,3 +49,48 @@ def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path):
         for t in main.values()
         for r in t.values()
     )
+
+
+def test_a_fit_past_its_time_budget_fails_alone(tmp_path: Path, monkeypatch):
+    """GRU's fit is made slow (3 s per batch); the real time budget stops it and fails it,
+    while SimpleRNN, in the same flow run, finishes and keeps its model."""
+    import time
+
+    import keras
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    import stockcast.train as train
+    from flows.stages.train import train_variants
+
+    real_epoch_log = train.epoch_log
+
+    def slow_for_gru(report, name, max_epochs):
+        if "gru" not in name:
+            return real_epoch_log(report, name, max_epochs)
+
+        class Slow(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                time.sleep(3)
+
+        return Slow()
+
+    monkeypatch.setattr(train, "epoch_log", slow_for_gru)
+    paths = Paths(tmp_path)
+    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
+    write_windows([ws], paths.processed, {})
+    cfg = config_from_dict(
+        {
+            "data": {"sources": ["unused.csv"]},
+            "backtest": {"folds": 0},
+            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 2, "patience": 1},
+            "execution": {"timeout_seconds": 8},
+        }
+    )
+    flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    flow(cfg, paths)
+    main = json.loads(paths.train_summary.read_text())["AAA"]
+    assert "FitTimedOut" in main["gru"]["error"] and "timeout_seconds=8" in main["gru"]["error"]
+    assert main["gru"]["model_path"] in (None, "")
+    assert main["simple_rnn"]["error"] is None
+    assert Path(main["simple_rnn"]["model_path"]).exists()
+    assert main["simple_rnn"]["epochs_run"] == 2

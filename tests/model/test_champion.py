@@ -18,6 +18,8 @@ from stockcast.stages.train import write_summary
 from stockcast.train import fit_variant
 from stockcast.windows import read_folds, read_windows
 
+pytestmark = pytest.mark.fits  # trains networks: `make mutate` leaves these out
+
 
 def _frame(opens: np.ndarray, closes: np.ndarray) -> pd.DataFrame:
     n = len(opens)

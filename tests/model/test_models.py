@@ -14,6 +14,8 @@ from stockcast.train import TrainResult, fit_variant
 from stockcast.windows import make_windows
 from tests.conftest import synthetic_prices
 
+pytestmark = pytest.mark.fits  # trains networks: `make mutate` leaves these out
+
 TINY = TrainConfig(units=(8, 8), epochs=2, batch_size=32, patience=2)
 
 

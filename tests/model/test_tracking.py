@@ -15,6 +15,8 @@ from stockcast.train import fit_variant
 from stockcast.windows import make_windows
 from tests.conftest import synthetic_prices
 
+pytestmark = pytest.mark.fits  # trains networks: `make mutate` leaves these out
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
