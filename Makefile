@@ -101,6 +101,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src flows tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check src flows tests $(wildcard benchmarks)
 
+## mutate: mutation testing (mutmut) of the pure modules against the fast tests; writes benchmarks/MUTATION.md (not part of make test; ~1 h on 2 cores)
+.PHONY: mutate
+mutate: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python benchmarks/mutation.py
+
 ## ui: serve the MLflow UI for the project's store on 127.0.0.1:5000 (MLFLOW_PORT)
 .PHONY: ui
 ui: $(STAMP)

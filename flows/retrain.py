@@ -24,13 +24,21 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from flows.repro import run_stages
 from flows.server import BIN, prefect_api
 from stockcast import ops
 from stockcast.config import Config, load_config
-from stockcast.errors import DataError, DvcFailed, FetchFailed, StockcastError, TransientIOError
+from stockcast.errors import (
+    DataError,
+    DvcFailed,
+    FetchFailed,
+    RunLocked,
+    StockcastError,
+    TransientIOError,
+)
 from stockcast.paths import Paths
 from stockcast.stages.ingest import read_sources
 
@@ -124,42 +132,49 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
             ``drift.on_drift: retrain``, even without drift).
     """
     cfg, paths = load_config(ROOT / params), Paths(ROOT)
-    logger = get_run_logger()
     holder = f"retrain flow run {flow_run.get_name() or flow_run.get_id()}"
-    with ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds):
-        news = check_sources(cfg, paths)
-        logger.info(news.message())
-        if not news.tickers and not force:
-            _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
-            return {"status": "up to date", "message": news.message()}
-        # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
-        # The stages run as subflows of this run, in this process (flows.repro.run_stages).
-        run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
-        run_stages(ROOT, ["drift"], params=params)
-        drift = json.loads(paths.drift.read_text(encoding="utf-8"))
-        if cfg.drift.on_drift == "retrain" and not drift["drift"] and not force:
-            message = (
-                "no drift: data refreshed and validated, models kept (drift.on_drift: retrain)"
-            )
-            logger.info(message)
-            _artifact(ops.summary_markdown({}, {}, drift) + f"\n{message}\n")
-            return {"status": "no drift", "tickers": news.tickers, "drift": False}
-        if drift["drift"]:
-            logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
-        run_stages(ROOT, params=params)
-        pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
-        if pushed:
-            push()
-        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
-        registry = json.loads(paths.registry.read_text(encoding="utf-8"))
-        _artifact(ops.summary_markdown(metrics, registry, drift))
-        return {
-            "status": "retrained",
-            "tickers": news.tickers,
-            "drift": drift["drift"],
-            "pushed": pushed,
-            "registry": registry,
-        }
+    try:
+        with ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds):
+            return _chain(cfg, paths, params, force)
+    except RunLocked as exc:  # another run is doing the work: not a failure, no alert
+        get_run_logger().warning(str(exc))
+        return Cancelled(message=str(exc))
+
+
+def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any]:
+    """The run under the lock: sources, drift, the chain, push, the summary artifact."""
+    logger = get_run_logger()
+    news = check_sources(cfg, paths)
+    logger.info(news.message())
+    if not news.tickers and not force:
+        _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
+        return {"status": "up to date", "message": news.message()}
+    # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
+    # The stages run as subflows of this run, in this process (flows.repro.run_stages).
+    run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
+    run_stages(ROOT, ["drift"], params=params)
+    drift = json.loads(paths.drift.read_text(encoding="utf-8"))
+    if cfg.drift.on_drift == "retrain" and not drift["drift"] and not force:
+        message = "no drift: data refreshed and validated, models kept (drift.on_drift: retrain)"
+        logger.info(message)
+        _artifact(ops.summary_markdown({}, {}, drift) + f"\n{message}\n")
+        return {"status": "no drift", "tickers": news.tickers, "drift": False}
+    if drift["drift"]:
+        logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
+    run_stages(ROOT, params=params)
+    pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
+    if pushed:
+        push()
+    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    registry = json.loads(paths.registry.read_text(encoding="utf-8"))
+    _artifact(ops.summary_markdown(metrics, registry, drift))
+    return {
+        "status": "retrained",
+        "tickers": news.tickers,
+        "drift": drift["drift"],
+        "pushed": pushed,
+        "registry": registry,
+    }
 
 
 def serve(params: str = "params.yaml") -> None:
@@ -200,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serving retrain/{load_config(ROOT / args.params).schedule.name}")
         serve(args.params)
         return 0
+    state = retrain(params=args.params, force=args.force, return_state=True)
+    if state.is_cancelled():
+        print(f"stockcast retrain did not start: {state.message}", file=sys.stderr)
+        return 3
     try:
-        result = retrain(params=args.params, force=args.force)
+        result = state.result()
     except StockcastError as exc:
         print(f"\nstockcast retrain stopped:\n{exc}", file=sys.stderr)
         return 1

@@ -351,6 +351,9 @@ def predict_prices(model: Any, ws: WindowSet, idx: np.ndarray, batch_size: int =
     return ws.to_prices(scaled, idx)
 
 
+# Plot rendering from here to the end of the module: excluded from `make mutate` (what it
+# draws is checked by eye and by the files it writes, not by the fast tests).
+# pragma: no mutate block
 def _pyplot() -> Any:
     import matplotlib
 

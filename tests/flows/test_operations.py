@@ -271,6 +271,103 @@ def test_a_second_run_at_once_exits_with_a_clear_message(served):
     assert "Running stage" not in result.stdout
 
 
+def _hold_the_lock(root: Path, env: dict, seconds: float) -> subprocess.Popen:
+    """Another process holding the project's run lock for ``seconds``; returns once held."""
+    code = (
+        "import sys, time; from pathlib import Path; from stockcast.ops import run_lock\n"
+        "with run_lock(Path('.'), 'a holder of the test'):\n"
+        "    print('held', flush=True); time.sleep(float(sys.argv[1]))\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(seconds)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _with_params(root: Path, **sections) -> str:
+    """Update sections of the project's params.yaml; returns the text to restore."""
+    saved = (root / "params.yaml").read_text()
+    params = yaml.safe_load(saved)
+    for section, values in sections.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return saved
+
+
+def test_lock_wait_seconds_waits_for_the_holder_then_runs(served):
+    root, env, _, _, _ = served
+    saved = _with_params(root, schedule={"lock_wait_seconds": 120})
+    holder = _hold_the_lock(root, env, 6)
+    try:
+        started = time.monotonic()
+        result = pipeline(root, env, "--single-item", "ingest")
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+        (root / "params.yaml").write_text(saved)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert holder.returncode == 0 and waited >= 4  # it waited for the holder, then ran
+    assert "did not start" not in result.stderr
+
+
+def test_a_wait_that_runs_out_exits_3_naming_the_holder(served):
+    root, env, _, _, _ = served
+    saved = _with_params(root, schedule={"lock_wait_seconds": 2})
+    holder = _hold_the_lock(root, env, 15)
+    try:
+        started = time.monotonic()
+        result = pipeline(root, env, "--single-item", "ingest")
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        (root / "params.yaml").write_text(saved)
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "(a holder of the test, pid" in result.stderr and "after waiting 2 s" in result.stderr
+    assert 2 <= waited < 15
+
+
+def test_a_locked_retrain_exits_3_and_alerts_nobody(served):
+    """The daily job finding another run at work: exit code 3, the flow run Cancelled (not
+    Failed), so no failure webhook fires."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    from stockcast.ops import run_lock
+
+    posted = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            posted.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    Thread(target=hook.serve_forever, daemon=True).start()
+    root, env, _, _, _ = served
+    saved = _with_params(root, schedule={"webhook": f"http://127.0.0.1:{hook.server_port}/"})
+    try:
+        with run_lock(root, "the test's own run"):
+            result = run([sys.executable, "-m", "flows.retrain", "run"], root, env)
+    finally:
+        hook.shutdown()
+        (root / "params.yaml").write_text(saved)
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stockcast retrain did not start: another stockcast run is in progress" in result.stderr
+    assert "the test's own run" in result.stderr
+    assert "Cancelled" in result.stdout + result.stderr
+    assert posted == []
+
+
 def test_fits_past_their_timeout_on_dask_are_recorded_and_the_stage_fails(served):
     # one variant timing out while the other finishes: tests/flows/test_train_flow.py
     root, env, _, _, _ = served

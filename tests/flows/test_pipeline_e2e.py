@@ -361,3 +361,73 @@ def test_one_failing_variant_does_not_take_the_others_down(project):
     else:
         assert second.tags["promotion"] == "rejected"
         assert str(champion.version) == "1" and ">= champion v1" in second.tags["promotion_reason"]
+
+
+def _stockcast(root: Path, env: dict, *args: str):
+    return run_command([str(Path(sys.executable).parent / "stockcast"), *args], root, env)
+
+
+def test_with_the_gates_on_a_losing_candidate_is_rejected_and_the_alias_stays(project):
+    """A gate no candidate can pass (RMSE at most 1% of naive's): the run registers its best
+    candidate, tags it rejected with the gate that failed, and moves no alias."""
+    root, env, _, _ = project
+    client = _client(root)
+    names = ("stockcast-SH600519", "stockcast-MSFT")
+    before = {n: client.get_model_version_by_alias(n, "champion").version for n in names}
+    counts = {n: len(client.search_model_versions(f"name = '{n}'")) for n in names}
+    params = root / "params.yaml"
+    saved = params.read_text()
+    raw = yaml.safe_load(saved)
+    raw["register"]["max_rmse_vs_naive"] = 0.01
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        run = pipeline(root, env)
+    finally:
+        params.write_text(saved)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "Running stage 'register'" in run.stdout and "Running stage 'train'" not in run.stdout
+    for name in names:
+        newest = client.get_model_version(name, str(counts[name] + 1))
+        assert newest.tags["promotion"] == "rejected"
+        assert "rmse_vs_naive" in newest.tags["promotion_reason"]
+        assert "> 0.01" in newest.tags["promotion_reason"]
+        assert client.get_model_version_by_alias(name, "champion").version == before[name]
+    registry = json.loads((root / "reports/registry.json").read_text())
+    assert registry["SH600519"]["promote"] is False
+
+
+def test_rollback_runs_as_a_command(project):
+    root, env, _, _ = project
+    client = _client(root)
+    name = "stockcast-SH600519"
+    champion = client.get_model_version_by_alias(name, "champion")
+    previous = champion.tags.get("previous_champion", "none")
+    result = _stockcast(root, env, "rollback", "--ticker", "SH600519", "--reason", "bad fills")
+    now = client.get_model_version_by_alias(name, "champion")
+    if previous in ("", "none"):  # the first champion: nothing before it
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"v{champion.version} replaced no earlier champion" in result.stderr
+        assert now.version == champion.version
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"moved back from v{champion.version} to v{previous} (bad fills)" in result.stdout
+        assert now.version == previous
+        assert client.get_model_version(name, champion.version).tags["rolled_back"] == "bad fills"
+        client.set_registered_model_alias(name, "champion", champion.version)  # as it was
+
+
+def test_predict_names_a_ticker_with_no_champion_and_forecasts_the_others(project):
+    import pandas as pd
+
+    root, env, _, _ = project
+    client = _client(root)
+    msft = client.get_model_version_by_alias("stockcast-MSFT", "champion").version
+    client.delete_registered_model_alias("stockcast-MSFT", "champion")
+    try:
+        result = _stockcast(root, env, "predict")
+    finally:
+        client.set_registered_model_alias("stockcast-MSFT", "champion", msft)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no @champion for stockcast-MSFT: nothing promoted yet" in result.stdout
+    (written,) = (root / "data/predictions").glob("*.csv")
+    assert pd.read_csv(written)["ticker"].unique().tolist() == ["SH600519"]

@@ -47,7 +47,9 @@ def api(tmp_path_factory):
 def served(api, tmp_path_factory):
     """``python -m flows.retrain serve`` running in a fresh project."""
     root = tmp_path_factory.mktemp("retrain")
-    env = {**make_project(root), "PREFECT_API_URL": api}
+    # p_value 0.999999: every test flags drift, and on_drift: warn still retrains
+    drift = {"recent_days": 20, "p_value": 0.999999, "on_drift": "warn"}
+    env = {**make_project(root, drift=drift), "PREFECT_API_URL": api}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.retrain", "serve"],
         cwd=root,
@@ -103,6 +105,9 @@ def test_a_manual_trigger_runs_the_chain_then_a_second_finds_nothing_new(served)
     )
     summary = Artifact.get("retrain-summary").data
     assert "## SH600519" in summary and "| gru |" in summary and "## Drift" in summary
+    # drift.on_drift: warn with drift present: a warning, and the chain retrained all the same
+    assert json.loads((root / "reports/drift.json").read_text())["drift"] is True
+    assert "drift in ['SH600519']" in log
 
     second = run_deployment("retrain/daily", timeout=300, poll_interval=2)
     assert second.state.is_completed()
@@ -133,8 +138,9 @@ def test_prefect_yaml_deploys_the_same_flow_to_a_work_pool(served, api):
     assert str(root) in json.dumps(deployment.pull_steps)
 
 
-def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
-    received = []
+def _webhook() -> tuple[HTTPServer, list[dict]]:
+    """A webhook receiver on loopback; the list fills with the JSON bodies it is sent."""
+    received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
@@ -147,12 +153,21 @@ def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
 
     hook = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
-    schedule = {"webhook": f"http://127.0.0.1:{hook.server_port}/stockcast"}
-    env = {**make_project(tmp_path, schedule=schedule), "PREFECT_API_URL": api}
-    bad = tmp_path / "data/raw/SH600519.csv"
+    return hook, received
+
+
+def _break_a_price(root) -> None:
+    bad = root / "data/raw/SH600519.csv"
     lines = bad.read_text().splitlines()
     lines[5] = lines[5].replace(lines[5].split(",")[2], "-1", 1)  # a negative open price
     bad.write_text("\n".join(lines) + "\n")
+
+
+def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
+    hook, received = _webhook()
+    schedule = {"webhook": f"http://127.0.0.1:{hook.server_port}/stockcast"}
+    env = {**make_project(tmp_path, schedule=schedule), "PREFECT_API_URL": api}
+    _break_a_price(tmp_path)
     try:
         result = run([sys.executable, "-m", "flows.retrain", "run"], tmp_path, env)
     finally:
@@ -166,7 +181,9 @@ def test_a_failed_run_is_reported_to_the_webhook(api, tmp_path):
 
 
 def _tree(root) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_with_on_drift_retrain_and_no_drift_the_models_are_kept(api, tmp_path):
@@ -199,3 +216,77 @@ def test_with_on_drift_retrain_and_no_drift_the_models_are_kept(api, tmp_path):
     now = client.get_model_version_by_alias("stockcast-SH600519", "champion")
     assert now.version == champion.version
     assert len(client.search_model_versions("name='stockcast-SH600519'")) == versions
+
+
+def test_a_failed_make_pipeline_is_reported_to_the_webhook(tmp_path):
+    hook, received = _webhook()
+    schedule = {"webhook": f"http://127.0.0.1:{hook.server_port}/stockcast"}
+    env = make_project(tmp_path, schedule=schedule)
+    _break_a_price(tmp_path)
+    try:
+        result = run([sys.executable, "-m", "flows.repro"], tmp_path, env)
+    finally:
+        hook.shutdown()
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    (payload,) = received
+    assert payload["flow"] == "make pipeline" and payload["state"] == "FAILED"
+    assert payload["exit_code"] == 1 and payload["project"] == str(tmp_path)
+    assert "failure posted to the webhook (HTTP 200)" in result.stdout
+
+
+def _flaky_csv_server(body: bytes, failures: int) -> tuple[HTTPServer, list[int]]:
+    """Serves ``body``; the first ``failures`` requests get HTTP 503. Returns the statuses."""
+    statuses: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            status = 503 if len(statuses) < failures else 200
+            statuses.append(status)
+            self.send_response(status)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, statuses
+
+
+def test_drift_with_on_drift_retrain_retrains_after_a_retried_fetch_and_pushes(api, tmp_path):
+    """A URL source whose first answer is 503 (no retries in the fetch itself, so the flow's
+    source check has to retry), drift found with ``on_drift: retrain``: the chain retrains,
+    and ``dvc push`` fills the project's DVC remote."""
+    import yaml
+
+    from tests.conftest import PROJECT
+
+    body = (PROJECT / "data/raw/SH600519.csv").read_bytes()
+    lines = body.decode().splitlines()
+    body = ("\n".join([lines[0], *lines[-520:]]) + "\n").encode()
+    server, statuses = _flaky_csv_server(body, failures=1)
+    data = yaml.safe_load((PROJECT / "params.yaml").read_text())["data"]
+    url = f"http://127.0.0.1:{server.server_port}/SH600519.csv"
+    data.update(sources=[{"path": url, "ticker": "SH600519"}], fetch_retries=0)
+    drift = {"recent_days": 20, "p_value": 0.999999, "on_drift": "retrain"}
+    env = {**make_project(tmp_path, data=data, drift=drift), "PREFECT_API_URL": api}
+    remote = tmp_path.parent / f"{tmp_path.name}-remote"
+    subprocess.run(["dvc", "remote", "add", "-d", "store", str(remote)], cwd=tmp_path, env=env)
+    try:
+        result = run([sys.executable, "-m", "flows.retrain", "run"], tmp_path, env)
+    finally:
+        server.shutdown()
+    out = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, out
+    # fetch_retries: 0, so the 503 failed the source check and the flow's task retry fetched
+    assert statuses[0] == 503 and statuses[1:] and set(statuses[1:]) == {200}
+    said = json.loads(result.stdout[result.stdout.rindex("{\n") :])
+    assert said["status"] == "retrained" and said["drift"] is True and said["pushed"] is True
+    assert (tmp_path / "models/SH600519/gru/model.keras").exists()
+    pushed = [p for p in remote.rglob("*") if p.is_file()]
+    assert len(pushed) >= 5  # the ingested, validated and windowed data, models, reports
+    status = run(["dvc", "status", "--cloud", "--json"], tmp_path, env)
+    assert json.loads(status.stdout or "{}") == {}, status.stdout  # the remote has everything

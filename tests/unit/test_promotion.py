@@ -113,3 +113,49 @@ def test_a_network_without_a_backtest_score_cannot_be_chosen():
 def test_without_baselines_there_is_no_choice():
     with pytest.raises(ValueError, match="no baseline"):
         choose_candidate(_scores(gru=1.0), "val")
+
+
+def test_every_branch_returns_the_whole_decision():
+    """Each outcome as a whole value: the flag, the exact reason and every figure carried."""
+    from stockcast.promotion import Decision
+
+    strict = (*LIMITS, Gate("mase", 5.0, strict=True))
+    passed = "; val rmse_vs_best_baseline 0.9800; val rmse_vs_naive 0.7000; val mase 4.5000"
+    assert decide_promotion(9.0, None, GOOD, strict, None, "val") == Decision(
+        True, f"no champion yet{passed}", 9.0, None, None
+    )
+    assert decide_promotion(9.0, 9.5, GOOD, strict, "3", "val") == Decision(
+        True, f"test rmse 9.0000 < champion v3 9.5000{passed}", 9.0, 9.5, "3"
+    )
+    assert decide_promotion(9.5, 9.5, GOOD, strict, "3") == Decision(
+        False, "test rmse 9.5000 >= champion v3 9.5000 on the same span", 9.5, 9.5, "3"
+    )
+    assert decide_promotion(9.0, 9.5, {**GOOD, "mase": 5.0}, strict, "3") == Decision(
+        False, "backtest mase 5.0000 >= 5.0", 9.0, 9.5, "3"
+    )
+    assert decide_promotion(9.0, 9.5, {"rmse_vs_naive": 0.5}, LIMITS, "3") == Decision(
+        False,
+        "backtest rmse_vs_best_baseline missing (a fold failed?): cannot judge it",
+        9.0,
+        9.5,
+        "3",
+    )
+    # a gate switched off is never consulted, even when its value is missing
+    off = (Gate("rmse_vs_best_baseline", None), Gate("rmse_vs_naive", 1.0))
+    assert decide_promotion(9.0, None, {"rmse_vs_naive": 0.5}, off) == Decision(
+        True, "no champion yet; backtest rmse_vs_naive 0.5000", 9.0, None, None
+    )
+
+
+def test_gates_read_every_limit_from_params():
+    cfg = config_from_dict(
+        {
+            "data": {"sources": ["x.csv"]},
+            "register": {"max_rmse_vs_best_baseline": 0.9, "max_rmse_vs_naive": 0.8, "max_mase": 2},
+        }
+    )
+    assert gates(cfg) == (
+        Gate("rmse_vs_best_baseline", 0.9),
+        Gate("rmse_vs_naive", 0.8),
+        Gate("mase", 2, strict=True),
+    )

@@ -1,0 +1,114 @@
+"""The mutation score per module, from the last ``mutmut run`` (``make mutate`` runs both).
+
+    python benchmarks/mutation.py [--out benchmarks/MUTATION.md]
+
+Reads ``mutmut results --all true`` and writes a markdown report: per module the mutants
+killed (a test failed, or it timed out), survived, and left without a test, the score
+(killed / every mutant: a mutant no test reaches counts against the score), and each
+survivor with its diff, so the ones that matter can be killed by a better test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+KILLED = {"killed", "timeout", "caught by type check"}
+LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
+
+
+def results(mutmut: str) -> dict[str, str]:
+    """mutant name -> status, as ``mutmut results`` prints them."""
+    out = subprocess.run(
+        [mutmut, "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        if m := LINE.match(line):
+            found[m["name"]] = m["status"].strip()
+    return found
+
+
+def module_of(mutant: str) -> str:
+    """``stockcast.evaluate.x_score__mutmut_3`` -> ``stockcast.evaluate``."""
+    return re.split(r"\.x_|\.xǁ", mutant, maxsplit=1)[0]
+
+
+def diff(mutmut: str, mutant: str) -> str:
+    shown = subprocess.run([mutmut, "show", mutant], capture_output=True, text=True).stdout
+    lines = [
+        ln
+        for ln in shown.splitlines()
+        if ln.startswith(("-", "+")) and ln[:3] not in ("---", "+++")
+    ]
+    return "\n".join(lines[:6])
+
+
+def report(found: dict[str, str], mutmut: str) -> str:
+    by_module: dict[str, Counter] = defaultdict(Counter)
+    survivors: dict[str, list[str]] = defaultdict(list)
+    for name, status in sorted(found.items()):
+        module = module_of(name)
+        key = "killed" if status in KILLED else status
+        by_module[module][key] += 1
+        if status in ("survived", "no tests", "suspicious"):
+            survivors[module].append(name)
+    rows = [
+        "| module | mutants | killed | survived | no test | score |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = Counter()
+    for module, counts in sorted(by_module.items()):
+        n = sum(counts.values())
+        total.update(counts)
+        rows.append(
+            f"| `{module}` | {n} | {counts['killed']} | {counts['survived']} | "
+            f"{counts['no tests']} | {100 * counts['killed'] / n:.1f}% |"
+        )
+    n = sum(total.values())
+    rows.append(
+        f"| **all** | {n} | {total['killed']} | {total['survived']} | {total['no tests']} | "
+        f"**{100 * total['killed'] / max(n, 1):.1f}%** |"
+    )
+    parts = [
+        "# Mutation testing (`make mutate`)",
+        "",
+        f"mutmut against `tests/unit`, `tests/data` and the `tests/model` tests that fit no "
+        f"network (`-m 'not fits'`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Score = killed "
+        "(a test failed or timed out) / every mutant; a mutant no test reaches counts as "
+        "not killed. Plot rendering is excluded (`# pragma: no mutate block`).",
+        "",
+        *rows,
+        "",
+        "## Surviving mutants",
+    ]
+    for module, names in sorted(survivors.items()):
+        parts += ["", f"### `{module}` ({len(names)})", ""]
+        for name in names:
+            parts += [f"- `{name}` ({found[name]})", "", "```diff", diff(mutmut, name), "```"]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/MUTATION.md")
+    args = parser.parse_args(argv)
+    mutmut = str(Path(sys.executable).parent / "mutmut")
+    found = results(mutmut)
+    if not found:
+        print("no mutmut results: run `make mutate` (or `mutmut run`) first", file=sys.stderr)
+        return 1
+    text = report(found, mutmut)
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(text.split("## Surviving mutants")[0])
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
