@@ -19,6 +19,7 @@ export PATH := $(BIN):$(PATH)
 
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
+SERVE_PORT ?= 5001
 
 ## help: list every target with one line each
 .PHONY: help
@@ -80,10 +81,15 @@ compare: $(STAMP)
 retrain: $(STAMP)
 	$(BIN)/python -m flows.retrain run
 
-## serve: serve the retrain flow on its cron schedule (params.yaml schedule.*) (Prefect server on 127.0.0.1:4200)
-.PHONY: serve
-serve: $(STAMP)
+## schedule: serve the daily retrain flow on its cron schedule (params.yaml schedule.*) (Prefect server on 127.0.0.1:4200)
+.PHONY: schedule
+schedule: $(STAMP)
 	$(BIN)/python -m flows.retrain serve --port $(PREFECT_PORT)
+
+## serve-model: serve TICKER's @champion over HTTP on 127.0.0.1:5001 (SERVE_PORT), e.g. make serve-model TICKER=SH600519
+.PHONY: serve-model
+serve-model: $(STAMP)
+	$(BIN)/stockcast serve --ticker $(or $(TICKER),SH600519) --port $(SERVE_PORT)
 
 ## bench: run every benchmark and write benchmarks/RESULTS.md
 .PHONY: bench
@@ -135,7 +141,16 @@ pull: $(STAMP)
 metrics: $(STAMP)
 	$(BIN)/dvc metrics show
 
-## clean: remove stage outputs and local stores (keeps .venv and raw data)
+## clean: remove the stage outputs (data/interim, data/processed, models/, reports/); never the model registry or run history
 .PHONY: clean
 clean:
-	rm -rf data/interim data/processed models reports mlflow.db mlruns .prefect
+	rm -rf data/interim data/processed models reports
+
+## clean-stores: delete the MLflow registry and runs (mlflow.db, mlruns/) and Prefect's state (.prefect/); asks first unless FORCE=1
+.PHONY: clean-stores
+clean-stores:
+	@if [ "$(FORCE)" != 1 ]; then \
+	  read -r -p "Delete mlflow.db, mlruns/ and .prefect/: every registered model, champion and run? [y/N] " answer; \
+	  [ "$$answer" = y ] || { echo "kept them"; exit 1; }; \
+	fi
+	rm -rf mlflow.db mlruns .prefect

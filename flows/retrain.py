@@ -1,4 +1,4 @@
-"""The daily ``retrain`` flow, served on a cron schedule by ``make serve``.
+"""The daily ``retrain`` flow, served on a cron schedule by ``make schedule``.
 
     python -m flows.retrain serve        # register the scheduled deployment and serve it
     python -m flows.retrain run [--force]  # one run now, in this process

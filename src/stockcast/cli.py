@@ -136,6 +136,72 @@ def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int)
     ]
 
 
+SERVE_PORT = 5001  # the MLflow UI (make ui) has 5000
+
+
+def _champion_meta(args: argparse.Namespace) -> tuple[str, Any, dict]:
+    """The ticker's registered model name, its @champion pyfunc and that model's metadata."""
+    from stockcast.config import load_config
+    from stockcast.ingest import sanitize_ticker
+    from stockcast.tracking import CHAMPION, load_champion
+
+    cfg = load_config(args.params)
+    name = cfg.register.model_name(sanitize_ticker(args.ticker))
+    model = load_champion(Path.cwd(), name)
+    if model is None:
+        raise StockcastError(f"no @{CHAMPION} for {name}: nothing promoted yet")
+    return name, model, model.metadata.metadata or {}
+
+
+def _request(args: argparse.Namespace) -> int:
+    """The JSON body ``/invocations`` takes for the ticker's champion: its last ``context``
+    days of raw OHLCV from the validated table, as ``{"inputs": [[[o, h, l, c, v], ...]]}``."""
+    import json
+
+    import pandas as pd
+
+    from stockcast.config import load_config
+    from stockcast.ingest import sanitize_ticker
+    from stockcast.paths import Paths
+    from stockcast.tracking import model_inputs
+
+    _, _, meta = _champion_meta(args)
+    paths = Paths(Path.cwd())
+    if not paths.validated.exists():
+        raise StockcastError(f"{paths.validated} not found: run `make pipeline` first")
+    frame = pd.read_parquet(paths.validated)
+    rows = frame[frame["ticker"] == sanitize_ticker(args.ticker)]
+    context = int(meta.get("context", meta.get("window")))
+    if len(rows) < context:
+        raise StockcastError(
+            f"{args.ticker}: {len(rows)} validated days, the model takes {context}"
+        )
+    ohlcv = rows[["open", "high", "low", "close", "volume"]].to_numpy(dtype="float64")[-context:]
+    target = load_config(args.params).data.target
+    print(json.dumps({"inputs": model_inputs(meta, ohlcv[None], target).tolist()}))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``mlflow models serve`` of the ticker's @champion, in this environment (no rebuild)."""
+    from stockcast.tracking import CHAMPION, tracking_uri
+
+    name, _, meta = _champion_meta(args)
+    context = meta.get("context", meta.get("window"))
+    print(
+        f"serving models:/{name}@{CHAMPION} ({meta.get('variant', '?')}) on http://{args.host}:{args.port}/invocations; "
+        f"it takes {context} days of raw OHLCV per forecast: "
+        f"`stockcast request --ticker {args.ticker}` prints a request body",
+        flush=True,
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(Path.cwd())}
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    command = [mlflow, "models", "serve", "-m", f"models:/{name}@{CHAMPION}"]
+    command += ["--env-manager", "local", "--host", args.host, "--port", str(args.port)]
+    os.execve(mlflow, command, env)
+    return 0  # not reached: the server replaces this process
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stockcast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", default="manual rollback")
     rollback.add_argument("--params", default="params.yaml")
     rollback.set_defaults(handler=_rollback)
+    serve = commands.add_parser(
+        "serve", help="serve a ticker's @champion over HTTP (mlflow models serve, this venv)"
+    )
+    serve.add_argument("--ticker", required=True, help="whose @champion to serve")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=SERVE_PORT, help="port (the UI has 5000)")
+    serve.add_argument("--params", default="params.yaml", help="the parameters file")
+    serve.set_defaults(handler=_serve)
+    request = commands.add_parser(
+        "request", help="print the JSON body /invocations takes for a ticker's latest days"
+    )
+    request.add_argument("--ticker", required=True, help="whose @champion the body is for")
+    request.add_argument("--params", default="params.yaml", help="the parameters file")
+    request.set_defaults(handler=_request)
     return parser
 
 

@@ -385,7 +385,7 @@ def test_with_the_gates_on_a_losing_candidate_is_rejected_and_the_alias_stays(pr
     finally:
         params.write_text(saved)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    assert "Running stage 'register'" in run.stdout and "Running stage 'train'" not in run.stdout
+    assert "Running stage 'register'" in run.stdout
     for name in names:
         newest = client.get_model_version(name, str(counts[name] + 1))
         assert newest.tags["promotion"] == "rejected"
@@ -431,3 +431,80 @@ def test_predict_names_a_ticker_with_no_champion_and_forecasts_the_others(projec
     assert "no @champion for stockcast-MSFT: nothing promoted yet" in result.stdout
     (written,) = (root / "data/predictions").glob("*.csv")
     assert pd.read_csv(written)["ticker"].unique().tolist() == ["SH600519"]
+
+
+def test_the_champion_served_over_http_answers_as_predict_does(project):
+    """``stockcast serve`` (``mlflow models serve --env-manager local``) on a free port: the
+    body ``stockcast request`` prints gets the forecast ``stockcast predict`` writes, and a
+    malformed body gets a 400 that says what went wrong."""
+    import signal
+    import urllib.error
+    import urllib.request
+
+    import pandas as pd
+
+    from flows.server import free_port
+
+    root, env, _, _ = project
+    body = _stockcast(root, env, "request", "--ticker", "SH600519")
+    assert body.returncode == 0, body.stdout + body.stderr
+    request = json.loads(body.stdout)
+    assert np_shape(request["inputs"])[0] == 1 and np_shape(request["inputs"])[2] == 5
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "stockcast"), "serve", "--ticker", "SH600519"]
+        + ["--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+    def post(payload: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the model server did not come up"
+                time.sleep(1)
+        status, answer = post(request)
+        bad_status, bad = post({"inputs": [[1.0, 2.0, 3.0]]})
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert status == 200, answer
+    (served,) = answer["predictions"]
+    assert served["lower_95"] <= served["lower_80"] <= served["forecast"]
+    assert served["forecast"] <= served["upper_80"] <= served["upper_95"]
+    predicted = _stockcast(root, env, "predict")
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    (written,) = (root / "data/predictions").glob("*.csv")
+    table = pd.read_csv(written).set_index("ticker")
+    assert round(served["forecast"], 4) == table.loc["SH600519", "forecast_open"]
+    assert round(served["upper_95"], 4) == table.loc["SH600519", "upper_95"]
+    assert bad_status == 400 and bad["error_code"] == "BAD_REQUEST" and bad["message"]
+
+
+def np_shape(nested: list) -> tuple[int, ...]:
+    shape = []
+    while isinstance(nested, list):
+        shape.append(len(nested))
+        nested = nested[0]
+    return tuple(shape)
