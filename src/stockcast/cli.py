@@ -2,7 +2,9 @@
 
 ``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``, with
 prediction intervals (``lower_80`` .. ``upper_95``);
-``stockcast rollback --ticker T`` moves ``@champion`` back to the previous champion.
+``stockcast rollback --ticker T`` moves ``@champion`` back to the previous champion;
+``stockcast serve --ticker T`` serves ``@champion`` over HTTP and ``stockcast request --ticker T``
+prints the JSON body it takes.
 
 ``stockcast validate FILE...`` ingests and validates without training: exit 0 when every
 ticker passes (repairs and warnings are printed), 1 with a readable report when not.
@@ -136,6 +138,12 @@ def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int)
     ]
 
 
+EXIT_CODES = """exit codes (the same for make pipeline and the retrain flow):
+  0  done
+  1  a data, validation or training failure (the message says which)
+  2  usage: a bad option or argument, or an unexpected error
+  3  another stockcast run holds the project's lock (nothing was done)"""
+
 SERVE_PORT = 5001  # the MLflow UI (make ui) has 5000
 
 
@@ -189,7 +197,8 @@ def _serve(args: argparse.Namespace) -> int:
     name, _, meta = _champion_meta(args)
     context = meta.get("context", meta.get("window"))
     print(
-        f"serving models:/{name}@{CHAMPION} ({meta.get('variant', '?')}) on http://{args.host}:{args.port}/invocations; "
+        f"serving models:/{name}@{CHAMPION} ({meta.get('variant', '?')}) "
+        f"on http://{args.host}:{args.port}/invocations; "
         f"it takes {context} days of raw OHLCV per forecast: "
         f"`stockcast request --ticker {args.ticker}` prints a request body",
         flush=True,
@@ -203,9 +212,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(
-        prog="stockcast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="stockcast",
+        description=__doc__.replace("``", ""),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"stockcast {version('stockcast')}")
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="ingest and validate files, no training")
     validate.add_argument("files", nargs="+", help="CSV files, folders, globs or URLs")
@@ -233,13 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=_validate)
     predict = commands.add_parser("predict", help="next-day forecasts from every @champion")
-    predict.add_argument("--params", default="params.yaml")
+    predict.add_argument("--params", default="params.yaml", help="the parameters file")
     predict.add_argument("--horizon", type=int, default=1, help="trading days ahead")
     predict.set_defaults(handler=_predict)
     rollback = commands.add_parser("rollback", help="move @champion back to the previous one")
-    rollback.add_argument("--ticker", required=True)
-    rollback.add_argument("--reason", default="manual rollback")
-    rollback.add_argument("--params", default="params.yaml")
+    rollback.add_argument("--ticker", required=True, help="whose @champion to move back")
+    rollback.add_argument(
+        "--reason", default="manual rollback", help="why, kept as a tag on both versions"
+    )
+    rollback.add_argument("--params", default="params.yaml", help="the parameters file")
     rollback.set_defaults(handler=_rollback)
     serve = commands.add_parser(
         "serve", help="serve a ticker's @champion over HTTP (mlflow models serve, this venv)"

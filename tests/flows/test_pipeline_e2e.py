@@ -499,7 +499,8 @@ def test_the_champion_served_over_http_answers_as_predict_does(project):
     table = pd.read_csv(written).set_index("ticker")
     assert round(served["forecast"], 4) == table.loc["SH600519", "forecast_open"]
     assert round(served["upper_95"], 4) == table.loc["SH600519", "upper_95"]
-    assert bad_status == 400 and bad["error_code"] == "BAD_REQUEST" and bad["message"]
+    assert bad_status == 400 and bad["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "does not match expected shape (-1, " in bad["message"]
 
 
 def np_shape(nested: list) -> tuple[int, ...]:
