@@ -71,7 +71,7 @@ def test_baseline_rules_on_a_two_day_window():
 
 
 def test_transforms_return_float64_and_name_the_choices_on_error():
-    previous = np.array([100, 200], dtype="int64")
+    previous = np.array([100, 200], dtype="float32")
     values = np.array([0.5, -0.5], dtype="float32")
     for transform in ("level", "diff", "log_return"):
         back = transforms.inverse(values, previous, transform)
@@ -160,19 +160,19 @@ def test_the_choice_takes_the_lowest_rmse_whatever_the_order_and_says_why():
     candidates = {
         "naive": _scores("naive", "baseline", 10.0),
         "drift": _scores("drift", "baseline", 9.0),
-        "lstm": _scores("lstm", "network", 8.5, p=0.2),
-        "gru": _scores("gru", "network", 8.0, p=0.01),
+        "gru": _scores("gru", "network", 8.5, p=0.2),
+        "lstm": _scores("lstm", "network", 8.0, p=0.01),
         "simple_rnn": _scores("simple_rnn", "network", 8.8),
     }
     assert choose_candidate(candidates, "backtest") == (
-        "gru",
-        "gru backtest rmse 0.8889x drift (DM p=0.01): the network beats the best baseline",
+        "lstm",
+        "lstm backtest rmse 0.8889x drift (DM p=0.01): the network beats the best baseline",
     )
     assert choose_candidate(candidates, "backtest", max_p_value=0.005) == (
         "drift",
-        "gru backtest rmse 0.8889x drift (DM p=0.01): not significant at 0.005",
+        "lstm backtest rmse 0.8889x drift (DM p=0.01): not significant at 0.005",
     )
     assert choose_candidate(candidates, "backtest", min_improvement=0.2) == (
         "drift",
-        "gru backtest rmse 0.8889x drift (DM p=0.01): the network does not beat the best baseline",
+        "lstm backtest rmse 0.8889x drift (DM p=0.01): the network does not beat the best baseline",
     )

@@ -93,3 +93,23 @@ def test_save_and_load_round_trip(prices, tmp_path: Path):
     np.testing.assert_array_equal(loaded.scaled, ws.scaled)
     np.testing.assert_array_equal(loaded.test_idx, ws.test_idx)
     assert loaded.scaler == ws.scaler
+
+
+def test_every_field_survives_save_and_load(prices, tmp_path: Path):
+    from stockcast.windows import read_folds
+
+    ws = make_windows(prices, "open", 7, 30, 30, "log_return", ("intraday", "range"), "close")
+    fold = make_windows(prices.iloc[:-30], "open", 7, 30, 30, "log_return", ("intraday",))
+    write_windows([ws], tmp_path, {ws.ticker: [fold]})
+    (loaded,) = read_windows(tmp_path)
+    for name in ("ticker", "window", "transform", "target", "extra_inputs", "anchor"):
+        assert getattr(loaded, name) == getattr(ws, name), name
+        assert type(getattr(loaded, name)) is type(getattr(ws, name)), name
+    assert loaded.scaler == ws.scaler and loaded.extra_scalers == ws.extra_scalers
+    for name in ("dates", "prices", "scaled", "train_idx", "val_idx", "test_idx", "ohlcv"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(ws, name), err_msg=name)
+    (again,) = read_folds(tmp_path, ws.ticker)
+    assert again.extra_inputs == ("intraday",) and again.anchor == "target"
+    np.testing.assert_array_equal(again.test_idx, fold.test_idx)
+    write_windows([ws], tmp_path / "nofolds")
+    assert read_folds(tmp_path / "nofolds", ws.ticker) == []
