@@ -59,6 +59,9 @@ def load_champion(root: Path, name: str) -> Any | None:
         return None
 
 
+# Marks the parent run of a pipeline run (its name says when, which tickers, which params).
+PIPELINE_TAG = ("stockcast.run", "pipeline")
+
 # MLflow's UI opens an experiment that does not say what it is in its GenAI overview.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "forecasting")
 
@@ -120,7 +123,9 @@ def log_pipeline_run(
     decisions: dict[str, Any] = {}
     ticker_tag = ",".join(ws.ticker for ws in sets)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name="pipeline", tags={**tags, "ticker": ticker_tag}
+        experiment_id=experiment_id,
+        run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
+        tags={**tags, "ticker": ticker_tag, PIPELINE_TAG[0]: PIPELINE_TAG[1]},
     ) as parent:
         mlflow.log_params(flat_params(cfg))
         _log_run_inputs(mlflow, paths)
@@ -179,6 +184,15 @@ def _log_ticker_summary(mlflow: Any, paths: Paths, report: TickerReport) -> None
     mlflow.log_metrics({f"{report.ticker}.{k}": v for k, v in report.baselines.items()})
 
 
+def pipeline_run_name(tickers: list[str], params_hash: str, now: float | None = None) -> str:
+    """A parent run's name that reads well in a list: when, which tickers, which params."""
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(time.time() if now is None else now).strftime("%Y-%m-%d %H:%M")
+    shown = " ".join(tickers[:2]) + (f" +{len(tickers) - 2}" if len(tickers) > 2 else "")
+    return f"{when} {shown} params {params_hash[:7]}".strip()
+
+
 def register_best(
     mlflow: Any,
     client: Any,
@@ -195,6 +209,9 @@ def register_best(
     name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
     chosen = candidates[name]
     model_name = r.model_name(ws.ticker)
+    fingerprint = registration_fingerprint(tags, name, chosen.scores)
+    if fingerprint and (same := _registered_as(client, model_name, fingerprint)) is not None:
+        return _already_registered(client, model_name, same, name, chosen.scores.kind, why)
     current = champion_rmse(mlflow, client, model_name, ws)
     version = mlflow.register_model(
         chosen.model_uri,
@@ -204,6 +221,7 @@ def register_best(
             "kind": chosen.scores.kind,
             "selected_on": f"{source} rmse",
             "selection": why,
+            **({"fingerprint": fingerprint} if fingerprint else {}),
             **tags,
         },
     )
@@ -215,6 +233,9 @@ def register_best(
         current[1] if current else None,
         source,
     )
+    client.update_model_version(
+        model_name, version.version, description=_description(name, chosen.scores, decision)
+    )
     _record_decision(client, model_name, version.version, decision)
     return {
         "model": model_name,
@@ -224,6 +245,68 @@ def register_best(
         "selection": why,
         **asdict(decision),
     }
+
+
+def registration_fingerprint(tags: dict[str, str], name: str, scores: CandidateScores) -> str:
+    """What makes a registration the same as an earlier one: a clean git commit, the effective
+    parameters, the windowed dataset, the candidate and every score it got. Empty (always
+    register) when the code is uncommitted or unknown, or the dataset hash is missing."""
+    import hashlib
+
+    commit, dirty = tags.get("git_commit", "unknown"), tags.get("git_dirty", "True")
+    if commit == "unknown" or dirty != "False" or not tags.get("dvc_dataset_md5"):
+        return ""
+    parts = [commit, tags.get("params_hash", ""), tags["dvc_dataset_md5"], name]
+    parts.append(json.dumps(scores.flat(), sort_keys=True, default=str))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _registered_as(client: Any, model_name: str, fingerprint: str) -> Any | None:
+    """The version registered earlier with this fingerprint, if any."""
+    found = client.search_model_versions(
+        f"name = '{model_name}' and tags.fingerprint = '{fingerprint}'"
+    )
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _already_registered(
+    client: Any, model_name: str, version: Any, name: str, kind: str, why: str
+) -> dict[str, Any]:
+    """Nothing new to register: the earlier version's decision stands."""
+    try:
+        champion = client.get_model_version_by_alias(model_name, CHAMPION).version
+    except Exception:  # noqa: BLE001 - no champion
+        champion = None
+    reason = (
+        f"already registered as v{version.version} (same code, params, data and scores); "
+        f"its decision stands: {version.tags.get('promotion_reason', '?')}"
+    )
+    print(f"{model_name}: {name} {reason}", flush=True)
+    return {
+        "model": model_name,
+        "version": version.version,
+        "variant": name,
+        "kind": kind,
+        "selection": why,
+        "promote": str(champion) == str(version.version),
+        "reason": reason,
+        "candidate_rmse": None,
+        "champion_rmse": None,
+        "previous_version": version.tags.get("previous_champion"),
+        "already_registered": True,
+    }
+
+
+def _description(name: str, scores: CandidateScores, decision: Decision) -> str:
+    """A registered version's headline: its test figures beside the strongest baseline's, and
+    the promotion decision."""
+    test = scores.test
+    return (
+        f"{name} ({scores.kind}). Test RMSE {test.rmse:.4f}, {test.rmse_vs_best_baseline:.4f}x "
+        f"the best baseline ({test.best_baseline}), {test.rmse_vs_naive:.4f}x naive; MAE "
+        f"{test.mae:.4f}, MAPE {test.mape:.2f}%, direction right {test.directional_accuracy:.1%}."
+        f" {'Promoted' if decision.promote else 'Not promoted'}: {decision.reason}."
+    )
 
 
 def log_candidate(
@@ -440,7 +523,9 @@ def log_failed_validation(
     mlflow.set_tracking_uri(tracking_uri(project_root))
     experiment_id = ensure_experiment(MlflowClient(), experiment, project_root)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name="pipeline", tags={"stage": "validate", **(tags or {})}
+        experiment_id=experiment_id,
+        run_name=f"{time.strftime('%Y-%m-%d %H:%M')} stopped at validate",
+        tags={"stage": "validate", PIPELINE_TAG[0]: PIPELINE_TAG[1], **(tags or {})},
     ) as run:
         mlflow.set_tag("error", message[:5000])
         if report_dir.exists():

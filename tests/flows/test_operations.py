@@ -102,7 +102,7 @@ def test_the_pipeline_logs_to_a_tracking_server_unchanged(served):
     client = _client(uri)
     experiment = client.get_experiment_by_name("stockcast")
     runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("mlflow.runName") == "pipeline"]
+    parents = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 7  # 3 networks and 4 baselines
     assert {c.data.tags["variant"] for c in children} == {*VARIANTS, *BASELINES}
@@ -133,7 +133,7 @@ def test_every_run_carries_its_lineage(served):
         assert tags["git_dirty"] == "False"  # the stages write only DVC-tracked outputs
         assert tags["params_hash"] == params_hash
         assert tags["prefect_flow_run_id"]
-    parent = next(r for r in runs if r.data.tags.get("mlflow.runName") == "pipeline")
+    parent = next(r for r in runs if r.data.tags.get("stockcast.run") == "pipeline")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"validation", "drift"} <= artifacts
     assert parent.data.tags["drift"] in {"True", "False"}
@@ -175,6 +175,7 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
     experiment = client.get_experiment_by_name("stockcast")
     runs = client.search_runs([experiment.experiment_id])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    (parent_run,) = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
     shot = root.parent / "reports"
     shot.mkdir(exist_ok=True)
     try:
@@ -194,7 +195,9 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
             )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs")
-            parent = page.get_by_role("link", name="pipeline", exact=True)
+            name = parent_run.data.tags["mlflow.runName"]  # "<date> <time> SH600519 params <hash>"
+            assert "SH600519 params " in name
+            parent = page.get_by_role("link", name=name, exact=True)
             expect(parent).to_be_visible(timeout=60000)
             # the variant runs are nested under the parent: expand it, as a person would
             page.get_by_role("gridcell").filter(has=parent).get_by_role("button").first.click()

@@ -1,0 +1,112 @@
+"""The registry as users read it, on a real MLflow store with baseline candidates (no fits):
+a rerun of the same code, params, data and scores is "already registered", every version
+says what it scored and why it was or was not promoted, runs have readable names, and
+``stockcast rollback`` works as a command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stockcast import tracking
+from stockcast.config import config_from_dict
+from stockcast.evaluate import baseline_candidates, score_candidates
+from stockcast.windows import make_windows
+from tests.conftest import synthetic_prices
+
+WIDTHS = {"80": 0.01, "95": 0.02}
+CLEAN = {"git_commit": "abc123", "git_dirty": "False", "params_hash": "p1", "dvc_dataset_md5": "d1"}
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield mlflow, MlflowClient()
+    mlflow.set_tracking_uri(None)
+
+
+def _candidates(mlflow, ws):
+    forecasts = baseline_candidates(ws, [], 5)
+    scores = score_candidates(ws, [], forecasts, (0.8, 0.95))
+    out = {}
+    for rule, s in scores.items():
+        with mlflow.start_run():
+            out[rule] = tracking.Candidate(
+                s, tracking.log_forecaster(mlflow, ws, None, WIDTHS, rule)
+            )
+    return out
+
+
+def test_the_same_registration_twice_is_already_registered(store):
+    mlflow, client = store
+    ws = make_windows(synthetic_prices(200, "TEST"), "open", 10, 40, 40)
+    cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "backtest": {"folds": 0}})
+    candidates = _candidates(mlflow, ws)
+    first = tracking.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
+    assert str(first["version"]) == "1" and first["promote"] and "already_registered" not in first
+    version = client.get_model_version("stockcast-TEST", "1")
+    chosen = candidates[first["variant"]].scores.test
+    assert version.description.startswith(f"{first['variant']} (baseline). Test RMSE ")
+    assert f"Test RMSE {chosen.rmse:.4f}" in version.description
+    assert f"({chosen.best_baseline})" in version.description
+    assert "Promoted: no champion yet" in version.description
+
+    again = tracking.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
+    assert again["already_registered"] and str(again["version"]) == "1" and again["promote"]
+    assert again["reason"].startswith("already registered as v1 (same code, params, data")
+    assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
+
+    # uncommitted code, other params or other data: registered anew
+    for changed in ({"git_dirty": "True"}, {"params_hash": "p2"}, {"dvc_dataset_md5": "d2"}):
+        tags = {**CLEAN, **changed}
+        out = tracking.register_best(mlflow, client, cfg, ws, candidates, tags)
+        assert "already_registered" not in out, changed
+    assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 4
+    second = client.get_model_version("stockcast-TEST", "2")
+    assert "Not promoted: test rmse" in second.description  # a tie with champion v1
+
+
+def test_a_fingerprint_needs_clean_known_code_and_data():
+    scores = None  # never reached: each case below is refused before the scores are read
+    assert tracking.registration_fingerprint({**CLEAN, "git_dirty": "True"}, "gru", scores) == ""
+    assert tracking.registration_fingerprint({**CLEAN, "git_commit": "unknown"}, "x", scores) == ""
+    assert tracking.registration_fingerprint({**CLEAN, "dvc_dataset_md5": ""}, "x", scores) == ""
+
+
+def test_pipeline_run_names_read_well():
+    at = 1_790_000_000  # 2026-09-21 (local time decides the clock reading)
+    name = tracking.pipeline_run_name(["SH600519"], "0123456789", at)
+    assert name.endswith(" SH600519 params 0123456") and name.startswith("2026-09-2")
+    many = tracking.pipeline_run_name(["A", "B", "C", "D"], "ff", at)
+    assert many.endswith(" A B +2 params ff")
+
+
+def test_rollback_as_a_command(store, tmp_path: Path, capsys):
+    from stockcast.cli import main
+
+    mlflow, client = store
+    ws = make_windows(synthetic_prices(200, "TEST"), "open", 10, 40, 40)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"sources": ["x.csv"]}}))
+    assert main(["rollback", "--ticker", "TEST"]) == 1
+    assert "stockcast-TEST has no @champion to roll back" in capsys.readouterr().err
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, ws, None, WIDTHS, "naive")
+    for _ in range(2):
+        mlflow.register_model(uri, "stockcast-TEST")
+    client.set_model_version_tag("stockcast-TEST", "2", "previous_champion", "1")
+    client.set_registered_model_alias("stockcast-TEST", "champion", "2")
+    assert main(["rollback", "--ticker", "TEST", "--reason", "bad fills"]) == 0
+    assert (
+        "stockcast-TEST: @champion moved back from v2 to v1 (bad fills)" in capsys.readouterr().out
+    )
+    assert str(client.get_model_version_by_alias("stockcast-TEST", "champion").version) == "1"
+    assert main(["rollback", "--ticker", "TEST"]) == 1  # v1 replaced nothing
+    assert "v1 replaced no earlier champion" in capsys.readouterr().err
