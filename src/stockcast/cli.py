@@ -6,7 +6,8 @@ prediction intervals (``lower_80`` .. ``upper_95``);
 ``stockcast serve --ticker T`` serves ``@champion`` over HTTP and ``stockcast request --ticker T``
 prints the JSON body it takes.
 
-``stockcast validate FILE...`` ingests and validates without training: exit 0 when every
+``stockcast validate [FILE...]`` (default: the sources in params.yaml) ingests and validates
+without training: exit 0 when every
 ticker passes (repairs and warnings are printed), 1 with a readable report when not.
 """
 
@@ -40,10 +41,14 @@ def _validate(args: argparse.Namespace) -> int:
     )
     min_rows = args.min_rows if args.min_rows is not None else cfg.min_rows
     date_order = args.date_order or cfg.data.date_order
+    # No files named: the sources params.yaml configures, with their column mappings.
+    specs = [Source(path=f) for f in args.files] if args.files else list(cfg.data.sources)
+    if not args.files and not params.exists():
+        raise StockcastError(f"no files given and no {params} to read data.sources from")
     results, errors = [], []
-    for spec in args.files:
+    for spec in specs:
         try:
-            results.extend(load(Source(path=spec), Path.cwd(), date_order))
+            results.extend(load(spec, Path.cwd(), date_order))
         except DataError as exc:
             errors.append(exc)
     for exc in errors:
@@ -60,6 +65,8 @@ def _validate(args: argparse.Namespace) -> int:
         today=pd.Timestamp.now().normalize(),
         max_daily_move=cfg.validate.max_daily_move,
         max_gap_days=cfg.validate.max_gap_days,
+        sources=ingested.origin,
+        rows_needed="" if args.min_rows is not None else cfg.rows_needed(),
     )
     print(report.summary())
     ok = report.success and not errors
@@ -223,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stockcast {version('stockcast')}")
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="ingest and validate files, no training")
-    validate.add_argument("files", nargs="+", help="CSV files, folders, globs or URLs")
+    validate.add_argument(
+        "files",
+        nargs="*",
+        help="CSV files, folders, globs or URLs (default: data.sources of --params)",
+    )
     validate.add_argument(
         "--params",
         default="params.yaml",

@@ -288,6 +288,17 @@ class Config:
         """Fewest rows per ticker: the spans, plus the backtest folds before the test span."""
         return self.window.min_rows + self.backtest.folds * self.backtest.fold_days
 
+    def rows_needed(self) -> str:
+        """``min_rows`` in words: the params that add up to it and which to lower."""
+        w, b = self.window, self.backtest
+        return (
+            f"the configured spans need at least {self.min_rows}: window.test_days {w.test_days}"
+            f" + window.val_days {w.val_days} + 2 x window.window {w.window} (training "
+            f"windows) + backtest.folds {b.folds} x backtest.fold_days {b.fold_days}. Use a "
+            "longer history, or lower window.test_days, window.val_days, window.window or "
+            "backtest.folds"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -100,6 +100,7 @@ class IngestResult:
 
     frame: pd.DataFrame
     repairs: list[str] = field(default_factory=list)
+    origin: dict[str, list[str]] = field(default_factory=dict)  # ticker -> its source files
 
 
 def detect_layout(columns: Iterable[str], file: Path | str) -> Layout:
@@ -181,12 +182,16 @@ def read_prices(
     original = {h: str(c).strip() for h, c in zip(header, raw.columns, strict=True)}
     raw.columns = header
 
-    value_columns = [layout.columns[c] for c in NUMERIC]
-    text = raw[value_columns].astype("string").apply(lambda col: col.str.strip())
+    price_columns = [layout.columns[c] for c in ("open", "high", "low", "close")]
+    text = raw[price_columns].astype("string").apply(lambda col: col.str.strip())
     empty = text.isna() | text.isin(["", "-", "null", "NULL", "NaN", "nan"])
-    keep = ~empty.all(axis=1)
+    keep = ~empty.all(axis=1)  # a row with some prices missing is left for the gate to judge
     if dropped := int((~keep).sum()):
-        repairs.append(f"{path}: dropped {dropped} row(s) with every price and volume empty")
+        days = raw.loc[~keep, layout.columns["date"]].astype(str).str.strip().tolist()
+        shown = ", ".join(days[:5]) + (f" and {len(days) - 5} more" if len(days) > 5 else "")
+        repairs.append(
+            f"{path}: dropped {dropped} row(s) with every price empty (no trading: {shown})"
+        )
     raw = raw[keep].reset_index(drop=True)
 
     date_column = layout.columns["date"]
@@ -195,10 +200,17 @@ def read_prices(
     )
     frame = pd.DataFrame({"date": dates})
     if layout.ticker_column:
-        frame["ticker"] = raw[layout.ticker_column].astype(str).map(sanitize_ticker).to_numpy()
+        named = raw[layout.ticker_column].astype(str)
     else:
-        stem = Path(str(path).split("?")[0]).stem
-        frame["ticker"] = sanitize_ticker(ticker or stem)
+        named = pd.Series([ticker or Path(str(path).split("?")[0]).stem] * len(raw), dtype=str)
+    renamed = {name: sanitize_ticker(name) for name in named.unique()}
+    frame["ticker"] = named.map(renamed).to_numpy()
+    repairs += [
+        f"{path}: renamed ticker {name!r} to {safe!r} (only letters, digits and . _ ^ - are "
+        "safe in file and model names)"
+        for name, safe in renamed.items()
+        if safe != name
+    ]
     for column in NUMERIC:
         source = layout.columns[column]
         values, notes = _parse_numbers(
@@ -208,7 +220,8 @@ def read_prices(
         repairs.extend(notes)
 
     frame, sort_repairs = _sort(frame, path)
-    return IngestResult(frame, repairs + date_repairs + sort_repairs)
+    origin = {t: [str(path)] for t in frame["ticker"].unique()}
+    return IngestResult(frame, repairs + date_repairs + sort_repairs, origin)
 
 
 def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> IngestResult:
@@ -235,7 +248,14 @@ def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> Ing
         repairs.append(f"dropped {dropped} (ticker, date) row(s) repeated by a later source")
     frame = frame[frame["_source"] == newest]
     frame = frame.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
-    return IngestResult(frame[list(CANONICAL)], repairs)
+    origin: dict[str, list[str]] = {}
+    for r in results:
+        for t, files in r.origin.items():
+            origin.setdefault(t, []).extend(f for f in files if f not in origin.get(t, []))
+    kept = set(frame["ticker"])
+    return IngestResult(
+        frame[list(CANONICAL)], repairs, {t: f for t, f in origin.items() if t in kept}
+    )
 
 
 def _read_csv(path: Path | str, content: bytes | None) -> tuple[pd.DataFrame, list[str]]:

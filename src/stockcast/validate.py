@@ -18,6 +18,28 @@ PRICES = ("open", "high", "low", "close")
 MAX_ROWS_SHOWN = 5
 
 
+# Each expectation of the suite in one line of plain English, printed beside its GX name.
+PLAIN = {
+    "expect_column_to_exist": "the column must be there",
+    "expect_column_values_to_not_be_null": "every row needs a value",
+    "expect_column_values_to_be_between": "values must lie in the allowed range",
+    "expect_column_values_to_not_be_in_set": "prices must be finite numbers",
+    "expect_column_pair_values_a_to_be_greater_than_b": "a daily bar must be consistent "
+    "(the high above the open, close and low; the low below them)",
+    "expect_column_values_to_be_unique": "one row per trading day",
+    "expect_column_values_to_be_increasing": "dates must go forward",
+    "expect_column_stdev_to_be_between": "the price must move (a constant series teaches nothing)",
+    "expect_table_row_count_to_be_between": "the series is too short for the configured spans",
+}
+# Range checks say more when the column is known.
+PLAIN_RANGE = {
+    "date": "no row may be dated after today",
+    "volume": "volume cannot be negative",
+    "daily_move": "an unusually large close-to-close move (check for a split or a bad tick)",
+    "gap_days": "an unusually long gap between trading days (missing data?)",
+}
+
+
 @dataclass
 class Failure:
     """One failed expectation: what was expected, where, and a few offending rows."""
@@ -26,6 +48,7 @@ class Failure:
     column: str | None
     detail: str
     rows: list[str] = field(default_factory=list)
+    plain: str = ""  # the expectation in plain English
 
 
 @dataclass
@@ -38,6 +61,7 @@ class TickerResult:
     evaluated: int
     failures: list[Failure] = field(default_factory=list)
     warnings: list[Failure] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the files the ticker's rows came from
 
 
 @dataclass
@@ -59,11 +83,15 @@ class ValidationReport:
         lines = []
         for r in self.results:
             verdict = "passed" if r.success else "FAILED"
-            lines.append(f"{r.ticker}: {verdict} ({r.evaluated} expectations, {r.rows} rows)")
+            origin = f" (from {', '.join(r.sources)})" if r.sources else ""
+            lines.append(
+                f"{r.ticker}{origin}: {verdict} ({r.evaluated} expectations, {r.rows} rows)"
+            )
             for label, items in (("", r.failures), ("warning: ", r.warnings)):
                 for f in items:
                     where = f" column {f.column}:" if f.column else ""
-                    lines.append(f"  - {label}{f.expectation}:{where} {f.detail}")
+                    plain = f"{f.plain} " if f.plain else ""
+                    lines.append(f"  - {label}{plain}[{f.expectation}]:{where} {f.detail}")
                     lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
         if self.data_docs:
             lines.append(f"Data Docs: {self.data_docs}")
@@ -186,6 +214,8 @@ def validate_prices(
     today: pd.Timestamp | None = None,
     max_daily_move: float = 0.25,
     max_gap_days: int = 14,
+    sources: dict[str, list[str]] | None = None,
+    rows_needed: str = "",
 ) -> ValidationReport:
     """Run the suite on each ticker; write JSON results and HTML Data Docs under ``report_dir``.
 
@@ -196,6 +226,8 @@ def validate_prices(
         today: the clock (passed in so tests can fix it); defaults to now.
         max_daily_move: warning threshold on close-to-close moves.
         max_gap_days: warning threshold on calendar gaps between rows.
+        sources: per ticker, the files its rows came from (named in the report).
+        rows_needed: ``min_rows`` in words: which params add up to it, which to lower.
 
     Returns:
         The report; ``report.success`` is False when any ticker failed.
@@ -216,7 +248,9 @@ def validate_prices(
         outcome = _checkpoint(context, batch, suite, str(ticker)).run(
             batch_parameters={"dataframe": group}
         )
-        results.append(_ticker_result(str(ticker), group, outcome))
+        result = _ticker_result(str(ticker), group, outcome, rows_needed)
+        result.sources = list((sources or {}).get(str(ticker), []))
+        results.append(result)
     context.build_data_docs(site_names=["stockcast_site"])
     index = docs_dir / "index.html"
     report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
@@ -266,11 +300,13 @@ def _checkpoint(context: Any, batch: Any, suite: Any, ticker: str) -> Any:
     )
 
 
-def _ticker_result(ticker: str, group: pd.DataFrame, outcome: Any) -> TickerResult:
+def _ticker_result(
+    ticker: str, group: pd.DataFrame, outcome: Any, rows_needed: str = ""
+) -> TickerResult:
     (validation,) = outcome.run_results.values()
     failed = [r for r in validation.results if not r.success]
-    critical = [_failure(r, group) for r in failed if _severity(r) == "critical"]
-    warnings = [_failure(r, group) for r in failed if _severity(r) != "critical"]
+    critical = [_failure(r, group, rows_needed) for r in failed if _severity(r) == "critical"]
+    warnings = [_failure(r, group, rows_needed) for r in failed if _severity(r) != "critical"]
     return TickerResult(
         ticker, len(group), not critical, len(validation.results), critical, warnings
     )
@@ -281,7 +317,16 @@ def _severity(result: Any) -> str:
     return str(getattr(severity, "value", severity))
 
 
-def _failure(result: Any, group: pd.DataFrame) -> Failure:
+def plain_english(expectation: str, column: str | None) -> str:
+    """One line saying what ``expectation`` on ``column`` asks, for a person."""
+    if expectation == "expect_column_values_to_be_between" and column in PLAIN_RANGE:
+        return PLAIN_RANGE[column]
+    if expectation == "expect_column_values_to_be_between" and column in PRICES:
+        return "prices must be above zero"
+    return PLAIN.get(expectation, "")
+
+
+def _failure(result: Any, group: pd.DataFrame, rows_needed: str = "") -> Failure:
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column") or (
@@ -300,12 +345,14 @@ def _failure(result: Any, group: pd.DataFrame) -> Failure:
         )
     elif "unexpected_count" in res:
         detail = f"{res['unexpected_count']} of {res.get('element_count')} rows fail {expected}"
+    elif config.type == "expect_table_row_count_to_be_between" and rows_needed:
+        detail = f"{res.get('observed_value')} rows; {rows_needed}"
     else:
         detail = f"observed {res.get('observed_value')!r}, expected {expected}"
     rows = []
     for index in (res.get("unexpected_index_list") or [])[:MAX_ROWS_SHOWN]:
         rows.append(_format_row(group, index))
-    return Failure(config.type, column, detail, rows)
+    return Failure(config.type, column, detail, rows, plain_english(config.type, column))
 
 
 def _format_row(group: pd.DataFrame, index: Any) -> str:

@@ -76,7 +76,7 @@ CORPUS: dict[str, tuple[Callable[[str], str | bytes], list[str]]] = {
     ),
     "negative_price": (
         lambda t: _edit_cell(t, 6, 1, "-3.5"),
-        ["expect_column_values_to_be_between: column open", "open=-3.5"],
+        ["expect_column_values_to_be_between]: column open", "open=-3.5"],
     ),
     "high_below_low": (
         lambda t: _edit_cell(t, 7, 2, "0.01"),
@@ -84,21 +84,21 @@ CORPUS: dict[str, tuple[Callable[[str], str | bytes], list[str]]] = {
     ),
     "duplicate_date": (
         lambda t: _duplicate_line(t, 9),
-        ["expect_column_values_to_be_unique: column date"],
+        ["expect_column_values_to_be_unique]: column date"],
     ),
     "future_date": (lambda t: _edit_cell(t, 80, 0, "2099-01-02"), ["column date", "2099-01-02"]),
-    "constant_series": (_constant, ["expect_column_stdev_to_be_between: column close"]),
+    "constant_series": (_constant, ["expect_column_stdev_to_be_between]: column close"]),
     "too_few_rows": (
         lambda t: "\n".join(t.splitlines()[:20]) + "\n",
         ["expect_table_row_count_to_be_between", "observed 19"],
     ),
     "missing_close": (
         lambda t: _edit_cell(t, 11, 4, ""),
-        ["expect_column_values_to_not_be_null: column close"],
+        ["expect_column_values_to_not_be_null]: column close"],
     ),
     "infinite_price": (
         lambda t: _edit_cell(t, 12, 3, "inf"),
-        ["expect_column_values_to_not_be_in_set: column low"],
+        ["expect_column_values_to_not_be_in_set]: column low"],
     ),
 }
 
@@ -127,12 +127,14 @@ def test_good_file_passes_with_repairs_printed(tmp_path: Path, capsys, monkeypat
     text = _good_csv(tmp_path / "good.csv")
     rows = text.splitlines()
     reordered = tmp_path / "newest_first.csv"
-    reordered.write_text("\n".join([rows[0], *reversed(rows[1:]), "2016-01-01,,,,,,"]) + "\n")
+    # two days with no prices: one blank, one of Yahoo's null rows that still has a volume
+    empty = ["2016-01-01,,,,,,", "2016-01-04,null,null,null,null,null,1200"]
+    reordered.write_text("\n".join([rows[0], *reversed(rows[1:]), *empty]) + "\n")
     code = main(["validate", str(reordered), "--min-rows", "40"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "sorted 80 rows into ascending date order" in out
-    assert "dropped 1 row(s) with every price and volume empty" in out
+    assert "dropped 2 row(s) with every price empty (no trading: 2016-01-01, 2016-01-04)" in out
     assert "validation passed" in out
     assert (tmp_path / "reports/validation-cli/validation.json").exists()
 

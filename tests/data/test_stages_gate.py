@@ -56,7 +56,8 @@ def test_stop_keeps_the_last_validated_table(project: Paths):
     with pytest.raises(ValidationFailed) as err:
         validate.run(cfg, project, today=TODAY)
     assert "validation failed for ['BAD']" in str(err.value)
-    assert "BAD: FAILED" in err.value.report and "GOOD: passed" in err.value.report
+    assert "BAD (from data/raw/BAD.csv): FAILED" in err.value.report
+    assert "GOOD (from data/raw/GOOD.csv): passed" in err.value.report
     assert hashlib.md5(project.validated.read_bytes()).hexdigest() == digest
     assert '"success": false' in (project.validation_reports / "validation.json").read_text()
 

@@ -116,4 +116,7 @@ def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):
     assert days > 30 and gap.rows == [f"{odd.loc[60, 'date']:%Y-%m-%d}: gap_days={days}"]
     move = warnings[("expect_column_values_to_be_between", "daily_move")]
     assert move.rows[0].startswith(f"{odd.loc[100, 'date']:%Y-%m-%d}: daily_move=0.")
-    assert "warning: expect_column_values_to_be_between: column gap_days" in report.summary()
+    assert (
+        "warning: an unusually long gap between trading days (missing data?) "
+        "[expect_column_values_to_be_between]: column gap_days" in report.summary()
+    )

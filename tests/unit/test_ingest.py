@@ -45,7 +45,10 @@ def test_seed_file_keeps_open_not_close():
 
 def test_repairs_are_reported_with_counts():
     yahoo = read_prices(FIXTURES / "^NSEI.csv")
-    assert any("dropped 1 row(s) with every price and volume empty" in r for r in yahoo.repairs)
+    assert any(
+        "dropped 1 row(s) with every price empty (no trading: 2008-11-27)" in r
+        for r in yahoo.repairs
+    ), yahoo.repairs
     nse = read_prices(FIXTURES / "NSE-TATAGLOBAL.csv")
     assert any("sorted 40 rows into ascending date order" in r for r in nse.repairs)
 

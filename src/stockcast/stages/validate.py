@@ -6,7 +6,7 @@ import pandas as pd
 
 from stockcast.config import Config
 from stockcast.errors import ValidationFailed
-from stockcast.paths import Paths, write_parquet
+from stockcast.paths import Paths, read_json, write_parquet
 from stockcast.validate import ValidationReport, validate_prices
 
 
@@ -19,8 +19,18 @@ def run(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> Validat
     """
     frame = pd.read_parquet(paths.ingested)
     v = cfg.validate
+    origin = (
+        read_json(paths.ingest_report).get("sources", {}) if paths.ingest_report.exists() else {}
+    )
     report = validate_prices(
-        frame, cfg.min_rows, paths.validation_reports, today, v.max_daily_move, v.max_gap_days
+        frame,
+        cfg.min_rows,
+        paths.validation_reports,
+        today,
+        v.max_daily_move,
+        v.max_gap_days,
+        sources=origin,
+        rows_needed=cfg.rows_needed(),
     )
     failed = report.failed_tickers
     if failed and (v.on_failure == "stop" or len(failed) == frame["ticker"].nunique()):
