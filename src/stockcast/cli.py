@@ -29,7 +29,7 @@ def _validate(args: argparse.Namespace) -> int:
     from stockcast.config import Source, config_from_dict, load_config
     from stockcast.errors import DataError
     from stockcast.ingest import combine
-    from stockcast.sources import load
+    from stockcast.sources import load, shown
     from stockcast.validate import validate_prices
 
     params = Path(args.params)
@@ -65,7 +65,7 @@ def _validate(args: argparse.Namespace) -> int:
         today=pd.Timestamp.now().normalize(),
         max_daily_move=cfg.validate.max_daily_move,
         max_gap_days=cfg.validate.max_gap_days,
-        sources=ingested.origin,
+        sources=shown(ingested.origin, Path.cwd()),
         rows_needed="" if args.min_rows is not None else cfg.rows_needed(),
     )
     print(report.summary())

@@ -91,3 +91,16 @@ def load(
             )
         )
     return results
+
+
+def shown(origin: dict[str, list[str]], root: Path) -> dict[str, list[str]]:
+    """Each ticker's source files as a person reads them: relative to ``root`` when inside it,
+    URLs as they are."""
+
+    def one(location: str) -> str:
+        try:
+            return str(Path(location).resolve().relative_to(root.resolve()))
+        except ValueError:
+            return location
+
+    return {ticker: [one(f) for f in files] for ticker, files in origin.items()}

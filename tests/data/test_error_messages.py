@@ -30,8 +30,8 @@ def test_each_failing_ticker_names_the_file_it_came_from(tmp_path: Path, capsys,
     code = main(["validate", str(folder), "--min-rows", "40"])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert f"BAD (from {folder / 'BAD.csv'}): FAILED" in out
-    assert f"GOOD (from {folder / 'GOOD.csv'}): passed" in out
+    assert "BAD (from data/raw/BAD.csv): FAILED" in out  # relative to where it was run
+    assert "GOOD (from data/raw/GOOD.csv): passed" in out
     # the check in plain words beside its GX name, the column and the day
     assert "  - prices must be above zero [expect_column_values_to_be_between]: column open:" in out
     assert f"{cells[0]}: open=-3.5" in out

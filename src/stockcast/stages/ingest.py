@@ -32,15 +32,7 @@ def run(cfg: Config, paths: Paths) -> IngestResult:
             "rows": len(result.frame),
             "tickers": tickers,
             "repairs": result.repairs,
-            "sources": {t: [_shown(f, paths.root) for f in fs] for t, fs in result.origin.items()},
+            "sources": sources.shown(result.origin, paths.root),
         },
     )
     return result
-
-
-def _shown(location: str, root: Path) -> str:
-    """A source file relative to the project root when it lies inside it; a URL as it is."""
-    try:
-        return str(Path(location).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return location
