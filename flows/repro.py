@@ -103,13 +103,75 @@ def _run(args: argparse.Namespace) -> int:
 
     with prefect_api(while_starting=_import_stages):
         try:
-            run_stages(Path.cwd(), args.targets, args.force, args.single_item, params=args.params)
+            from prefect import tags
+
+            with tags(project_tag(Path.cwd())):
+                pipeline_flow()(args.targets, args.force, args.single_item, args.params)
         except StockcastError as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 1
         finally:
             flush_prefect_logs()
     return 0
+
+
+def pipeline_flow() -> Any:
+    """The ``pipeline`` flow: one flow run per ``make pipeline`` run, each stage a subflow of
+    it, so the Prefect UI says whether a run as a whole succeeded and how long it took."""
+    from prefect import flow
+
+    @flow(name="pipeline")
+    def pipeline(
+        targets: list[str] | None = None,
+        force: bool = False,
+        single_item: bool = False,
+        params: str = DEFAULT_PARAMS,
+    ) -> list[str]:
+        mark_orphans(Path.cwd())
+        return run_stages(Path.cwd(), targets, force, single_item, params=params)
+
+    return pipeline
+
+
+def project_tag(root: Path) -> str:
+    """The tag on every flow run of this project's runs (one Prefect server may serve many)."""
+    import hashlib
+
+    return f"stockcast-project:{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]}"
+
+
+def mark_orphans(root: Path) -> list[str]:
+    """Mark Crashed the project's flow runs still Running or Pending from a run whose process
+    died (a SIGKILL, the OOM killer). Called under the project's run lock, from inside a flow
+    run, so no other run of the project can be alive. Returns the names of the runs marked."""
+    from prefect import get_run_logger
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import flow_run
+    from prefect.states import Crashed
+
+    me, my_name = flow_run.get_id(), flow_run.get_name()
+    alive = FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+    wanted = FlowRunFilter(
+        state=FlowRunFilterState(type=alive), tags=FlowRunFilterTags(all_=[project_tag(root)])
+    )
+    marked = []
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=wanted):
+            if str(run.id) == str(me):
+                continue
+            message = f"orphaned: its process died mid-run; marked Crashed by flow run {my_name!r}"
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            marked.append(run.name)
+    if marked:
+        get_run_logger().warning("marked %d orphaned flow run(s) Crashed: %s", len(marked), marked)
+    return marked
 
 
 def _import_stages(url: str) -> None:

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
-from flows.repro import run_stages
+from flows.repro import mark_orphans, project_tag, run_stages
 from flows.server import BIN, prefect_api
 from stockcast import ops
 from stockcast.config import Config, load_config
@@ -134,7 +134,8 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
     cfg, paths = load_config(ROOT / params), Paths(ROOT)
     holder = f"retrain flow run {flow_run.get_name() or flow_run.get_id()}"
     try:
-        with ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds):
+        with ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds), tags(project_tag(ROOT)):
+            mark_orphans(ROOT)
             return _chain(cfg, paths, params, force)
     except RunLocked as exc:  # another run is doing the work: not a failure, no alert
         get_run_logger().warning(str(exc))
@@ -192,7 +193,7 @@ def serve(params: str = "params.yaml") -> None:
         parameters={"params": params},
         pause_on_shutdown=False,
         description="stockcast daily retraining: fetch, validate, drift, train, register",
-        tags=["stockcast"],
+        tags=["stockcast", project_tag(ROOT)],
     )
 
 
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serving retrain/{load_config(ROOT / args.params).schedule.name}")
         serve(args.params)
         return 0
-    state = retrain(params=args.params, force=args.force, return_state=True)
+    with tags(project_tag(ROOT)):
+        state = retrain(params=args.params, force=args.force, return_state=True)
     if state.is_cancelled():
         print(f"stockcast retrain did not start: {state.message}", file=sys.stderr)
         return 3

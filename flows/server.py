@@ -30,6 +30,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process, before it starts: ask Linux for SIGTERM when the process
+    that started it dies, however it dies (``prctl(PR_SET_PDEATHSIG)``). Elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @contextmanager
 def prefect_api(
     port: int | None = None,
@@ -59,7 +71,8 @@ def prefect_api(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdout=fh,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the run, not the server
+            preexec_fn=_die_with_parent,  # but a SIGKILLed run takes its server with it
         )
     try:
         if while_starting:

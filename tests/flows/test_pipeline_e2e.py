@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,8 +115,10 @@ def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first.stdout
     logs = first.stdout + first.stderr
+    # one flow run for the pipeline run, each stage a subflow of it
+    assert len(re.findall(r"Beginning flow run '[^']+' for flow 'pipeline'", logs)) == 1
     for flow in STAGES:
-        assert f"for flow '{flow}'" in logs
+        assert re.search(rf"Beginning subflow run '[^']+' for flow '{flow}'", logs), flow
     # progress a person can follow: a line per epoch, and per ended fit what remains
     assert "SH600519/gru/main epoch 1/2: loss" in logs
     assert "SH600519/gru/fold2 epoch 2/2" in logs or "SH600519/gru/fold2 ended" in logs
