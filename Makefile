@@ -45,12 +45,12 @@ lock:
 ## pipeline: set up if needed, then run every stale DVC stage (dvc status decides) on the bundled sample
 .PHONY: pipeline
 pipeline: $(STAMP)
-	$(BIN)/python -m flows.repro
+	$(BIN)/stockcast run
 
 ## repro-force: rerun every stage even if nothing changed
 .PHONY: repro-force
 repro-force: $(STAMP)
-	$(BIN)/python -m flows.repro --force
+	$(BIN)/stockcast run --force
 
 ## test: run the test suite (unit, data, model, flows, end to end, the browser check of the UI)
 .PHONY: test
@@ -67,7 +67,7 @@ browser:
 ## exp: a DVC experiment, e.g. make exp SET="train.epochs=10 train.units=[32,32]"
 .PHONY: exp
 exp: $(STAMP)
-	$(BIN)/python -m flows.repro $(foreach kv,$(SET),-S $(kv))
+	$(BIN)/stockcast run $(foreach kv,$(SET),-S $(kv))
 
 ## compare: experiments side by side (dvc exp show) and what changed against HEAD
 .PHONY: compare
@@ -79,12 +79,12 @@ compare: $(STAMP)
 ## retrain: one run of the daily retrain flow now (exits early when no source has a new day)
 .PHONY: retrain
 retrain: $(STAMP)
-	$(BIN)/python -m flows.retrain run
+	$(BIN)/stockcast retrain
 
 ## schedule: serve the daily retrain flow on its cron schedule (params.yaml schedule.*) (Prefect server on 127.0.0.1:4200)
 .PHONY: schedule
 schedule: $(STAMP)
-	$(BIN)/python -m flows.retrain serve --port $(PREFECT_PORT)
+	$(BIN)/stockcast schedule --port $(PREFECT_PORT)
 
 ## serve-model: serve TICKER's @champion over HTTP on 127.0.0.1:5001 (SERVE_PORT), e.g. make serve-model TICKER=SH600519
 .PHONY: serve-model
@@ -117,9 +117,7 @@ mutate: $(STAMP)
 ## ui: serve the MLflow UI for the project's store on 127.0.0.1:5000 (MLFLOW_PORT)
 .PHONY: ui
 ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
-	  --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
-	  --default-artifact-root $(CURDIR)/mlruns --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+	$(BIN)/stockcast ui --port $(MLFLOW_PORT)
 
 ## prefect-ui: start a Prefect server (UI and API) on 127.0.0.1:4200 (PREFECT_PORT)
 .PHONY: prefect-ui

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pipeline {'finished' if code == 0 else 'FAILED'} in {elapsed:.1f} s")
     if code != 0 and schedule.webhook:
         _notify(schedule.webhook, code, elapsed)
+    if code != 0:
+        _apprise(schedule.notify, code, elapsed)
     return code
 
 
@@ -267,6 +269,18 @@ def run_stages(
     if not own_params:
         print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
     return ran
+
+
+def _apprise(env_name: str | None, code: int, elapsed: float) -> None:
+    from stockcast.ops import notify
+
+    body = f"make pipeline in {Path.cwd()} failed with exit code {code} after {elapsed:.0f} s"
+    try:
+        sent = notify(env_name, "stockcast: make pipeline FAILED", body)
+        if sent:
+            print(f"failure notice sent to {sent} Apprise URL(s) in ${env_name}")
+    except Exception as exc:  # noqa: BLE001 - the notice must never hide the failure
+        print(f"could not send the failure notice: {exc}", file=sys.stderr)
 
 
 def _notify(url: str, code: int, elapsed: float) -> None:

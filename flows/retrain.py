@@ -97,9 +97,20 @@ def report_failure(flow: Any, run: Any, state: Any) -> None:
     reason = state.message or state.name
     logger.error("retrain run %s %s: %s", run.name, state.name, reason)
     try:
-        url = load_config(ROOT / run.parameters.get("params", "params.yaml")).schedule.webhook
+        schedule = load_config(ROOT / run.parameters.get("params", "params.yaml")).schedule
     except StockcastError:
-        url = None
+        schedule = None
+    url = schedule.webhook if schedule else None
+    try:
+        sent = ops.notify(
+            schedule.notify if schedule else "STOCKCAST_NOTIFY_URL",
+            f"stockcast: {flow.name} run {run.name} {state.name}",
+            f"{flow.name} run {run.name} ({run.id}) in {ROOT}: {state.name}: {reason}",
+        )
+        if sent:
+            logger.info("failure notice sent to %d Apprise URL(s)", sent)
+    except Exception as exc:  # noqa: BLE001 - the notice must never hide the failure
+        logger.error("could not send the failure notice: %s", exc)
     if url:
         payload = {
             "flow": flow.name,

@@ -1,4 +1,8 @@
-"""``stockcast``: command-line entry points that need no orchestrator.
+"""``stockcast``: the project's front door. Run it from the project's root.
+
+``stockcast run`` runs the pipeline (every stale stage; ``make pipeline``), ``stockcast
+retrain`` one daily retrain now, ``stockcast schedule`` serves that flow on its cron schedule,
+``stockcast ui`` the MLflow UI.
 
 ``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``, with
 prediction intervals (``lower_80`` .. ``upper_95``);
@@ -218,6 +222,39 @@ def _serve(args: argparse.Namespace) -> int:
     return 0  # not reached: the server replaces this process
 
 
+def _exec(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Replace this process by ``command`` (its exit code is the command's)."""
+    if not (Path.cwd() / "flows").is_dir() and "-m" in command:
+        raise StockcastError(f"{Path.cwd()} is not a stockcast project: run from its root")
+    os.execve(command[0], command, env or dict(os.environ))
+    return 0  # not reached
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _exec([sys.executable, "-m", "flows.repro", *args.rest])
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    extra = ["--force"] if args.force else []
+    return _exec([sys.executable, "-m", "flows.retrain", "run", "--params", args.params, *extra])
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    command = [sys.executable, "-m", "flows.retrain", "serve", "--params", args.params]
+    return _exec([*command, "--port", str(args.port)])
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from stockcast.tracking import tracking_uri
+
+    root = Path.cwd()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server"]
+    command += ["--backend-store-uri", tracking_uri(root)]
+    command += ["--default-artifact-root", str(root / "mlruns"), "--workers", "1"]
+    command += ["--host", "127.0.0.1", "--port", str(args.port)]
+    return _exec(command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
@@ -229,6 +266,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stockcast {version('stockcast')}")
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="the pipeline: every stale stage (make pipeline); e.g. run --force, run train "
+        "--single-item, run --params other.yaml, run -S train.epochs=5",
+    )
+    run.add_argument("rest", nargs="*", help="options of python -m flows.repro (run --help)")
+    run.set_defaults(handler=_run)
+    retrain = commands.add_parser(
+        "retrain", help="one run of the daily retrain flow now (make retrain)"
+    )
+    retrain.add_argument("--params", default="params.yaml", help="the parameters file")
+    retrain.add_argument("--force", action="store_true", help="run even without new data")
+    retrain.set_defaults(handler=_retrain)
+    schedule = commands.add_parser(
+        "schedule", help="serve the retrain flow on its cron schedule (make schedule)"
+    )
+    schedule.add_argument("--params", default="params.yaml", help="the parameters file")
+    schedule.add_argument("--port", type=int, default=4200, help="the Prefect server's port")
+    schedule.set_defaults(handler=_schedule)
+    ui = commands.add_parser("ui", help="the MLflow UI for the project's store (make ui)")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
+    ui.set_defaults(handler=_ui)
     validate = commands.add_parser("validate", help="ingest and validate files, no training")
     validate.add_argument(
         "files",
@@ -295,6 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }.items():
         os.environ.setdefault(key, value)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # every option, --help included, is the pipeline's own
+        try:
+            return _exec([sys.executable, "-m", "flows.repro", *argv[1:]])
+        except StockcastError as exc:
+            print(f"stockcast run: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -243,6 +243,7 @@ class ScheduleConfig:
     timezone: str = "Asia/Shanghai"
     lock_wait_seconds: float = 0.0  # a second run waits this long for the first, then exits
     webhook: str | None = None  # a URL that gets a JSON POST when a run fails
+    notify: str | None = "STOCKCAST_NOTIFY_URL"  # env var with Apprise URL(s) told of failures
     push: bool = True  # dvc push after a good run, when a DVC remote is configured
 
     def __post_init__(self) -> None:

@@ -182,6 +182,33 @@ def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> in
     return response.status_code
 
 
+def notify(env_name: str | None, title: str, body: str) -> int | None:
+    """Send a failure notice to the Apprise URL(s) in environment variable ``env_name``
+    (Slack, Teams, e-mail, ... : https://github.com/caronc/apprise/wiki), so no secret sits
+    in ``params.yaml``. Returns how many URLs were notified, or None when none is set.
+
+    Raises:
+        RuntimeError: a URL is not a valid Apprise URL or the service refused the notice
+            (callers log it: a failing notice must not hide the failure it reports).
+    """
+    import os
+
+    urls = os.environ.get(env_name or "", "").split()
+    if not urls:
+        return None
+    import apprise
+
+    sender = apprise.Apprise()
+    for url in urls:
+        if not sender.add(url):
+            raise RuntimeError(
+                f"${env_name} holds an URL Apprise cannot use: {url.split(':')[0]}://..."
+            )
+    if not sender.notify(title=title, body=body, notify_type=apprise.NotifyType.FAILURE):
+        raise RuntimeError(f"the notice to ${env_name} was not delivered")
+    return len(urls)
+
+
 def dvc_remote_configured(root: Path) -> bool:
     """Whether the repo names a DVC remote (``dvc remote add``), so a push has a target."""
     for name in (".dvc/config", ".dvc/config.local"):

@@ -218,20 +218,25 @@ def test_with_on_drift_retrain_and_no_drift_the_models_are_kept(api, tmp_path):
     assert len(client.search_model_versions("name='stockcast-SH600519'")) == versions
 
 
-def test_a_failed_make_pipeline_is_reported_to_the_webhook(tmp_path):
+def test_a_failed_make_pipeline_is_reported_to_the_webhook_and_apprise(tmp_path):
     hook, received = _webhook()
     schedule = {"webhook": f"http://127.0.0.1:{hook.server_port}/stockcast"}
     env = make_project(tmp_path, schedule=schedule)
+    # Apprise's json:// service POSTs the notice as JSON: a stand-in for Slack or Teams
+    env["STOCKCAST_NOTIFY_URL"] = f"json://127.0.0.1:{hook.server_port}/apprise"
     _break_a_price(tmp_path)
     try:
         result = run([sys.executable, "-m", "flows.repro"], tmp_path, env)
     finally:
         hook.shutdown()
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    (payload,) = received
+    payload, notice = received
     assert payload["flow"] == "make pipeline" and payload["state"] == "FAILED"
     assert payload["exit_code"] == 1 and payload["project"] == str(tmp_path)
     assert "failure posted to the webhook (HTTP 200)" in result.stdout
+    assert notice["title"] == "stockcast: make pipeline FAILED" and notice["type"] == "failure"
+    assert f"make pipeline in {tmp_path} failed with exit code 1" in notice["message"]
+    assert "failure notice sent to 1 Apprise URL(s) in $STOCKCAST_NOTIFY_URL" in result.stdout
 
 
 def _flaky_csv_server(body: bytes, failures: int) -> tuple[HTTPServer, list[int]]:
