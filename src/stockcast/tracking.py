@@ -130,6 +130,8 @@ def log_pipeline_run(
         mlflow.log_params(flat_params(cfg))
         _log_run_inputs(mlflow, paths)
         for ws in sets:
+            _log_dataset(mlflow, ws, paths, tags)
+        for ws in sets:
             report = reports[ws.ticker]
             candidates = {}
             for name in [*report.errors, *report.candidates]:
@@ -144,6 +146,7 @@ def log_pipeline_run(
                         mlflow.set_tag("error", report.errors[name])
                         mlflow.end_run(status="FAILED")
                         continue
+                    _log_dataset(mlflow, ws, paths, tags)
                     scores, result = report.candidates[name], trained[ws.ticker].get(name)
                     plot = paths.plots / f"{ws.ticker}_{name}.png"
                     uri = log_candidate(mlflow, ws, scores, cfg, result, plot)
@@ -151,6 +154,32 @@ def log_pipeline_run(
             _log_ticker_summary(mlflow, paths, report)
             decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags)
     return decisions
+
+
+def _log_dataset(mlflow: Any, ws: WindowSet, paths: Paths, tags: dict[str, str]) -> None:
+    """The ticker's series as the run's input dataset (the UI's dataset column): its name,
+    rows and date range, and the DVC hash of the windowed data it came from."""
+    import warnings
+
+    import mlflow.data
+    import pandas as pd
+
+    md5 = tags.get("dvc_dataset_md5", "")
+    frame = pd.DataFrame({"date": pd.to_datetime(ws.dates), ws.target: ws.prices})
+    with warnings.catch_warnings():  # a local path matches two equal source types: harmless
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=str(paths.processed / f"{ws.ticker}.npz"),
+            name=f"{ws.ticker} {ws.target}",
+            digest=md5[:10] or None,
+        )
+    first, last = (str(ws.dates[i])[:10] for i in (0, -1))
+    mlflow.log_input(
+        dataset,
+        context="training",
+        tags={"rows": str(len(ws.prices)), "dates": f"{first}..{last}", "dvc_md5": md5 or "?"},
+    )
 
 
 def _log_run_inputs(mlflow: Any, paths: Paths) -> None:

@@ -154,6 +154,13 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         assert run.data.params["backtest.folds"] == "2"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"plots", "spec"} <= artifacts
+        # what it trained on, in the UI's dataset column
+        (data,) = run.inputs.dataset_inputs
+        ticker = run.data.tags["ticker"]
+        assert data.dataset.name == f"{ticker} open"
+        seen = {t.key: t.value for t in data.tags}
+        assert seen["mlflow.data.context"] == "training" and seen["rows"] == "260"
+        assert seen["dates"].count("..") == 1
         if run.data.tags["kind"] == "network":
             history = client.get_metric_history(run.info.run_id, "val_loss")
             assert len(history) == int(run.data.metrics["epochs_run"]) >= 1
