@@ -203,6 +203,7 @@ def serve(params: str = "params.yaml") -> None:
         schedules=[Cron(cfg.schedule.cron, timezone=cfg.schedule.timezone)],
         parameters={"params": params},
         pause_on_shutdown=False,
+        global_limit=1,  # one run of the deployment at a time, whoever triggers it
         description="stockcast daily retraining: fetch, validate, drift, train, register",
         tags=["stockcast", project_tag(ROOT)],
     )

@@ -87,6 +87,7 @@ def test_serve_registers_the_deployment_with_the_cron_from_params(served):
     assert schedule.schedule.timezone == "Asia/Shanghai"
     assert schedule.active and not deployment.paused
     assert deployment.parameters == {"params": "params.yaml"}
+    assert deployment.global_concurrency_limit.limit == 1
 
 
 def test_a_manual_trigger_runs_the_chain_then_a_second_finds_nothing_new(served):
