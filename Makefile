@@ -142,7 +142,7 @@ metrics: $(STAMP)
 ## clean: remove the stage outputs (data/interim, data/processed, models/, reports/); never the model registry or run history
 .PHONY: clean
 clean:
-	rm -rf data/interim data/processed models reports
+	rm -rf data/interim data/processed models models.tmp models.old models.failed reports
 
 ## clean-stores: delete the MLflow registry and runs (mlflow.db, mlruns/) and Prefect's state (.prefect/); asks first unless FORCE=1
 .PHONY: clean-stores

@@ -8,26 +8,36 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed, wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from stockcast.config import Config, ExecutionConfig, TrainConfig, load_config
 from stockcast.errors import StockcastError
-from stockcast.paths import Paths
-from stockcast.stages.train import share_global_models, write_summary
-from stockcast.train import GLOBAL_MODEL, FitJob, TrainResult, collect, plan_fits, run_job
-from stockcast.windows import read_manifest
+from stockcast.paths import Paths, staged_dir
+from stockcast.stages.train import keep_fit, share_global_models, write_summary
+from stockcast.train import GLOBAL_MODEL, FitJob, Fitted, TrainResult, collect, plan_fits, run_job
+from stockcast.windows import WindowSet, read_manifest
 
 # The fit stops itself at execution.timeout_seconds (a Keras callback, reliable in any
 # runner); the task timeout is a backstop for a task stuck outside the fit (loading, saving).
 TASK_TIMEOUT_MARGIN = 300
 
 
-@task(name="fit", task_run_name="fit-{job.ticker}-{job.variant}-{job.fold}")
-def fit_task(job: FitJob, cfg: TrainConfig, seed: int, execution: ExecutionConfig) -> TrainResult:
-    """Train one job (a thread, a process or a Dask worker): fold 0 is the main model. Each
-    epoch is a line of the run's log (the terminal and the Prefect UI)."""
-    return run_job(job, cfg, seed, execution, progress=get_run_logger().info)
+# A fit is never cached: its inputs are arrays, and a rerun means a new fit.
+@task(name="fit", task_run_name="fit-{job.ticker}-{job.variant}-{job.fold}", cache_policy=NO_CACHE)
+def fit_task(
+    job: FitJob,
+    windows: list[WindowSet],
+    cfg: TrainConfig,
+    seed: int,
+    execution: ExecutionConfig,
+) -> Fitted:
+    """Train one job (a thread, a process or a Dask worker on another machine): fold 0 is
+    the main model. It gets its windows as data and returns its model as data, so it needs
+    no shared disk. Each epoch is a line of the run's log (the terminal and the Prefect
+    UI)."""
+    return run_job(job, windows, cfg, seed, execution, progress=get_run_logger().info)
 
 
 def task_runner(cfg: ExecutionConfig) -> Any:
@@ -65,42 +75,63 @@ def flow_(params: str = "params.yaml") -> dict[str, list[str]]:
 @flow(name="train-variants")
 def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     """Every planned fit as its own task. A failure is recorded, never fatal, unless every
-    main variant of a ticker fails."""
+    main variant of a ticker fails.
+
+    ``models/`` is built aside and swapped in whole when the stage succeeds: a failed or
+    killed stage leaves the last good models as they were (a failed one's fits are kept in
+    ``models.failed/`` to read).
+    """
     manifest = read_manifest(paths.processed)
-    jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope, paths.processed, paths.models)
+    jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
+    windows = {
+        name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
+    }
     # In a worker thread a task timeout cannot interrupt anything (Prefect warns on every
     # fit); there the fit's own time budget is the timeout.
     backstop = cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN
     fit = fit_task.with_options(
         timeout_seconds=None if cfg.execution.runner == "threads" else backstop
     )
-    futures = [fit.submit(job, cfg.train, cfg.seed, cfg.execution) for job in jobs]
-    _report_progress(futures, jobs)
-    results = collect(jobs, [_outcome(f) for f in futures])
-    if any(job.ticker == GLOBAL_MODEL for job in jobs):  # each ticker gets the shared model
-        results = share_global_models(results, list(manifest), paths)
-    summary = write_summary(results, paths)
-    _log(results)
-    trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
-    if empty := [t for t, variants in trained.items() if not variants]:
-        raise StockcastError(f"every variant failed for {empty}; see {paths.train_summary}")
+    with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
+        futures = [
+            fit.submit(job, [windows[f] for f in job.files], cfg.train, cfg.seed, cfg.execution)
+            for job in jobs
+        ]
+        outcomes = _report_progress(futures, jobs)
+        fits = collect(jobs, outcomes)
+        results = [
+            keep_fit(f, job, building, paths.models) for f, job in zip(fits, jobs, strict=True)
+        ]
+        if any(job.ticker == GLOBAL_MODEL for job in jobs):  # each ticker gets the shared model
+            results = share_global_models(results, list(manifest), paths, building)
+        summary = write_summary(results, paths, building)
+        _log(results)
+        trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
+        if empty := [t for t, variants in trained.items() if not variants]:
+            why = "; ".join(f"{t}/{v}: {r.error}" for t in empty for v, r in summary[t].items())
+            raise StockcastError(
+                f"every variant failed for {empty} ({why}); models/ keeps the last good "
+                f"models, this run's fits are in {paths.failed_models.name}/"
+            )
     return trained
 
 
-def _report_progress(futures: list[Any], jobs: list[FitJob]) -> None:
+def _report_progress(futures: list[Any], jobs: list[FitJob]) -> list[Fitted | str]:
     """As each fit ends: which, how it went, how many remain, and the time left at the pace
-    so far."""
+    so far. Returns each job's outcome, in the jobs' order."""
     logger = get_run_logger()
     names = {id(f): job.name for f, job in zip(futures, jobs, strict=True)}
+    outcomes: dict[int, Fitted | str] = {}
     started = time.monotonic()
     for done, future in enumerate(as_completed(futures), start=1):
-        outcome = _outcome(future)
+        outcome = outcomes[id(future)] = _outcome(future)
         if isinstance(outcome, str):
             said = f"task failed: {outcome}"
-        elif outcome.ok:
-            said = f"best val_loss {outcome.best_val_loss:.6f} at epoch {outcome.best_epoch}"
+        elif outcome.result.ok:
+            r = outcome.result
+            said = f"best val_loss {r.best_val_loss:.6f} at epoch {r.best_epoch}"
         else:
-            said = f"failed: {outcome.error}"
+            said = f"failed: {outcome.result.error}"
         left = len(futures) - done
         eta = (time.monotonic() - started) / done * left
         logger.info(
@@ -113,13 +144,14 @@ def _report_progress(futures: list[Any], jobs: list[FitJob]) -> None:
             eta,
         )
     wait(futures)
+    return [outcomes[id(f)] if id(f) in outcomes else _outcome(f) for f in futures]
 
 
-def _outcome(future: Any) -> TrainResult | str:
-    """A finished task's result, or why the task itself failed (its state may lag the result:
+def _outcome(future: Any) -> Fitted | str:
+    """A finished task's fit, or why the task itself failed (its state may lag the result:
     ask for the result, never the state)."""
     result = future.result(raise_on_failure=False)
-    if isinstance(result, TrainResult):
+    if isinstance(result, Fitted):
         return result
     return str(result) or future.state.name
 

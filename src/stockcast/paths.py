@@ -49,6 +49,11 @@ class Paths:
         return self.root / "models"
 
     @property
+    def failed_models(self) -> Path:
+        """A failed train stage's fits, kept for reading; ``models/`` keeps the last good."""
+        return self.root / "models.failed"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "reports/metrics.json"
 
@@ -109,17 +114,24 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
 
 
 @contextmanager
-def staged_dir(target: Path) -> Iterator[Path]:
+def staged_dir(target: Path, keep_failed: Path | None = None) -> Iterator[Path]:
     """Build a folder aside and swap it in whole when the block succeeds; on failure the
-    old folder stays and the half-built one is removed."""
+    old folder stays and the half-built one is removed (or, with ``keep_failed``, moved
+    there for a person to read). A leftover from a killed run is cleared first."""
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if keep_failed is None:
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            shutil.rmtree(keep_failed, ignore_errors=True)
+            staging.rename(keep_failed)
         raise
+    if keep_failed is not None:
+        shutil.rmtree(keep_failed, ignore_errors=True)
     swap_dir(staging, target)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -72,13 +73,18 @@ GLOBAL_MODEL = "_global"  # the ticker a global model (train.scope: global) is t
 
 @dataclass(frozen=True)
 class FitJob:
-    """One fit to run: a variant on one window set (or, for a global model, on several)."""
+    """One fit to run: a variant on one window set (or, for a global model, on several).
+
+    Paths are relative (window-set names in the window stage's folder; the model's folder
+    within ``models/``): a job names its data, the task is handed the data itself, and the
+    process that runs it needs no view of the project's folder.
+    """
 
     ticker: str  # or GLOBAL_MODEL
     variant: str
     fold: int  # MAIN_MODEL or a backtest fold 1..K
-    files: tuple[str, ...]  # the window sets (.npz) it trains on
-    out_dir: str
+    files: tuple[str, ...]  # the window sets (.npz names) it trains on
+    out: str  # its folder within models/: "AAA/gru" or "AAA/gru/fold2"
 
     @property
     def name(self) -> str:
@@ -88,11 +94,7 @@ class FitJob:
 
 
 def plan_fits(
-    manifest: dict[str, dict[str, Any]],
-    variants: tuple[str, ...],
-    scope: str,
-    processed: Path,
-    models: Path,
+    manifest: dict[str, dict[str, Any]], variants: tuple[str, ...], scope: str
 ) -> list[FitJob]:
     """Every fit a train stage runs: per variant, the main model and each backtest fold,
     per ticker (``per_ticker``) or over every ticker at once (``global``).
@@ -101,8 +103,6 @@ def plan_fits(
         manifest: the window stage's manifest (ticker -> its files and folds).
         variants: the variants to train.
         scope: ``per_ticker`` | ``global``.
-        processed: the window stage's folder.
-        models: the models folder.
     """
     if scope == "global":
         folds = min(len(entry.get("folds", [])) for entry in manifest.values())
@@ -111,59 +111,68 @@ def plan_fits(
             for fold in range(folds + 1)
         ]
         return [
-            _job(GLOBAL_MODEL, variant, fold, names, processed, models)
+            _job(GLOBAL_MODEL, variant, fold, names)
             for variant in variants
             for fold, names in enumerate(per_fold)
         ]
     return [
-        _job(ticker, variant, fold, [name], processed, models)
+        _job(ticker, variant, fold, [name])
         for ticker, entry in manifest.items()
         for variant in variants
         for fold, name in enumerate([entry["file"], *entry.get("folds", [])])
     ]
 
 
-def _job(
-    ticker: str, variant: str, fold: int, names: list[str], processed: Path, models: Path
-) -> FitJob:
-    out = models / ticker / variant / ("" if fold == MAIN_MODEL else f"fold{fold}")
-    return FitJob(ticker, variant, fold, tuple(str(processed / n) for n in names), str(out))
+def _job(ticker: str, variant: str, fold: int, names: list[str]) -> FitJob:
+    out = f"{ticker}/{variant}" + ("" if fold == MAIN_MODEL else f"/fold{fold}")
+    return FitJob(ticker, variant, fold, tuple(names), out)
 
 
-def collect(jobs: list[FitJob], outcomes: list[TrainResult | str]) -> list[TrainResult]:
-    """Each job's result; a job whose task itself failed (its message instead of a result:
-    a worker died, a folder was unwritable) is recorded as a failed fit, never dropped."""
+def collect(jobs: list[FitJob], outcomes: list[Fitted | str]) -> list[Fitted]:
+    """Each job's fit; a job whose task itself failed (its message instead of a fit: a worker
+    died, its data could not be sent) is recorded as a failed fit, never dropped."""
     return [
         outcome
-        if isinstance(outcome, TrainResult)
-        else TrainResult(job.ticker, job.variant, fold=job.fold, error=f"task failed: {outcome}")
+        if isinstance(outcome, Fitted)
+        else Fitted(
+            TrainResult(job.ticker, job.variant, fold=job.fold, error=f"task failed: {outcome}")
+        )
         for job, outcome in zip(jobs, outcomes, strict=True)
     ]
 
 
 def run_job(
     job: FitJob,
+    sets: list[WindowSet],
     cfg: TrainConfig,
     seed: int,
     execution: ExecutionConfig | None = None,
     progress: Callable[[str], None] | None = None,
-) -> TrainResult:
-    """Load a job's windows (stacked for a global model) and fit it; ``progress`` gets a
-    line per epoch."""
-    sets = [WindowSet.load(Path(f)) for f in job.files]
+) -> Fitted:
+    """Fit a job on its windows (stacked for a global model) in a scratch folder of the
+    process that runs it, and return the fit as data: its record, the ``.keras`` bytes and
+    any traceback. ``progress`` gets a line per epoch."""
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
-    result = fit_variant(
-        data,
-        job.variant,
-        cfg,
-        seed,
-        Path(job.out_dir),
-        execution or ExecutionConfig(),
-        progress,
-        job.name,
-    )
-    result.fold = job.fold
-    return result
+    with tempfile.TemporaryDirectory(prefix="stockcast-fit-") as scratch:
+        out = Path(scratch)
+        result = fit_variant(
+            data,
+            job.variant,
+            cfg,
+            seed,
+            out,
+            execution or ExecutionConfig(),
+            progress,
+            job.name,
+        )
+        result.fold = job.fold
+        result.model_path = None  # the scratch folder is gone once this returns
+        model, error = out / "model.keras", out / "error.txt"
+        return Fitted(
+            result,
+            model.read_bytes() if result.ok and model.exists() else None,
+            error.read_text(encoding="utf-8") if error.exists() else "",
+        )
 
 
 @dataclass
@@ -194,6 +203,16 @@ class TrainResult:
     @classmethod
     def load(cls, path: Path) -> TrainResult:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class Fitted:
+    """One fit as data, what a worker sends back: the record, the trained model's
+    ``.keras`` file as bytes (None when the fit failed) and the failure's traceback."""
+
+    result: TrainResult
+    model: bytes | None = None
+    traceback: str = ""
 
 
 def make_dataset(ws: WindowSet, idx: np.ndarray, batch_size: int, seed: int | None) -> Any:

@@ -379,10 +379,13 @@ def test_fits_past_their_timeout_on_dask_are_recorded_and_the_stage_fails(served
     params["execution"]["timeout_seconds"] = 3
     params["train"]["units"] = [64, 64]  # slow enough that 200 epochs outlast 3 s
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = (root / "models/train.json").read_bytes()
     result = pipeline(root, env, "--single-item", "train")
     assert result.returncode != 0
-    summary = json.loads((root / "models/train.json").read_text())["SH600519"]
+    assert (root / "models/train.json").read_bytes() == before  # the last good models stay
+    summary = json.loads((root / "models.failed/train.json").read_text())["SH600519"]
     assert set(summary) == {"simple_rnn", "gru"}
     for record in summary.values():
         assert "timeout" in (record["error"] or "").lower(), record["error"]
-    assert "every variant failed" in result.stderr + result.stdout
+    said = result.stderr + result.stdout
+    assert "every variant failed" in said and "models.failed/" in said

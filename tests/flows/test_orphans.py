@@ -141,3 +141,78 @@ def test_the_next_run_marks_a_killed_runs_flow_runs_crashed(tmp_path, tmp_path_f
     assert "marked 2 orphaned flow run(s) Crashed" in result.stdout + result.stderr
     theirs = [r for r in runs if project_tag(tmp_path.parent) in r.tags]
     assert theirs and all(r.state.name == "Running" for r in theirs)
+
+
+TRAIN = """
+import sys
+from pathlib import Path
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.server import prefect_api
+from flows.stages.train import train_variants
+from stockcast.config import config_from_dict
+from stockcast.paths import Paths
+from stockcast.windows import make_windows, write_windows
+from tests.conftest import synthetic_prices
+
+paths = Paths(Path.cwd())
+if not paths.processed.exists():
+    ws = make_windows(synthetic_prices(300, "AAA"), "open", 10, 40, 40, "log_return")
+    write_windows([ws], paths.processed, {})
+epochs = int(sys.argv[1])
+cfg = config_from_dict(
+    {
+        "data": {"sources": ["unused.csv"]},
+        "backtest": {"folds": 0},
+        "base": {"seed": epochs},
+        "train": {
+            "variants": ["simple_rnn", "gru"], "units": [16], "epochs": epochs, "patience": epochs
+        },
+    }
+)
+with prefect_api():
+    train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(cfg, paths)
+print("trained", flush=True)
+"""
+
+
+def test_a_train_stage_killed_mid_way_leaves_the_last_good_models_whole(tmp_path):
+    """SIGKILL after one of two fits ended: models/ is still, byte for byte, the last good
+    run's (never three of one run and nine of another), and the next run builds it anew."""
+    (tmp_path / "train_stage.py").write_text(TRAIN)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / ".prefect"), PYTHONPATH=str(PROJECT))
+    first = subprocess.run(
+        [sys.executable, "train_stage.py", "1"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    models = tmp_path / "models"
+    good = {p: p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()}
+    assert len([p for p in good if p.name == "model.keras"]) == 2
+
+    doomed = subprocess.Popen(
+        [sys.executable, "train_stage.py", "60"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in doomed.stdout:
+        seen.append(line)
+        if "ended (" in line and "1 remain" in line:  # one fit done, the other mid-way
+            break
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert any("1 remain" in line for line in seen), "".join(seen)[-3000:]
+    assert {p: p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()} == good
+
+    again = subprocess.run(
+        [sys.executable, "train_stage.py", "2"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    rebuilt = {p: p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()}
+    assert set(rebuilt) == set(good) and rebuilt != good
+    assert not (tmp_path / "models.tmp").exists()

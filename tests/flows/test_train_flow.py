@@ -1,5 +1,6 @@
 """The train stage's flow in-process (a temporary Prefect server): the plan mapped onto
-parallel tasks, every outcome recorded, one failing fit leaving the others alone."""
+parallel tasks, every outcome recorded, one failing fit leaving the others alone, and
+``models/`` swapped in whole or not at all."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from stockcast.windows import make_windows, write_windows
 from tests.conftest import synthetic_prices
 
 
-def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path):
+def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monkeypatch):
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    import stockcast.train as train
     from flows.stages.train import train_variants
 
     paths = Paths(tmp_path)
@@ -33,14 +35,20 @@ def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path):
             "train": {"variants": ["gru", "lstm"], "units": [4], "epochs": 2, "patience": 1},
         }
     )
-    blocked = paths.variant_dir("BBB", "lstm") / "fold1"
-    blocked.parent.mkdir(parents=True)
-    blocked.write_text("a file where the fold's folder should be")
+    real_fit = train.fit_variant
+
+    def task_dies_on_bbb_lstm_fold1(ws, variant, cfg, seed, out, execution, progress, name):
+        if name == "BBB/lstm/fold1":  # raised outside the fit's own guard: the task dies
+            raise OSError("no space left on the worker's disk")
+        return real_fit(ws, variant, cfg, seed, out, execution, progress, name)
+
+    monkeypatch.setattr(train, "fit_variant", task_dies_on_bbb_lstm_fold1)
     flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
     trained = flow(cfg, paths)
     assert trained == {"AAA": ["gru", "lstm"], "BBB": ["gru", "lstm"]}
     backtest = json.loads(paths.backtest_summary.read_text())
-    assert backtest["BBB"]["lstm"][0]["error"]  # recorded, not raised
+    died = backtest["BBB"]["lstm"][0]["error"]  # recorded, not raised
+    assert died.startswith("task failed") and "no space left" in died, died
     assert backtest["BBB"]["gru"][0]["error"] is None
     assert backtest["AAA"]["lstm"][0]["fold"] == 1
     main = json.loads(paths.train_summary.read_text())
@@ -94,3 +102,70 @@ def test_a_fit_past_its_time_budget_fails_alone(tmp_path: Path, monkeypatch):
     assert main["simple_rnn"]["error"] is None
     assert Path(main["simple_rnn"]["model_path"]).exists()
     assert main["simple_rnn"]["epochs_run"] == 2
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
+    """A stage that dies after some fits were written leaves models/ byte for byte as the
+    last good run left it; its fits go to models.failed/ to read; a leftover of a killed
+    run's half-built folder is cleared by the next run, never mixed in."""
+    import pytest
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    import stockcast.stages.train as stage
+    from flows.stages import train as train_flow
+    from stockcast.errors import StockcastError
+
+    paths = Paths(tmp_path)
+    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
+    write_windows([ws], paths.processed, {})
+    cfg = config_from_dict(
+        {
+            "data": {"sources": ["unused.csv"]},
+            "backtest": {"folds": 0},
+            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 1},
+        }
+    )
+    flow = train_flow.train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    flow(cfg, paths)
+    good = _tree(paths.models)
+    assert {"AAA/gru/model.keras", "AAA/simple_rnn/model.keras", "train.json"} <= set(good)
+
+    real_keep, kept = stage.keep_fit, []
+
+    def dies_after_the_first_fit_is_written(*args, **kwargs):
+        if kept:
+            raise StockcastError("the disk filled up after one fit was written")
+        kept.append(real_keep(*args, **kwargs))
+        return kept[-1]
+
+    monkeypatch.setattr(train_flow, "keep_fit", dies_after_the_first_fit_is_written)
+    cfg = config_from_dict(
+        {
+            "data": {"sources": ["unused.csv"]},
+            "backtest": {"folds": 0},
+            "base": {"seed": 99},  # other weights: a mix of old and new would show
+            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 1},
+        }
+    )
+    with pytest.raises(StockcastError, match="disk filled up"):
+        flow(cfg, paths)
+    assert _tree(paths.models) == good
+    failed = _tree(paths.failed_models)
+    assert len([f for f in failed if f.endswith("model.keras")]) == 1
+    assert not paths.models.with_name("models.tmp").exists()
+
+    # a killed run leaves models.tmp/ behind: the next run starts it afresh
+    monkeypatch.setattr(train_flow, "keep_fit", real_keep)
+    stale = paths.models.with_name("models.tmp") / "AAA/lstm"
+    stale.mkdir(parents=True)
+    (stale / "model.keras").write_bytes(b"half a model from a killed run")
+    flow(cfg, paths)
+    now = _tree(paths.models)
+    assert set(now) == set(good) and now != good  # the new run's fits, all of them, only them
+    assert not paths.failed_models.exists()  # a good run clears the last failure's leftovers
