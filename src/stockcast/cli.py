@@ -71,6 +71,7 @@ def _validate(args: argparse.Namespace) -> int:
         max_gap_days=cfg.validate.max_gap_days,
         sources=shown(ingested.origin, Path.cwd()),
         rows_needed="" if args.min_rows is not None else cfg.rows_needed(),
+        absent=ingested.absent,
     )
     print(report.summary())
     ok = report.success and not errors

@@ -41,11 +41,14 @@ class Source:
     date_format: str | None = None
 
     def __post_init__(self) -> None:
-        needed = ("date", "open", "high", "low", "close", "volume")
-        if self.columns is not None and (missing := [c for c in needed if c not in self.columns]):
+        if self.columns is None:
+            return
+        if "date" not in self.columns or not set(PRICE_COLUMNS) & set(self.columns):
             raise ConfigError(
-                f"data.sources[{self.path}]: the columns mapping lacks {missing}; "
-                f"give {list(needed)} (and ticker, optionally)"
+                f"data.sources[{self.path}]: the columns mapping needs date and at least the "
+                f"target price (one of {list(PRICE_COLUMNS)}); it has {sorted(self.columns)}. "
+                "open, high, low, close and volume are optional when the file lacks them "
+                "(an index level, an FX rate or a fund's NAV: map it as the target)"
             )
 
 
@@ -66,6 +69,12 @@ class DataConfig:
             raise ConfigError(
                 f"data.target={self.target!r} is not supported; choose one of {PRICE_COLUMNS}"
             )
+        for source in self.sources:
+            if source.columns is not None and self.target not in source.columns:
+                raise ConfigError(
+                    f"data.sources[{source.path}]: the columns mapping has no {self.target!r}, "
+                    f"the forecast target (data.target); map the series' price column to it"
+                )
 
 
 @dataclass(frozen=True)

@@ -309,9 +309,12 @@ def baselines(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, n
     """Every baseline's forecasts for targets ``idx``, in prices, from the same raw window
     the logged models take (see :func:`baseline_forecast`)."""
     windows = ws.raw_inputs(np.asarray(idx))
+    # a series with one price column (no close) has no last_close rule
+    has_close = ws.ohlcv is None or not np.isnan(ws.ohlcv[:, OHLCV.index("close")]).all()
     return {
         rule: baseline_forecast(rule, windows, ws.target, ma_window)
         for rule in baseline_rules(ws.target)
+        if not (rule == "last_close" and not has_close)
     }
 
 

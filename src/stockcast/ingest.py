@@ -8,12 +8,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stockcast.errors import ConfigError, DataError, SeriesError
 
 CANONICAL = ("date", "ticker", "open", "high", "low", "close", "volume")
 NUMERIC = ("open", "high", "low", "close", "volume")
+PRICES = ("open", "high", "low", "close")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class IngestResult:
     frame: pd.DataFrame
     repairs: list[str] = field(default_factory=list)
     origin: dict[str, list[str]] = field(default_factory=dict)  # ticker -> its source files
+    # ticker -> the columns its sources lack (a single-price series): empty, never checked
+    absent: dict[str, list[str]] = field(default_factory=dict)
 
 
 def detect_layout(columns: Iterable[str], file: Path | str) -> Layout:
@@ -131,12 +135,15 @@ def sanitize_ticker(raw: str) -> str:
 
 
 def mapped_layout(columns: Mapping[str, str], date_format: str | None = None) -> Layout:
-    """A layout from an explicit mapping in params: canonical name -> the file's column."""
-    missing = sorted({"date", *NUMERIC} - set(columns))
-    if missing:
+    """A layout from an explicit mapping in params: canonical name -> the file's column.
+
+    ``date`` and one price are required; open, high, low, close and volume are optional (a
+    series with one price column): the ones left out stay empty in the canonical table.
+    """
+    if "date" not in columns or not set(PRICES) & set(columns):
         raise ConfigError(
-            f"data.sources: the columns mapping lacks {missing}; "
-            "give date, open, high, low, close and volume"
+            f"data.sources: the columns mapping needs date and at least one of {list(PRICES)}; "
+            f"it has {sorted(columns)}"
         )
     lowered = {k: str(v).strip().lower() for k, v in columns.items()}
     ticker_column = lowered.pop("ticker", None)
@@ -182,7 +189,7 @@ def read_prices(
     original = {h: str(c).strip() for h, c in zip(header, raw.columns, strict=True)}
     raw.columns = header
 
-    price_columns = [layout.columns[c] for c in ("open", "high", "low", "close")]
+    price_columns = [layout.columns[c] for c in PRICES if c in layout.columns]
     text = raw[price_columns].astype("string").apply(lambda col: col.str.strip())
     empty = text.isna() | text.isin(["", "-", "null", "NULL", "NaN", "nan"])
     keep = ~empty.all(axis=1)  # a row with some prices missing is left for the gate to judge
@@ -211,7 +218,15 @@ def read_prices(
         for name, safe in renamed.items()
         if safe != name
     ]
-    for column in NUMERIC:
+    absent = [c for c in NUMERIC if c not in layout.columns]
+    if absent:
+        repairs.append(
+            f"{path}: no {', '.join(absent)} column(s) in the mapping: left empty; "
+            "the checks and inputs that need them are skipped"
+        )
+    for column in absent:
+        frame[column] = np.nan
+    for column in (c for c in NUMERIC if c in layout.columns):
         source = layout.columns[column]
         values, notes = _parse_numbers(
             raw[source].rename(original[source]), column, path, frame["date"]
@@ -221,7 +236,8 @@ def read_prices(
 
     frame, sort_repairs = _sort(frame, path)
     origin = {t: [str(path)] for t in frame["ticker"].unique()}
-    return IngestResult(frame, repairs + date_repairs + sort_repairs, origin)
+    missing = {t: absent for t in frame["ticker"].unique()} if absent else {}
+    return IngestResult(frame, repairs + date_repairs + sort_repairs, origin, missing)
 
 
 def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> IngestResult:
@@ -253,8 +269,17 @@ def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> Ing
         for t, files in r.origin.items():
             origin.setdefault(t, []).extend(f for f in files if f not in origin.get(t, []))
     kept = set(frame["ticker"])
+    # a column is absent for a ticker when every source of it lacks the column
+    absent = {
+        t: [c for c in NUMERIC if all(c in r.absent.get(t, []) for r in holders)]
+        for t in kept
+        if (holders := [r for r in results if t in r.origin])
+    }
     return IngestResult(
-        frame[list(CANONICAL)], repairs, {t: f for t, f in origin.items() if t in kept}
+        frame[list(CANONICAL)],
+        repairs,
+        {t: f for t, f in origin.items() if t in kept},
+        {t: cols for t, cols in absent.items() if cols},
     )
 
 

@@ -59,6 +59,17 @@ def anchor_column(target: str, anchor: str) -> str:
     return target if anchor == "target" else anchor
 
 
+def needed_columns(target: str, inputs: tuple[str, ...], anchor: str) -> dict[str, list[str]]:
+    """The raw columns a feature set reads, each with the settings that need it."""
+    needs: dict[str, list[str]] = {target: ["data.target"]}
+    needs.setdefault(anchor_column(target, anchor), []).append(f"features.anchor: {anchor}")
+    uses = {"volume_change": ("volume",), "range": ("high", "low"), "intraday": ("close", "open")}
+    for name in inputs:
+        for column in uses.get(name, (name,)):
+            needs.setdefault(column, []).append(f"features.inputs: {name}")
+    return needs
+
+
 def feature_matrix(
     ohlcv: np.ndarray,
     target: str,

@@ -35,8 +35,8 @@ PLAIN = {
 PLAIN_RANGE = {
     "date": "no row may be dated after today",
     "volume": "volume cannot be negative",
-    "daily_move": "an unusually large close-to-close move (check for a split or a bad tick)",
-    "gap_days": "an unusually long gap between trading days (missing data?)",
+    "daily_move": "an unusually large move from one row to the next (a split or a bad tick?)",
+    "gap_days": "an unusually long gap between rows for the series' frequency (missing data?)",
 }
 
 
@@ -62,6 +62,8 @@ class TickerResult:
     failures: list[Failure] = field(default_factory=list)
     warnings: list[Failure] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # the files the ticker's rows came from
+    absent: list[str] = field(default_factory=list)  # columns its sources lack
+    skipped: list[str] = field(default_factory=list)  # the expectations those would need
 
 
 @dataclass
@@ -93,6 +95,11 @@ class ValidationReport:
                     plain = f"{f.plain} " if f.plain else ""
                     lines.append(f"  - {label}{plain}[{f.expectation}]:{where} {f.detail}")
                     lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
+            if r.skipped:
+                lines.append(
+                    f"  - skipped {len(r.skipped)} expectations on {', '.join(r.absent)}: "
+                    "not in the source (the list is in validation.json)"
+                )
         if self.data_docs:
             lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
@@ -109,30 +116,90 @@ class ValidationReport:
 
 
 def build_suite(
-    min_rows: int, today: pd.Timestamp, max_daily_move: float = 0.25, max_gap_days: int = 14
+    min_rows: int,
+    today: pd.Timestamp,
+    max_daily_move: float = 0.25,
+    max_gap_days: int = 14,
+    absent: frozenset[str] = frozenset(),
+    step_days: int = 1,
 ) -> Any:
     """The expectations every ticker must meet (critical) or is warned about (warning).
 
     Args:
         min_rows: fewest rows for window, validation and test spans.
         today: the last date a row may carry (no prices from the future).
-        max_daily_move: warn when |close / previous close - 1| exceeds this.
-        max_gap_days: warn when two consecutive rows are more calendar days apart.
+        max_daily_move: warn when a price's move from one row to the next exceeds this.
+        max_gap_days: warn when two consecutive rows are this many calendar days beyond the
+            series' usual step apart (daily: more than 14 days; weekly: 20; monthly: 44).
+        absent: columns the ticker's sources lack (a single-price series): the
+            expectations on them are left out (see :func:`skipped_expectations`).
+        step_days: the series' usual step between rows in calendar days (1 for daily).
     """
     import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=f"stockcast_prices_{'_'.join(sorted(absent))}_{step_days}")
+    price = price_column(absent)
+    for expectation in _expectations(
+        min_rows, today, max_daily_move, max_gap_days, step_days, price
+    ):
+        if not _columns_of(expectation) & absent:
+            suite.add_expectation(expectation)
+    return suite
+
+
+def skipped_expectations(absent: frozenset[str]) -> list[str]:
+    """The suite's expectations a series without ``absent`` columns is not checked on."""
+    today = pd.Timestamp("2000-01-01")
+    return [
+        f"{e.expectation_type}({', '.join(_ordered_columns(e))})"
+        for e in _expectations(1, today, 0.25, 14, 1, price_column(absent))
+        if _columns_of(e) & absent
+    ]
+
+
+def price_column(absent: frozenset[str] = frozenset()) -> str:
+    """The price the series-level checks look at: the close, or the series' one price."""
+    return next(c for c in ("close", *PRICES) if c not in absent)
+
+
+def _expectations(
+    min_rows: int,
+    today: pd.Timestamp,
+    max_daily_move: float,
+    max_gap_days: int,
+    step: int,
+    price: str,
+) -> list[Any]:
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="stockcast_prices")
-    for expectation in (
+    return [
         *_schema(gxe),
         *_plausible_values(gxe),
         *_consistent_bars(gxe),
         *_time_order(gxe, today),
-        *_enough_to_learn(gxe, min_rows),
-        *_worth_a_look(gxe, max_daily_move, max_gap_days),
-    ):
-        suite.add_expectation(expectation)
-    return suite
+        *_enough_to_learn(gxe, min_rows, price),
+        *_worth_a_look(gxe, max_daily_move, max_gap_days + step - 1),
+    ]
+
+
+def _ordered_columns(expectation: Any) -> list[str]:
+    """The columns an expectation reads, in its own order (column, or column_A, column_B)."""
+    kwargs = expectation.configuration.kwargs
+    return [str(kwargs[k]) for k in ("column", "column_A", "column_B") if kwargs.get(k)]
+
+
+def _columns_of(expectation: Any) -> set[str]:
+    return set(_ordered_columns(expectation))
+
+
+def step_days(dates: pd.Series) -> int:
+    """A series' usual step between rows in calendar days: 1 for daily (trading days
+    included: Monday after Friday is one step), 7 weekly, about 30 monthly."""
+    gaps = pd.to_datetime(dates).diff().dt.days.dropna()
+    if gaps.empty:
+        return 1
+    typical = int(gaps.median())
+    return 1 if typical <= 3 else typical
 
 
 def _schema(gxe: Any) -> list[Any]:
@@ -179,10 +246,10 @@ def _time_order(gxe: Any, today: pd.Timestamp) -> list[Any]:
     ]
 
 
-def _enough_to_learn(gxe: Any, min_rows: int) -> list[Any]:
+def _enough_to_learn(gxe: Any, min_rows: int, price: str) -> list[Any]:
     """A series that never moves teaches nothing; too few rows cannot fill the spans."""
     return [
-        gxe.ExpectColumnStdevToBeBetween(column="close", min_value=0, strict_min=True),
+        gxe.ExpectColumnStdevToBeBetween(column=price, min_value=0, strict_min=True),
         gxe.ExpectTableRowCountToBeBetween(min_value=min_rows),
     ]
 
@@ -199,10 +266,12 @@ def _worth_a_look(gxe: Any, max_daily_move: float, max_gap_days: int) -> list[An
     ]
 
 
-def with_checks(group: pd.DataFrame) -> pd.DataFrame:
-    """One ticker's rows plus the derived columns the warnings look at."""
+def with_checks(group: pd.DataFrame, absent: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """One ticker's rows plus the derived columns the warnings look at: the move of the
+    close (or of the series' one price) from the row before, and the calendar days since
+    the row before."""
     out = group.reset_index(drop=True).copy()
-    out["daily_move"] = out["close"].pct_change().abs().fillna(0.0)
+    out["daily_move"] = out[price_column(absent)].pct_change().abs().fillna(0.0)
     out["gap_days"] = out["date"].diff().dt.days.fillna(0).astype("int64")
     return out
 
@@ -216,6 +285,7 @@ def validate_prices(
     max_gap_days: int = 14,
     sources: dict[str, list[str]] | None = None,
     rows_needed: str = "",
+    absent: dict[str, list[str]] | None = None,
 ) -> ValidationReport:
     """Run the suite on each ticker; write JSON results and HTML Data Docs under ``report_dir``.
 
@@ -228,6 +298,8 @@ def validate_prices(
         max_gap_days: warning threshold on calendar gaps between rows.
         sources: per ticker, the files its rows came from (named in the report).
         rows_needed: ``min_rows`` in words: which params add up to it, which to lower.
+        absent: per ticker, the columns its sources lack (a single-price series); their
+            expectations are skipped and reported as skipped.
 
     Returns:
         The report; ``report.success`` is False when any ticker failed.
@@ -236,7 +308,7 @@ def validate_prices(
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / "data_docs"
     context = _context(docs_dir)
-    suite = context.suites.add(build_suite(min_rows, today, max_daily_move, max_gap_days))
+    suites: dict[tuple[frozenset[str], int], Any] = {}
     batch = (
         context.data_sources.add_pandas("prices")
         .add_dataframe_asset("canonical")
@@ -244,12 +316,20 @@ def validate_prices(
     )
     results = []
     for ticker, group in frame.groupby("ticker", sort=True):
-        group = with_checks(group)
-        outcome = _checkpoint(context, batch, suite, str(ticker)).run(
+        lacks = frozenset((absent or {}).get(str(ticker), []))
+        group = with_checks(group, lacks)
+        key = (lacks, step_days(group["date"]))
+        if key not in suites:
+            suites[key] = context.suites.add(
+                build_suite(min_rows, today, max_daily_move, max_gap_days, *key)
+            )
+        outcome = _checkpoint(context, batch, suites[key], str(ticker)).run(
             batch_parameters={"dataframe": group}
         )
         result = _ticker_result(str(ticker), group, outcome, rows_needed)
         result.sources = list((sources or {}).get(str(ticker), []))
+        result.skipped = skipped_expectations(lacks)
+        result.absent = sorted(lacks)
         results.append(result)
     context.build_data_docs(site_names=["stockcast_site"])
     index = docs_dir / "index.html"

@@ -117,6 +117,6 @@ def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):
     move = warnings[("expect_column_values_to_be_between", "daily_move")]
     assert move.rows[0].startswith(f"{odd.loc[100, 'date']:%Y-%m-%d}: daily_move=0.")
     assert (
-        "warning: an unusually long gap between trading days (missing data?) "
+        "warning: an unusually long gap between rows for the series' frequency (missing data?) "
         "[expect_column_values_to_be_between]: column gap_days" in report.summary()
     )

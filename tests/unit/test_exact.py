@@ -143,11 +143,13 @@ def test_layouts_as_whole_values():
     )
     no_ticker = {k: v for k, v in mapping.items() if k != "ticker"}
     assert mapped_layout(no_ticker).ticker_column is None
+    single = mapped_layout({"date": "d", "close": "c"})  # a one-price series
+    assert single.columns == {"date": "d", "close": "c"} and single.signature == {"d", "c"}
     with pytest.raises(ConfigError) as raised:
-        mapped_layout({"date": "d", "close": "c"})
+        mapped_layout({"date": "d", "volume": "v"})
     assert str(raised.value) == (
-        "data.sources: the columns mapping lacks ['high', 'low', 'open', 'volume']; "
-        "give date, open, high, low, close and volume"
+        "data.sources: the columns mapping needs date and at least one of "
+        "['open', 'high', 'low', 'close']; it has ['date', 'volume']"
     )
 
 

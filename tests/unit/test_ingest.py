@@ -223,8 +223,20 @@ def test_explicit_column_mapping_reads_any_other_layout(tmp_path: Path):
     )
     frame = read_prices(path, layout=layout).frame
     assert frame.loc[0, "ticker"] == "XYZ" and frame.loc[0, "close"] == 1.5
-    with pytest.raises(ConfigError, match=r"columns mapping lacks \['volume'\]"):
-        mapped_layout({"date": "d", "open": "o", "high": "h", "low": "l", "close": "c"})
+    with pytest.raises(ConfigError, match=r"needs date and at least one of"):
+        mapped_layout({"open": "o", "high": "h", "low": "l", "close": "c"})
+    # without volume: the column stays empty, and the repair says so
+    body = "Trade Day,O,H,L,C\n2021-03-04,1,2,0.5,1.5\n"
+    (tmp_path / "nov.csv").write_text(body)
+    no_volume = read_prices(
+        tmp_path / "nov.csv",
+        "NOV",
+        layout=mapped_layout(
+            {"date": "Trade Day", "open": "O", "high": "H", "low": "L", "close": "C"}
+        ),
+    )
+    assert no_volume.frame["volume"].isna().all() and no_volume.absent == {"NOV": ["volume"]}
+    assert any("no volume column(s) in the mapping" in r for r in no_volume.repairs)
 
 
 def test_bom_crlf_and_whitespace_are_repaired_and_counted(tmp_path: Path):

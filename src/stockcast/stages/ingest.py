@@ -33,6 +33,7 @@ def run(cfg: Config, paths: Paths) -> IngestResult:
             "tickers": tickers,
             "repairs": result.repairs,
             "sources": sources.shown(result.origin, paths.root),
+            "absent": result.absent,
         },
     )
     return result

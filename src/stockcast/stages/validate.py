@@ -19,9 +19,7 @@ def run(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> Validat
     """
     frame = pd.read_parquet(paths.ingested)
     v = cfg.validate
-    origin = (
-        read_json(paths.ingest_report).get("sources", {}) if paths.ingest_report.exists() else {}
-    )
+    ingested = read_json(paths.ingest_report) if paths.ingest_report.exists() else {}
     report = validate_prices(
         frame,
         cfg.min_rows,
@@ -29,8 +27,9 @@ def run(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> Validat
         today,
         v.max_daily_move,
         v.max_gap_days,
-        sources=origin,
+        sources=ingested.get("sources", {}),
         rows_needed=cfg.rows_needed(),
+        absent=ingested.get("absent", {}),
     )
     failed = report.failed_tickers
     if failed and (v.on_failure == "stop" or len(failed) == frame["ticker"].nunique()):
