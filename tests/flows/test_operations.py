@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -160,6 +161,13 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     root, env, uri, store, _ = served
+    # a second pipeline run with another target transform: the compare view must show it
+    original = (root / "params.yaml").read_text()
+    try:
+        again = pipeline(root, env, "-S", "features.target_transform=diff")
+        assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    finally:
+        (root / "params.yaml").write_text(original)
     port = free_port()
     ui = subprocess.Popen(
         # -o: the project's venv is a link to ours, already set up: never reinstall into it
@@ -173,9 +181,18 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
     base = f"http://127.0.0.1:{port}"
     client = _client(uri)
     experiment = client.get_experiment_by_name("stockcast")
-    runs = client.search_runs([experiment.experiment_id])
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    (parent_run,) = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    parent_run, diff_run = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run.info.run_id]
+    grus = [
+        next(
+            r
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+            and r.data.tags.get("variant") == "gru"
+        )
+        for parent in (parent_run, diff_run)
+    ]
     shot = root.parent / "reports"
     shot.mkdir(exist_ok=True)
     try:
@@ -216,13 +233,39 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
             # the compare view shows 4 significant digits, one column per run, in run order
             assert shown == [f"{c.data.metrics['test_rmse']:.4g}" for c in networks], shown
             page.screenshot(path=str(shot / "mlflow-compare.png"), full_page=True)
+            # the GRU of each run side by side: the transform differs, test_rmse is there
+            # (a fresh page: a hash change alone leaves the single-page app's last compare)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(
+                f"{base}/#/compare-runs?runs={json.dumps([r.info.run_id for r in grus])}"
+                f"&experiments={json.dumps([experiment.experiment_id])}"
+            )
+            values, differs = _param_row(page, "features.target_transform")
+            assert values == ["log_return", "diff"] and differs, values
+            shown = _compare_row(page, "test_rmse")
+            assert shown == [f"{r.data.metrics['test_rmse']:.4g}" for r in grus], shown
+            assert _param_row(page, "window.window") == (["10", "10"], False)
+            page.screenshot(path=str(shot / "mlflow-compare-transforms.png"), full_page=True)
             browser.close()
     finally:
         _stop(ui)
     saved = Path(__file__).resolve().parents[2] / "reports"
     saved.mkdir(exist_ok=True)
-    for name in ("mlflow-runs.png", "mlflow-compare.png"):
+    for name in ("mlflow-runs.png", "mlflow-compare.png", "mlflow-compare-transforms.png"):
         (saved / name).write_bytes((shot / name).read_bytes())
+
+
+def _param_row(page, key: str, runs: int = 2) -> tuple[list[str], bool]:
+    """A parameter's values in the compare view, one per run (waiting for every run's
+    column), and whether the view marks the row as differing."""
+    from playwright.sync_api import expect
+
+    head = page.locator("th.head-value").filter(has_text=re.compile(f"^{re.escape(key)}$"))
+    expect(head.first).to_be_visible(timeout=60000)
+    row = head.first.locator("xpath=..")
+    expect(row.locator("td")).to_have_count(runs, timeout=60000)
+    cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    return cells, "diff-row" in (row.get_attribute("class") or "")
 
 
 def _compare_row(page, metric: str) -> list[str]:
