@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from stockcast.config import load_config
     from stockcast.errors import RunLocked, StockcastError
+    from stockcast.lineage import mark_pipeline_started
     from stockcast.ops import run_lock
 
     started = time.perf_counter()
+    mark_pipeline_started()  # the MLflow parent run spans the whole pipeline run
     root = Path.cwd()
     try:
         schedule = load_config(root / args.params).schedule

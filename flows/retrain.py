@@ -39,6 +39,7 @@ from stockcast.errors import (
     StockcastError,
     TransientIOError,
 )
+from stockcast.lineage import mark_pipeline_started
 from stockcast.paths import Paths
 from stockcast.stages.ingest import read_sources
 
@@ -142,6 +143,7 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
         force: run the chain even when no source has a new trading day (and, with
             ``drift.on_drift: retrain``, even without drift).
     """
+    mark_pipeline_started()  # a served process runs many: each run's own start
     cfg, paths = load_config(ROOT / params), Paths(ROOT)
     holder = f"retrain flow run {flow_run.get_name() or flow_run.get_id()}"
     try:

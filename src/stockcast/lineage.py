@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -72,3 +74,17 @@ def dvc_lineage(root: Path) -> dict[str, str]:
             if out.get("path") == path and out.get("md5"):
                 tags[tag] = out["md5"]
     return tags
+
+
+PIPELINE_STARTED = "STOCKCAST_PIPELINE_STARTED_MS"  # when this pipeline run began (Unix ms)
+
+
+def mark_pipeline_started() -> None:
+    """Record, for this process and the stages it starts, that a pipeline run begins now."""
+    os.environ[PIPELINE_STARTED] = str(int(time.time() * 1000))
+
+
+def pipeline_started() -> int | None:
+    """When the running pipeline run began (Unix ms), if a pipeline run said so."""
+    started = os.environ.get(PIPELINE_STARTED, "")
+    return int(started) if started.isdigit() else None

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from stockcast.config import Config
+from stockcast.lineage import pipeline_started
 from stockcast.paths import Paths, read_json
 from stockcast.promotion import (
     Decision,
@@ -122,11 +123,15 @@ def log_pipeline_run(
     experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
     decisions: dict[str, Any] = {}
     ticker_tag = ",".join(ws.ticker for ws in sets)
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
+    # The parent run starts when the pipeline run started (flows.repro sets the time), so
+    # its duration in the UI is the pipeline's, not only the register stage's.
+    opened = client.create_run(
+        experiment_id,
+        start_time=pipeline_started(),
         tags={**tags, "ticker": ticker_tag, PIPELINE_TAG[0]: PIPELINE_TAG[1]},
-    ) as parent:
+        run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
+    )
+    with mlflow.start_run(run_id=opened.info.run_id) as parent:
         mlflow.log_params(flat_params(cfg))
         _log_run_inputs(mlflow, paths)
         for ws in sets:

@@ -128,7 +128,7 @@ def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
 
 
 def test_three_child_runs_with_metrics_history_and_model(project):
-    root, *_ = project
+    root, _, _, elapsed = project
     client = _client(root)
     experiment = client.get_experiment_by_name("stockcast")
     assert experiment.tags["mlflow.experimentKind"] == "forecasting"  # UI opens on its runs
@@ -137,6 +137,17 @@ def test_three_child_runs_with_metrics_history_and_model(project):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and parents[0].data.tags["ticker"] == "MSFT,SH600519"
     assert parents[0].data.tags["git_commit"]
+    # the parent run spans the pipeline run it records (start-up imports aside), not only
+    # the register stage: it began before any child run, by at least the training time
+    parent = parents[0].info
+    spanned = (parent.end_time - parent.start_time) / 1000
+    assert 0.7 * elapsed < spanned <= elapsed, (spanned, elapsed)
+    train_seconds = sum(
+        r["fit_seconds"]
+        for t in json.loads((root / "models/train.json").read_text()).values()
+        for r in t.values()
+    )
+    assert min(r.info.start_time for r in children) - parent.start_time > train_seconds * 500
     for ticker in ("MSFT", "SH600519"):
         variants = sorted(
             r.data.tags["variant"] for r in children if r.data.tags["ticker"] == ticker
