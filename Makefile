@@ -55,7 +55,7 @@ repro-force: $(STAMP)
 ## test: run the test suite (unit, data, model, flows, end to end, the browser check of the UI)
 .PHONY: test
 test: $(STAMP) browser
-	STOCKCAST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+	STOCKCAST_REQUIRE_BROWSER=1 STOCKCAST_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest
 
 ## browser: install Debian's headless Chromium for the UI test (needs root or sudo; skipped if present)
 .PHONY: browser
