@@ -54,8 +54,8 @@ repro-force: $(STAMP)
 
 ## test: run the test suite (unit, data, model, flows, end to end, the browser check of the UI)
 .PHONY: test
-test: $(STAMP) browser
-	STOCKCAST_REQUIRE_BROWSER=1 STOCKCAST_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest
+test: $(STAMP) browser postgres
+	STOCKCAST_REQUIRE_BROWSER=1 STOCKCAST_REQUIRE_CLUSTER=1 STOCKCAST_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
 
 ## browser: install Debian's headless Chromium for the UI test (needs root or sudo; skipped if present)
 .PHONY: browser
@@ -63,6 +63,13 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+## postgres: install Debian's PostgreSQL for the tracking-server test (needs root or sudo; skipped if present)
+.PHONY: postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; }
 
 ## exp: a DVC experiment, e.g. make exp SET="train.epochs=10 train.units=[32,32]"
 .PHONY: exp
