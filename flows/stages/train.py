@@ -4,6 +4,7 @@ parallel tasks on the runner ``execution.runner`` names; every outcome recorded.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ from stockcast.config import Config, ExecutionConfig, TrainConfig, load_config
 from stockcast.errors import StockcastError
 from stockcast.paths import Paths, staged_dir
 from stockcast.stages.train import keep_fit, share_global_models, write_summary
-from stockcast.train import GLOBAL_MODEL, FitJob, Fitted, TrainResult, collect, plan_fits, run_job
+from stockcast.train import (
+    GLOBAL_MODEL,
+    FitJob,
+    Fitted,
+    TrainResult,
+    chunks,
+    collect,
+    plan_fits,
+    run_job,
+)
 from stockcast.windows import WindowSet, read_manifest
 
 # The fit stops itself at execution.timeout_seconds (a Keras callback, reliable in any
@@ -93,11 +103,16 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
         timeout_seconds=None if cfg.execution.runner == "threads" else backstop
     )
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
-        futures = [
-            fit.submit(job, [windows[f] for f in job.files], cfg.train, cfg.seed, cfg.execution)
-            for job in jobs
-        ]
-        outcomes = _report_progress(futures, jobs)
+        progress = _Progress(len(jobs))
+        outcomes: list[Fitted | str] = []
+        for chunk in chunks(jobs, cfg.execution):
+            if len(chunk) == len(jobs):  # one pool for the whole stage
+                outcomes += _fit_all(fit, chunk, windows, cfg, progress)
+            else:  # fresh worker processes for each chunk: memory stays flat
+                pool = ProcessPoolTaskRunner(max_workers=cfg.execution.max_workers)
+                outcomes += fit_chunk.with_options(task_runner=pool)(
+                    cfg, paths, chunk, backstop, progress
+                )
         fits = collect(jobs, outcomes)
         results = [
             keep_fit(f, job, building, paths.models) for f, job in zip(fits, jobs, strict=True)
@@ -116,14 +131,52 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     return trained
 
 
-def _report_progress(futures: list[Any], jobs: list[FitJob]) -> list[Fitted | str]:
+@dataclass
+class _Progress:
+    """Fits done out of the stage's total, and since when: for the time left."""
+
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+# validate_parameters=False: the progress record is shared, not copied
+@flow(name="train-chunk", validate_parameters=False)
+def fit_chunk(
+    cfg: Config, paths: Paths, jobs: list[FitJob], backstop: int, progress: _Progress
+) -> list[Fitted | str]:
+    """Some of the stage's fits on worker processes of their own, which end with it."""
+    windows = {
+        name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
+    }
+    fit = fit_task.with_options(timeout_seconds=backstop)
+    return _fit_all(fit, jobs, windows, cfg, progress)
+
+
+def _fit_all(
+    fit: Any,
+    jobs: list[FitJob],
+    windows: dict[str, WindowSet],
+    cfg: Config,
+    progress: _Progress,
+) -> list[Fitted | str]:
+    """Submit each job with its windows; report each as it ends; outcomes in job order."""
+    futures = [
+        fit.submit(job, [windows[f] for f in job.files], cfg.train, cfg.seed, cfg.execution)
+        for job in jobs
+    ]
+    return _report_progress(futures, jobs, progress)
+
+
+def _report_progress(
+    futures: list[Any], jobs: list[FitJob], progress: _Progress
+) -> list[Fitted | str]:
     """As each fit ends: which, how it went, how many remain, and the time left at the pace
     so far. Returns each job's outcome, in the jobs' order."""
     logger = get_run_logger()
     names = {id(f): job.name for f, job in zip(futures, jobs, strict=True)}
     outcomes: dict[int, Fitted | str] = {}
-    started = time.monotonic()
-    for done, future in enumerate(as_completed(futures), start=1):
+    for future in as_completed(futures):
         outcome = outcomes[id(future)] = _outcome(future)
         if isinstance(outcome, str):
             said = f"task failed: {outcome}"
@@ -132,14 +185,15 @@ def _report_progress(futures: list[Any], jobs: list[FitJob]) -> list[Fitted | st
             said = f"best val_loss {r.best_val_loss:.6f} at epoch {r.best_epoch}"
         else:
             said = f"failed: {outcome.result.error}"
-        left = len(futures) - done
-        eta = (time.monotonic() - started) / done * left
+        progress.done += 1
+        left = progress.total - progress.done
+        eta = (time.monotonic() - progress.started) / progress.done * left
         logger.info(
             "fit %s ended (%s): %d of %d done, %d remain (about %.0f s left)",
             names[id(future)],
             said,
-            done,
-            len(futures),
+            progress.done,
+            progress.total,
             left,
             eta,
         )

@@ -198,15 +198,18 @@ class ExecutionConfig:
     dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
     timeout_seconds: int = 3600  # one fit; a fit past it fails, the others go on
     tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
+    # runner processes: fresh worker processes after this many fits each (Keras keeps memory
+    # per fit in a process, so memory stays flat however many fits); 0 = one pool per stage
+    fits_per_worker: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_workers", "timeout_seconds"):
             _check_positive(f"execution.{name}", getattr(self, name))
         _check_choice("execution.runner", self.runner, RUNNERS)
-        if not isinstance(self.tf_threads, int) or self.tf_threads < 0:
-            raise ConfigError(
-                f"execution.tf_threads={self.tf_threads!r} must be a whole number >= 0"
-            )
+        for name in ("tf_threads", "fits_per_worker"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"execution.{name}={value!r} must be a whole number >= 0")
 
 
 @dataclass(frozen=True)

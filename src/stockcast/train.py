@@ -128,6 +128,15 @@ def _job(ticker: str, variant: str, fold: int, names: list[str]) -> FitJob:
     return FitJob(ticker, variant, fold, tuple(names), out)
 
 
+def chunks(jobs: list[FitJob], execution: ExecutionConfig) -> list[list[FitJob]]:
+    """The fits in the groups that share worker processes: all of them, or, with the
+    processes runner and ``fits_per_worker``, ``fits_per_worker`` per worker at a time."""
+    if execution.runner != "processes" or not execution.fits_per_worker:
+        return [jobs]
+    size = execution.fits_per_worker * execution.max_workers
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
 def collect(jobs: list[FitJob], outcomes: list[Fitted | str]) -> list[Fitted]:
     """Each job's fit; a job whose task itself failed (its message instead of a fit: a worker
     died, its data could not be sent) is recorded as a failed fit, never dropped."""

@@ -169,3 +169,35 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     now = _tree(paths.models)
     assert set(now) == set(good) and now != good  # the new run's fits, all of them, only them
     assert not paths.failed_models.exists()  # a good run clears the last failure's leftovers
+
+
+def test_fits_per_worker_runs_each_chunk_on_fresh_processes(tmp_path: Path):
+    """processes runner, 2 workers, 1 fit each: 4 fits in 2 chunks, each chunk on worker
+    processes of its own (the way memory stays flat over hundreds of fits)."""
+    import os
+
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    from flows.stages.train import train_variants
+
+    paths = Paths(tmp_path)
+    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
+    fold = make_windows(synthetic_prices(170, "AAA"), "open", 10, 30, 30, "log_return")
+    write_windows([ws], paths.processed, {"AAA": [fold]})
+    cfg = config_from_dict(
+        {
+            "data": {"sources": ["unused.csv"]},
+            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 1},
+            "execution": {"runner": "processes", "max_workers": 2, "fits_per_worker": 1},
+        }
+    )
+    flow = train_variants.with_options(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    assert flow(cfg, paths) == {"AAA": ["gru", "simple_rnn"]}
+    main = json.loads(paths.train_summary.read_text())["AAA"]
+    folds = json.loads(paths.backtest_summary.read_text())["AAA"]
+    # the plan's order: simple_rnn main and fold, then gru main and fold
+    records = [main["simple_rnn"], folds["simple_rnn"][0], main["gru"], folds["gru"][0]]
+    assert all(r["error"] is None for r in records)
+    pids = [int(r["worker"].rsplit("pid ", 1)[-1]) for r in records]
+    assert os.getpid() not in pids
+    assert not set(pids[:2]) & set(pids[2:]), pids  # the second chunk had fresh processes

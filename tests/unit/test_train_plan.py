@@ -54,3 +54,20 @@ def test_a_task_that_died_is_recorded_as_a_failed_fit_of_its_own_job():
     died = fits[1].result
     assert (died.ticker, died.variant, died.fold) == ("AAA", "lstm", 2)
     assert died.error == "task failed: worker died" and not died.ok and fits[1].model is None
+
+
+def test_fits_per_worker_cuts_the_plan_into_chunks_for_the_processes_runner_only():
+    from stockcast.config import ExecutionConfig
+    from stockcast.train import chunks
+
+    jobs = plan_fits(MANIFEST, ("gru", "lstm"), "per_ticker")  # 12 fits
+    recycled = ExecutionConfig(runner="processes", max_workers=2, fits_per_worker=2)
+    cut = chunks(jobs, recycled)
+    assert [len(c) for c in cut] == [4, 4, 4] and [j for c in cut for j in c] == jobs
+    assert chunks(jobs, ExecutionConfig(runner="processes", max_workers=2)) == [jobs]
+    assert chunks(jobs, ExecutionConfig(runner="threads", fits_per_worker=2)) == [jobs]
+    assert [len(c) for c in chunks(jobs, ExecutionConfig("processes", 5, fits_per_worker=1))] == [
+        5,
+        5,
+        2,
+    ]
