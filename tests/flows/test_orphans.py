@@ -144,12 +144,19 @@ def test_the_next_run_marks_a_killed_runs_flow_runs_crashed(tmp_path, tmp_path_f
 
 
 TRAIN = """
+import os
 import sys
 from pathlib import Path
 
+from flows.server import prefect_api
+
+server = prefect_api()
+# before Prefect is imported, as flows.repro does: the server is this run's own, and dies
+# with it
+os.environ["PREFECT_API_URL"] = server.__enter__()
+
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.server import prefect_api
 from flows.stages.train import train_variants
 from stockcast.config import config_from_dict
 from stockcast.paths import Paths
@@ -171,8 +178,8 @@ cfg = config_from_dict(
         },
     }
 )
-with prefect_api():
-    train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(cfg, paths)
+train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(cfg, paths)
+server.__exit__(None, None, None)
 print("trained", flush=True)
 """
 
@@ -204,9 +211,13 @@ def test_a_train_stage_killed_mid_way_leaves_the_last_good_models_whole(tmp_path
         seen.append(line)
         if "ended (" in line and "1 remain" in line:  # one fit done, the other mid-way
             break
+    children = [
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == doomed.pid
+    ]
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=10)
     assert any("1 remain" in line for line in seen), "".join(seen)[-3000:]
+    assert children and _wait(lambda: not any(_alive(pid) for pid in children)), children
     assert {p: p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()} == good
 
     again = subprocess.run(
