@@ -12,6 +12,9 @@ import pytest
 import flows.env  # noqa: F401  (telemetry off for every library under test)
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # tests run on CPU, as CI does
+# In-process flows start Prefect's temporary server; on a loaded 2-core machine it can take
+# longer than Prefect's default 20 s to answer.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 PROJECT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

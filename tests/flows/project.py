@@ -7,6 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +110,66 @@ def pipeline(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 def commit(root: Path, env: dict[str, str], message: str) -> None:
     for cmd in (["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until ``url`` answers 200, failing early if ``proc`` (its server) exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a process started in a session of its own, and all it started."""
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+@contextmanager
+def mlflow_server(backend: str, artifacts: Path, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 with ``backend`` as its store and the models in
+    ``artifacts``; yields its tracking URI."""
+    from flows.server import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],  # fmt: skip
+        cwd=cwd,
+        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{uri}/health", server)
+        yield uri
+    finally:
+        stop(server)

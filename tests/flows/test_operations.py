@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,33 +21,13 @@ import yaml
 from flows.server import free_port
 from stockcast.config import VARIANTS, load_config
 from stockcast.evaluate import BASELINES
-from tests.flows.project import commit, make_project, pipeline, run
+from tests.flows.project import commit, make_project, mlflow_server, pipeline, run
+from tests.flows.project import stop as _stop
+from tests.flows.project import wait_http as _wait_http
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, 9)
 
 
 @pytest.fixture(scope="module")
@@ -59,37 +38,11 @@ def served(tmp_path_factory):
     commit(root, env, "the project as it runs")  # so the runs carry a real git revision
     store = root / "server"
     store.mkdir()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{store}/mlflow.db",
-            "--artifacts-destination",
-            str(store / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=store,
-        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{uri}/health", server)
+    with mlflow_server(f"sqlite:///{store}/mlflow.db", store / "artifacts", store, env) as uri:
         env["MLFLOW_TRACKING_URI"] = uri
         result = pipeline(root, env)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         yield root, env, uri, store, result
-    finally:
-        _stop(server)
 
 
 def _client(uri: str):

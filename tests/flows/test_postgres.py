@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from flows.server import free_port
-from tests.flows.project import make_project, pipeline
-from tests.flows.test_operations import _stop, _wait_http
+from tests.flows.project import make_project, mlflow_server, pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -107,31 +105,8 @@ def test_the_pipeline_tracks_to_a_server_on_postgresql(postgres, tmp_path):
     root, artifacts = tmp_path / "project", tmp_path / "artifacts"
     root.mkdir()
     env = make_project(root)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            postgres.replace("postgresql://", "postgresql+psycopg2://"),
-            "--artifacts-destination",
-            str(artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],  # fmt: skip
-        cwd=tmp_path,
-        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{uri}/health", server)
+    backend = postgres.replace("postgresql://", "postgresql+psycopg2://")
+    with mlflow_server(backend, artifacts, tmp_path, env) as uri:
         result = pipeline(root, {**env, "MLFLOW_TRACKING_URI": uri})
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         client = MlflowClient(tracking_uri=uri)
@@ -140,8 +115,6 @@ def test_the_pipeline_tracks_to_a_server_on_postgresql(postgres, tmp_path):
         experiment = client.get_experiment_by_name("stockcast")
         runs = client.search_runs([experiment.experiment_id])
         assert len(runs) == 8  # the parent, 3 networks and 4 baselines
-    finally:
-        _stop(server)
     # the runs and the registry are rows in PostgreSQL; the models are files outside the project
     with psycopg2.connect(postgres) as db, db.cursor() as cursor:
         cursor.execute("select count(*) from runs where status = 'FINISHED'")

@@ -5,6 +5,7 @@ parallel tasks, every outcome recorded, one failing fit leaving the others alone
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from stockcast.config import config_from_dict
@@ -83,17 +84,7 @@ def test_a_fit_past_its_time_budget_fails_alone(tmp_path: Path, monkeypatch):
         return Slow()
 
     monkeypatch.setattr(train, "epoch_log", slow_for_gru)
-    paths = Paths(tmp_path)
-    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
-    write_windows([ws], paths.processed, {})
-    cfg = config_from_dict(
-        {
-            "data": {"sources": ["unused.csv"]},
-            "backtest": {"folds": 0},
-            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 2, "patience": 1},
-            "execution": {"timeout_seconds": 20},
-        }
-    )
+    paths, cfg = _one_ticker(tmp_path, timeout=20, epochs=2, patience=1)
     flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
     flow(cfg, paths)
     main = json.loads(paths.train_summary.read_text())["AAA"]
@@ -102,6 +93,22 @@ def test_a_fit_past_its_time_budget_fails_alone(tmp_path: Path, monkeypatch):
     assert main["simple_rnn"]["error"] is None
     assert Path(main["simple_rnn"]["model_path"]).exists()
     assert main["simple_rnn"]["epochs_run"] == 2
+
+
+def _one_ticker(tmp_path: Path, timeout: int = 3600, **train) -> tuple[Paths, object]:
+    """AAA's windows written (no folds) and a config training ``train`` on them."""
+    paths = Paths(tmp_path)
+    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
+    write_windows([ws], paths.processed, {})
+    cfg = config_from_dict(
+        {
+            "data": {"sources": ["unused.csv"]},
+            "backtest": {"folds": 0},
+            "train": {"variants": ["simple_rnn", "gru"], "units": [4], **train},
+            "execution": {"timeout_seconds": timeout},
+        }
+    )
+    return paths, cfg
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -121,16 +128,7 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     from flows.stages import train as train_flow
     from stockcast.errors import StockcastError
 
-    paths = Paths(tmp_path)
-    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
-    write_windows([ws], paths.processed, {})
-    cfg = config_from_dict(
-        {
-            "data": {"sources": ["unused.csv"]},
-            "backtest": {"folds": 0},
-            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 1},
-        }
-    )
+    paths, cfg = _one_ticker(tmp_path, epochs=1)
     flow = train_flow.train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
     flow(cfg, paths)
     good = _tree(paths.models)
@@ -145,14 +143,7 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
         return kept[-1]
 
     monkeypatch.setattr(train_flow, "keep_fit", dies_after_the_first_fit_is_written)
-    cfg = config_from_dict(
-        {
-            "data": {"sources": ["unused.csv"]},
-            "backtest": {"folds": 0},
-            "base": {"seed": 99},  # other weights: a mix of old and new would show
-            "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 1},
-        }
-    )
+    cfg = replace(cfg, seed=99)  # other weights: a mix of old and new would show
     with pytest.raises(StockcastError, match="disk filled up"):
         flow(cfg, paths)
     assert _tree(paths.models) == good
