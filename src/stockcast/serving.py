@@ -108,13 +108,21 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
                 else f"(n, {self.context}) prices"
             )
             raise ValueError(f"expected input of shape {shape}; got {raw.shape}")
-        if not np.all(np.isfinite(raw)):
-            raise ValueError("input holds a missing or non-finite value")
+        read = self._columns_read()
+        checked = raw if raw.ndim == 2 else raw[..., [transforms.OHLCV.index(c) for c in read]]
+        if not np.all(np.isfinite(checked)):  # a column the model never reads may be empty
+            raise ValueError(f"input holds a missing or non-finite value in {', '.join(read)}")
         if self.layout == "prices":  # target prices only: lay them out as the target's column
             ohlcv = np.zeros(raw.shape + (5,))
             ohlcv[..., transforms.OHLCV.index(self.target)] = raw
             raw = ohlcv
         return raw
+
+    def _columns_read(self) -> list[str]:
+        """The OHLCV columns this model's forecast reads (a one-price series has no others)."""
+        if self.kind == "network":
+            return list(transforms.needed_columns(self.target, self.extra, self.anchor))
+        return [self.target] + (["close"] if self.rule == "last_close" else [])
 
     def _network(self, raw: np.ndarray) -> np.ndarray:
         feats = np.stack(

@@ -175,3 +175,22 @@ def test_model_with_extra_inputs_and_a_close_anchor_takes_raw_ohlcv(mlflow_store
     np.testing.assert_allclose(via, direct, rtol=1e-5)
     (one,) = tracking.forecast(model, ws.ohlcv, 1, "open")
     assert np.isfinite(one["forecast"]) and one["lower_80"] < one["forecast"] < one["upper_80"]
+
+
+def test_a_one_price_series_logs_and_serves(tmp_path: Path, mlflow_store):
+    """A series with only a close (the other columns absent, NaN in the table): the logged
+    model takes the same (n, window, 5) input and forecasts from the close alone."""
+    import keras
+
+    mlflow = mlflow_store
+    frame = synthetic_prices(200, "AIRLINE")
+    frame[["open", "high", "low", "volume"]] = np.nan
+    ws = make_windows(frame, "close", window=12, val_days=30, test_days=30)
+    result = fit_variant(ws, "gru", TrainConfig(units=(4,), epochs=1), 3, tmp_path / "g")
+    assert result.ok, result.error
+    with mlflow.start_run():
+        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
+    out = mlflow.pyfunc.load_model(uri).predict(ws.raw_inputs(ws.test_idx))
+    direct = predict_prices(keras.saving.load_model(result.model_path), ws, ws.test_idx)
+    assert np.isfinite(out["forecast"]).all()
+    np.testing.assert_allclose(out["forecast"], direct, rtol=1e-5)
