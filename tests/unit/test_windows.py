@@ -113,3 +113,48 @@ def test_every_field_survives_save_and_load(prices, tmp_path: Path):
     np.testing.assert_array_equal(again.test_idx, fold.test_idx)
     write_windows([ws], tmp_path / "nofolds")
     assert read_folds(tmp_path / "nofolds", ws.ticker) == []
+
+
+def test_the_manifest_as_a_whole_value(prices, tmp_path: Path):
+    """What the train stage plans from and a person reads: every entry, exactly."""
+    from stockcast.windows import read_manifest
+
+    ws = make_windows(prices, "open", 7, 30, 30, "log_return")
+    fold = make_windows(prices.iloc[:-30], "open", 7, 30, 30, "log_return")
+    other = make_windows(prices.assign(ticker="BBB"), "open", 7, 30, 30)
+    path = write_windows([ws, other], tmp_path, {ws.ticker: [fold, fold]})
+    assert path == tmp_path / "manifest.json"
+    manifest = read_manifest(tmp_path)
+    assert len(prices) == 400
+    assert manifest == {
+        ws.ticker: {
+            "file": f"{ws.ticker}.npz",
+            "rows": len(prices),
+            "window": 7,
+            "train": 400 - 60 - 7 - 1,  # a change needs the day before its first window
+            "val": 30,
+            "test": 30,
+            "first_date": str(prices["date"].iloc[0].date()),
+            "last_date": str(prices["date"].iloc[-1].date()),
+            "scaler": {"low": ws.scaler.low, "high": ws.scaler.high},
+            "transform": "log_return",
+            "folds": [f"{ws.ticker}.fold1.npz", f"{ws.ticker}.fold2.npz"],
+        },
+        "BBB": {
+            "file": "BBB.npz",
+            "rows": len(prices),
+            "window": 7,
+            "train": 400 - 60 - 7,
+            "val": 30,
+            "test": 30,
+            "first_date": str(prices["date"].iloc[0].date()),
+            "last_date": str(prices["date"].iloc[-1].date()),
+            "scaler": {"low": other.scaler.low, "high": other.scaler.high},
+            "transform": "level",
+            "folds": [],
+        },
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["manifest.json", "BBB.npz", f"{ws.ticker}.npz"]
+        + [f"{ws.ticker}.fold1.npz", f"{ws.ticker}.fold2.npz"]
+    )
