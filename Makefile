@@ -25,6 +25,10 @@ SERVE_PORT ?= 5001
 .PHONY: help
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "One stage alone: .venv/bin/python -m flows.repro STAGE --single-item [--force]"
+	@echo "Plain dvc repro: put the venv first on PATH (PATH=\$$PWD/.venv/bin:\$$PATH dvc repro),"
+	@echo "  since each stage's cmd is 'python -m flows.stages STAGE'."
 
 ## setup: create .venv with the pinned dependencies (skipped when up to date)
 .PHONY: setup
