@@ -59,29 +59,32 @@ def report(found: dict[str, str], mutmut: str) -> str:
         if status in ("survived", "no tests", "suspicious"):
             survivors[module].append(name)
     rows = [
-        "| module | mutants | killed | survived | no test | score |",
-        "|---|---|---|---|---|---|",
+        "| module | mutants | not run yet | killed | survived | no test | score | of those run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     total = Counter()
-    for module, counts in sorted(by_module.items()):
+    for module, counts in [*sorted(by_module.items()), ("**all**", None)]:
+        counts = counts if counts is not None else total
         n = sum(counts.values())
-        total.update(counts)
+        run = n - counts["not checked"]
+        if module != "**all**":
+            total.update(counts)
+            module = f"`{module}`"
         rows.append(
-            f"| `{module}` | {n} | {counts['killed']} | {counts['survived']} | "
-            f"{counts['no tests']} | {100 * counts['killed'] / n:.1f}% |"
+            f"| {module} | {n} | {counts['not checked']} | {counts['killed']} | "
+            f"{counts['survived']} | {counts['no tests']} | "
+            f"{100 * counts['killed'] / max(n, 1):.1f}% | "
+            f"{100 * counts['killed'] / max(run, 1):.1f}% |"
         )
-    n = sum(total.values())
-    rows.append(
-        f"| **all** | {n} | {total['killed']} | {total['survived']} | {total['no tests']} | "
-        f"**{100 * total['killed'] / max(n, 1):.1f}%** |"
-    )
     parts = [
         "# Mutation testing (`make mutate`)",
         "",
         f"mutmut against `tests/unit`, `tests/data` and the `tests/model` tests that fit no "
         f"network (`-m 'not fits'`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Score = killed "
         "(a test failed or timed out) / every mutant; a mutant no test reaches counts as "
-        "not killed. Plot rendering is excluded (`# pragma: no mutate block`).",
+        'not killed. An interrupted run leaves mutants not run yet: "of those run" is the '
+        "score over the rest, and `mutmut run` picks up where it stopped. Plot rendering is "
+        "excluded (`# pragma: no mutate block`).",
         "",
         *rows,
         "",
