@@ -93,9 +93,6 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     """
     manifest = read_manifest(paths.processed)
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
-    windows = {
-        name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
-    }
     # In a worker thread a task timeout cannot interrupt anything (Prefect warns on every
     # fit); there the fit's own time budget is the timeout.
     backstop = cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN
@@ -105,9 +102,10 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
         progress = _Progress(len(jobs))
         outcomes: list[Fitted | str] = []
-        for chunk in chunks(jobs, cfg.execution):
-            if len(chunk) == len(jobs):  # one pool for the whole stage
-                outcomes += _fit_all(fit, chunk, windows, cfg, progress)
+        parts = chunks(jobs, cfg.execution)
+        for chunk in parts:
+            if len(parts) == 1:  # one pool for the whole stage
+                outcomes += _fit_all(fit, chunk, paths, cfg, progress)
             else:  # fresh worker processes for each chunk: memory stays flat
                 pool = ProcessPoolTaskRunner(max_workers=cfg.execution.max_workers)
                 outcomes += fit_chunk.with_options(task_runner=pool)(
@@ -146,21 +144,17 @@ def fit_chunk(
     cfg: Config, paths: Paths, jobs: list[FitJob], backstop: int, progress: _Progress
 ) -> list[Fitted | str]:
     """Some of the stage's fits on worker processes of their own, which end with it."""
-    windows = {
-        name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
-    }
-    fit = fit_task.with_options(timeout_seconds=backstop)
-    return _fit_all(fit, jobs, windows, cfg, progress)
+    return _fit_all(fit_task.with_options(timeout_seconds=backstop), jobs, paths, cfg, progress)
 
 
 def _fit_all(
-    fit: Any,
-    jobs: list[FitJob],
-    windows: dict[str, WindowSet],
-    cfg: Config,
-    progress: _Progress,
+    fit: Any, jobs: list[FitJob], paths: Paths, cfg: Config, progress: _Progress
 ) -> list[Fitted | str]:
-    """Submit each job with its windows; report each as it ends; outcomes in job order."""
+    """Load the jobs' windows, submit each job with its own; report each as it ends;
+    outcomes in job order."""
+    windows = {
+        name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
+    }
     futures = [
         fit.submit(job, [windows[f] for f in job.files], cfg.train, cfg.seed, cfg.execution)
         for job in jobs

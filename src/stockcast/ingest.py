@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stockcast.config import PRICE_COLUMNS
 from stockcast.errors import ConfigError, DataError, SeriesError
 
 CANONICAL = ("date", "ticker", "open", "high", "low", "close", "volume")
 NUMERIC = ("open", "high", "low", "close", "volume")
-PRICES = ("open", "high", "low", "close")
+PRICES = PRICE_COLUMNS
 
 
 @dataclass(frozen=True)

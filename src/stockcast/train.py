@@ -123,9 +123,13 @@ def plan_fits(
     ]
 
 
+def model_dir(ticker: str, variant: str, fold: int) -> str:
+    """A fit's folder within ``models/``: ``AAA/gru`` (the main model) or ``AAA/gru/fold2``."""
+    return f"{ticker}/{variant}" + ("" if fold == MAIN_MODEL else f"/fold{fold}")
+
+
 def _job(ticker: str, variant: str, fold: int, names: list[str]) -> FitJob:
-    out = f"{ticker}/{variant}" + ("" if fold == MAIN_MODEL else f"/fold{fold}")
-    return FitJob(ticker, variant, fold, tuple(names), out)
+    return FitJob(ticker, variant, fold, tuple(names), model_dir(ticker, variant, fold))
 
 
 def chunks(jobs: list[FitJob], execution: ExecutionConfig) -> list[list[FitJob]]:

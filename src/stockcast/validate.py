@@ -10,11 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from stockcast.ingest import CANONICAL, NUMERIC
+from stockcast.ingest import CANONICAL, NUMERIC, PRICES
 from stockcast.paths import atomic_write
 
 logger = logging.getLogger(__name__)
-PRICES = ("open", "high", "low", "close")
 MAX_ROWS_SHOWN = 5
 
 
@@ -308,7 +307,8 @@ def validate_prices(
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / "data_docs"
     context = _context(docs_dir)
-    suites: dict[tuple[frozenset[str], int], Any] = {}
+    suites: dict[tuple[frozenset[str], int], Any] = {}  # one per absent columns and step
+    skipped: dict[frozenset[str], list[str]] = {}
     batch = (
         context.data_sources.add_pandas("prices")
         .add_dataframe_asset("canonical")
@@ -328,7 +328,9 @@ def validate_prices(
         )
         result = _ticker_result(str(ticker), group, outcome, rows_needed)
         result.sources = list((sources or {}).get(str(ticker), []))
-        result.skipped = skipped_expectations(lacks)
+        if lacks not in skipped:
+            skipped[lacks] = skipped_expectations(lacks)
+        result.skipped = list(skipped[lacks])
         result.absent = sorted(lacks)
         results.append(result)
     context.build_data_docs(site_names=["stockcast_site"])

@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from stockcast.paths import Paths, atomic_write, read_json, write_json
-from stockcast.train import MAIN_MODEL, FitJob, Fitted, TrainResult
+from stockcast.train import MAIN_MODEL, FitJob, Fitted, TrainResult, model_dir
 
 Trained = dict[str, dict[str, TrainResult]]  # ticker -> variant -> the main model's result
 
@@ -23,8 +23,8 @@ def keep_fit(fitted: Fitted, job: FitJob, folder: Path, models: Path) -> TrainRe
     out = folder / job.out
     out.mkdir(parents=True, exist_ok=True)
     model_path = None
-    if fitted.model is not None:
-        atomic_write(out / "model.keras", lambda tmp: tmp.write_bytes(fitted.model or b""))
+    if (model := fitted.model) is not None:
+        atomic_write(out / "model.keras", lambda tmp: tmp.write_bytes(model))
         model_path = str(models / job.out / "model.keras")
     if fitted.traceback:
         (out / "error.txt").write_text(fitted.traceback, encoding="utf-8")
@@ -46,7 +46,7 @@ def share_global_models(
     shared = []
     for r in results:
         for ticker in tickers:
-            where = Path(ticker, r.variant, "" if r.fold == MAIN_MODEL else f"fold{r.fold}")
+            where = model_dir(ticker, r.variant, r.fold)
             model_path = None
             if r.ok and r.model_path:
                 source = folder / Path(r.model_path).relative_to(paths.models)
