@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed, wait
+from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from stockcast.config import Config, ExecutionConfig, TrainConfig, load_config
@@ -26,6 +26,7 @@ from stockcast.train import (
     collect,
     plan_fits,
     run_job,
+    warm_sources,
 )
 from stockcast.windows import WindowSet, read_manifest
 
@@ -42,12 +43,13 @@ def fit_task(
     cfg: TrainConfig,
     seed: int,
     execution: ExecutionConfig,
+    init: bytes | None = None,
 ) -> Fitted:
     """Train one job (a thread, a process or a Dask worker on another machine): fold 0 is
-    the main model. It gets its windows as data and returns its model as data, so it needs
-    no shared disk. Each epoch is a line of the run's log (the terminal and the Prefect
-    UI)."""
-    return run_job(job, windows, cfg, seed, execution, progress=get_run_logger().info)
+    the main model. It gets its windows (and the ``.keras`` bytes of a warm start) as data
+    and returns its model as data, so it needs no shared disk. Each epoch is a line of the
+    run's log (the terminal and the Prefect UI)."""
+    return run_job(job, windows, cfg, seed, execution, get_run_logger().info, init)
 
 
 def task_runner(cfg: ExecutionConfig) -> Any:
@@ -100,7 +102,7 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
         timeout_seconds=None if cfg.execution.runner == "threads" else backstop
     )
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
-        progress = _Progress(len(jobs))
+        progress = _Progress(len(jobs), warm_sources(jobs) if cfg.train.warm_start else {})
         outcomes: list[Fitted | str] = []
         parts = chunks(jobs, cfg.execution)
         for chunk in parts:
@@ -131,11 +133,15 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
 
 @dataclass
 class _Progress:
-    """Fits done out of the stage's total, and since when: for the time left."""
+    """The stage's fits as they go, across chunks: how many are done out of the total and
+    since when (for the time left), and the warm starts: which fit each starts from and the
+    ended fits' models that a fit not yet submitted starts from."""
 
     total: int
+    sources: dict[str, str] = field(default_factory=dict)  # job name -> its warm start's
     done: int = 0
     started: float = field(default_factory=time.monotonic)
+    models: dict[str, bytes | None] = field(default_factory=dict)  # ended, awaited as a start
 
 
 # validate_parameters=False: the progress record is shared, not copied
@@ -150,49 +156,73 @@ def fit_chunk(
 def _fit_all(
     fit: Any, jobs: list[FitJob], paths: Paths, cfg: Config, progress: _Progress
 ) -> list[Fitted | str]:
-    """Load the jobs' windows, submit each job with its own; report each as it ends;
-    outcomes in job order."""
+    """Load the jobs' windows and submit each job with its own as soon as it can start: at
+    once, or with a warm start when the fit it starts from has ended (from that fit's model;
+    cold if that fit failed). Report each fit as it ends. Outcomes in job order."""
     windows = {
         name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
     }
-    futures = [
-        fit.submit(job, [windows[f] for f in job.files], cfg.train, cfg.seed, cfg.execution)
-        for job in jobs
-    ]
-    return _report_progress(futures, jobs, progress)
-
-
-def _report_progress(
-    futures: list[Any], jobs: list[FitJob], progress: _Progress
-) -> list[Fitted | str]:
-    """As each fit ends: which, how it went, how many remain, and the time left at the pace
-    so far. Returns each job's outcome, in the jobs' order."""
+    awaited = set(progress.sources.values())
+    waiting = list(jobs)
+    running: dict[Any, tuple[FitJob, str]] = {}  # future -> its job and its warm start
+    outcomes: dict[str, Fitted | str] = {}
     logger = get_run_logger()
-    names = {id(f): job.name for f, job in zip(futures, jobs, strict=True)}
-    outcomes: dict[int, Fitted | str] = {}
-    for future in as_completed(futures):
-        outcome = outcomes[id(future)] = _outcome(future)
-        if isinstance(outcome, str):
-            said = f"task failed: {outcome}"
-        elif outcome.result.ok:
-            r = outcome.result
-            said = f"best val_loss {r.best_val_loss:.6f} at epoch {r.best_epoch}"
-        else:
-            said = f"failed: {outcome.result.error}"
-        progress.done += 1
-        left = progress.total - progress.done
-        eta = (time.monotonic() - progress.started) / progress.done * left
-        logger.info(
-            "fit %s ended (%s): %d of %d done, %d remain (about %.0f s left)",
-            names[id(future)],
-            said,
-            progress.done,
-            progress.total,
-            left,
-            eta,
-        )
-    wait(futures)
-    return [outcomes[id(f)] if id(f) in outcomes else _outcome(f) for f in futures]
+
+    def submit(job: FitJob) -> None:
+        source = progress.sources.get(job.name, "")
+        init = progress.models.pop(source, None) if source else None
+        if source and init is None:
+            logger.warning("fit %s starts cold: fit %s left no model", job.name, source)
+        waiting.remove(job)
+        sets = [windows[f] for f in job.files]
+        future = fit.submit(job, sets, cfg.train, cfg.seed, cfg.execution, init)
+        running[future] = (job, source if init is not None else "")
+
+    def submit_ready() -> None:
+        for job in list(waiting):
+            source = progress.sources.get(job.name)
+            if source is None or source in progress.models:
+                submit(job)
+        if waiting and not running:  # a start that will never come (not in this chunk)
+            submit(waiting[0])
+
+    submit_ready()
+    while running:
+        future = next(as_completed(list(running)))
+        job, source = running.pop(future)
+        outcome = outcomes[job.name] = _outcome(future)
+        if isinstance(outcome, Fitted):
+            outcome.result.warm_from = source
+        if job.name in awaited:
+            progress.models[job.name] = outcome.model if isinstance(outcome, Fitted) else None
+        _report(logger, job, outcome, progress)
+        submit_ready()
+    return [outcomes[job.name] for job in jobs]
+
+
+def _report(logger: Any, job: FitJob, outcome: Fitted | str, progress: _Progress) -> None:
+    """A fit ended: which, how it went, how many remain, and the time left at the pace so
+    far."""
+    if isinstance(outcome, str):
+        said = f"task failed: {outcome}"
+    elif outcome.result.ok:
+        r = outcome.result
+        said = f"best val_loss {r.best_val_loss:.6f} at epoch {r.best_epoch}"
+        said += f", warm from {r.warm_from}" if r.warm_from else ""
+    else:
+        said = f"failed: {outcome.result.error}"
+    progress.done += 1
+    left = progress.total - progress.done
+    eta = (time.monotonic() - progress.started) / progress.done * left
+    logger.info(
+        "fit %s ended (%s): %d of %d done, %d remain (about %.0f s left)",
+        job.name,
+        said,
+        progress.done,
+        progress.total,
+        left,
+        eta,
+    )
 
 
 def _outcome(future: Any) -> Fitted | str:

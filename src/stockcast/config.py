@@ -168,8 +168,15 @@ class TrainConfig:
     epochs: int = 50
     patience: int = 8
     scope: str = "per_ticker"  # per_ticker: one model per ticker | global: one over all tickers
+    # Walk-forward fits start from the previous fold's weights (fold 1 starts cold, the main
+    # model from the last fold's): the backtest measures the procedure that makes the model.
+    warm_start: bool = True
+    unroll: bool = True  # unrolled recurrent layers: the same maths, faster on CPU for 60 days
 
     def __post_init__(self) -> None:
+        for flag in ("warm_start", "unroll"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"train.{flag}={getattr(self, flag)!r} must be true or false")
         if not self.variants:
             raise ConfigError(f"train.variants is empty; choose from {VARIANTS}")
         for variant in self.variants:

@@ -18,6 +18,7 @@ def build_model(
     dropout: float = 0.2,
     learning_rate: float = 1e-3,
     seed: int = 42,
+    unroll: bool = False,
 ) -> Any:
     """Stacked recurrent layers, each followed by Dropout, then Dense(1); Adam on MSE.
 
@@ -32,6 +33,7 @@ def build_model(
         dropout: dropout rate after each recurrent layer.
         learning_rate: Adam's step size.
         seed: base seed for initializers and dropout.
+        unroll: unroll the recurrence (the same maths; on CPU, short windows fit faster).
 
     Raises:
         ConfigError: unknown variant.
@@ -51,6 +53,7 @@ def build_model(
             return_sequences=depth < len(units) - 1,  # last layer: (batch, units)
             kernel_initializer=init.GlorotUniform(seed=s),
             recurrent_initializer=init.Orthogonal(seed=s + 1),
+            unroll=unroll,
             name=f"{variant}_{depth}",
         )(x)
         x = keras.layers.Dropout(dropout, seed=s + 2)(x)

@@ -372,6 +372,8 @@ def log_candidate(
             }
         )
         _log_curves(mlflow, result)
+        if result.warm_from:  # the fit whose weights it started from (train.warm_start)
+            mlflow.set_tag("warm_from", result.warm_from)
         metrics.update(
             best_val_loss=result.best_val_loss or float("nan"),
             best_epoch=result.best_epoch,

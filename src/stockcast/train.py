@@ -106,21 +106,42 @@ def plan_fits(
     """
     if scope == "global":
         folds = min(len(entry.get("folds", [])) for entry in manifest.values())
-        per_fold = [
-            [e["file"] if fold == MAIN_MODEL else e["folds"][fold - 1] for e in manifest.values()]
-            for fold in range(folds + 1)
-        ]
+        per_fold = [[_file(e, fold) for e in manifest.values()] for fold in range(folds + 1)]
         return [
-            _job(GLOBAL_MODEL, variant, fold, names)
+            _job(GLOBAL_MODEL, variant, fold, per_fold[fold])
             for variant in variants
-            for fold, names in enumerate(per_fold)
+            for fold in _chain(folds)
         ]
     return [
-        _job(ticker, variant, fold, [name])
+        _job(ticker, variant, fold, [_file(entry, fold)])
         for ticker, entry in manifest.items()
         for variant in variants
-        for fold, name in enumerate([entry["file"], *entry.get("folds", [])])
+        for fold in _chain(len(entry.get("folds", [])))
     ]
+
+
+def _file(entry: dict[str, Any], fold: int) -> str:
+    """The window set a fit of ``fold`` trains on, from a ticker's manifest entry."""
+    return str(entry["file"] if fold == MAIN_MODEL else entry["folds"][fold - 1])
+
+
+def _chain(folds: int) -> list[int]:
+    """A variant's fits in walk-forward order: folds oldest first, then the main model."""
+    return [*range(1, folds + 1), MAIN_MODEL]
+
+
+def warm_sources(jobs: list[FitJob]) -> dict[str, str]:
+    """Which fit each fit starts from with ``train.warm_start``: fold k+1 from fold k, the main
+    model from the last fold, within one ticker and variant; fold 1 (or a main model with no
+    folds) starts cold and is not in the map. Keys and values are job names."""
+    chains: dict[tuple[str, str], dict[int, str]] = {}
+    for job in jobs:
+        chains.setdefault((job.ticker, job.variant), {})[job.fold] = job.name
+    sources = {}
+    for fits in chains.values():
+        order = [fits[f] for f in _chain(max(fits)) if f in fits]
+        sources.update(zip(order[1:], order[:-1], strict=True))
+    return sources
 
 
 def model_dir(ticker: str, variant: str, fold: int) -> str:
@@ -161,13 +182,19 @@ def run_job(
     seed: int,
     execution: ExecutionConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    init: bytes | None = None,
 ) -> Fitted:
     """Fit a job on its windows (stacked for a global model) in a scratch folder of the
     process that runs it, and return the fit as data: its record, the ``.keras`` bytes and
-    any traceback. ``progress`` gets a line per epoch."""
+    any traceback. ``progress`` gets a line per epoch; ``init`` is the ``.keras`` file whose
+    weights it starts from (a warm start), None for a cold start."""
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
     with tempfile.TemporaryDirectory(prefix="stockcast-fit-") as scratch:
         out = Path(scratch)
+        start = None
+        if init is not None:
+            start = out / "init.keras"
+            start.write_bytes(init)
         result = fit_variant(
             data,
             job.variant,
@@ -177,6 +204,7 @@ def run_job(
             execution or ExecutionConfig(),
             progress,
             job.name,
+            start,
         )
         result.fold = job.fold
         result.model_path = None  # the scratch folder is gone once this returns
@@ -205,6 +233,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None
     worker: str = ""  # the process that ran the fit (e.g. a Dask worker), for the record
+    warm_from: str = ""  # the fit whose weights it started from; "" for a cold start
 
     @property
     def ok(self) -> bool:
@@ -296,8 +325,11 @@ def fit_variant(
     execution: ExecutionConfig = ExecutionConfig(),  # noqa: B008 - frozen, shared safely
     progress: Callable[[str], None] | None = None,
     name: str = "",
+    init: Path | None = None,
 ) -> TrainResult:
     """Train ``variant`` on ``ws``; save the best-on-validation model to ``out_dir``.
+    ``init``: a ``.keras`` file of the same architecture to start from instead of the seeded
+    initial weights.
 
     Never raises for a failing fit: the error is recorded in the result, so one failing
     variant leaves the others alone. The model file is written through a temporary name.
@@ -311,7 +343,7 @@ def fit_variant(
     try:
         label = name or f"{ws.ticker}/{variant}"
         callbacks = [epoch_log(progress, label, cfg.epochs)] if progress else []
-        _fit(ws, variant, cfg, seed, out_dir, result, execution, callbacks)
+        _fit(ws, variant, cfg, seed, out_dir, result, execution, callbacks, init)
     except Exception as exc:  # noqa: BLE001 - recorded, reported, and the stage decides
         result.error = f"{type(exc).__name__}: {exc}"
         (out_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -328,14 +360,24 @@ def _fit(
     result: TrainResult,
     execution: ExecutionConfig,
     extra_callbacks: list[Any],
+    init: Path | None = None,
 ) -> None:
     import keras
 
     _set_threads(execution.tf_threads)
     keras.utils.set_random_seed(seed)
     model = build_model(
-        variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate, seed
+        variant,
+        ws.window,
+        ws.scaled.shape[1],
+        cfg.units,
+        cfg.dropout,
+        cfg.learning_rate,
+        seed,
+        cfg.unroll,
     )
+    if init is not None:  # the weights only: a fresh optimiser on the longer span
+        model.set_weights(keras.models.load_model(init, compile=False).get_weights())
     budget = time_budget(execution.timeout_seconds)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=cfg.patience, restore_best_weights=True

@@ -38,10 +38,10 @@ def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monke
     )
     real_fit = train.fit_variant
 
-    def task_dies_on_bbb_lstm_fold1(ws, variant, cfg, seed, out, execution, progress, name):
+    def task_dies_on_bbb_lstm_fold1(ws, variant, cfg, seed, out, execution, progress, name, init):
         if name == "BBB/lstm/fold1":  # raised outside the fit's own guard: the task dies
             raise OSError("no space left on the worker's disk")
-        return real_fit(ws, variant, cfg, seed, out, execution, progress, name)
+        return real_fit(ws, variant, cfg, seed, out, execution, progress, name, init)
 
     monkeypatch.setattr(train, "fit_variant", task_dies_on_bbb_lstm_fold1)
     flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -58,6 +58,13 @@ def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monke
         for t in main.values()
         for r in t.values()
     )
+    # warm starts: each main model began from its fold's model once that fit had ended;
+    # BBB/lstm's fold died, so its main model started cold
+    for ticker, variant in (("AAA", "gru"), ("AAA", "lstm"), ("BBB", "gru")):
+        fold = backtest[ticker][variant][0]
+        assert main[ticker][variant]["warm_from"] == f"{ticker}/{variant}/fold1"
+        assert main[ticker][variant]["fit_started"] >= fold["fit_ended"]
+    assert main["BBB"]["lstm"]["warm_from"] == "" and main["BBB"]["lstm"]["error"] is None
 
 
 def test_a_fit_past_its_time_budget_fails_alone(tmp_path: Path, monkeypatch):
@@ -186,9 +193,10 @@ def test_fits_per_worker_runs_each_chunk_on_fresh_processes(tmp_path: Path):
     assert flow(cfg, paths) == {"AAA": ["gru", "simple_rnn"]}
     main = json.loads(paths.train_summary.read_text())["AAA"]
     folds = json.loads(paths.backtest_summary.read_text())["AAA"]
-    # the plan's order: simple_rnn main and fold, then gru main and fold
-    records = [main["simple_rnn"], folds["simple_rnn"][0], main["gru"], folds["gru"][0]]
+    # the plan's order: simple_rnn's fold then its main model (warm from the fold), then gru's
+    records = [folds["simple_rnn"][0], main["simple_rnn"], folds["gru"][0], main["gru"]]
     assert all(r["error"] is None for r in records)
+    assert [r["warm_from"] for r in records] == ["", "AAA/simple_rnn/fold1", "", "AAA/gru/fold1"]
     pids = [int(r["worker"].rsplit("pid ", 1)[-1]) for r in records]
     assert os.getpid() not in pids
     assert not set(pids[:2]) & set(pids[2:]), pids  # the second chunk had fresh processes

@@ -55,6 +55,45 @@ def test_same_seed_same_losses_and_saved_model_predicts_identically(ws, tmp_path
     assert saved.best_epoch == first.best_epoch and saved.model_path == first.model_path
 
 
+def test_a_warm_start_begins_from_the_given_weights_and_unroll_keeps_the_maths(ws, tmp_path):
+    """A warm-started fit (``init``) begins from the given model's weights: with a learning
+    rate too small to move them, its model equals that one, while a cold fit's does not.
+    ``unroll`` changes how the recurrence is computed, not what it computes."""
+    import keras
+
+    from stockcast.train import FitJob, run_job
+
+    source = fit_variant(ws, "lstm", TINY, 1, tmp_path / "source")
+    assert source.ok
+    still = TrainConfig(units=(8, 8), epochs=1, batch_size=32, learning_rate=1e-12)
+    job = FitJob(ws.ticker, "lstm", 0, ("x.npz",), "o")
+    init = Path(source.model_path).read_bytes()
+    warm = run_job(job, [ws], still, 2, init=init)
+    cold = run_job(job, [ws], still, 2)
+    assert warm.result.ok and cold.result.ok
+
+    def weights(data: bytes) -> list[np.ndarray]:
+        path = tmp_path / "m.keras"
+        path.write_bytes(data)
+        return keras.saving.load_model(path, compile=False).get_weights()
+
+    first = weights(init)
+    for got, want in zip(weights(warm.model), first, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not all(
+        np.allclose(got, want, atol=1e-3)
+        for got, want in zip(weights(cold.model), first, strict=True)
+    )
+    # unrolled and not: the same weights give the same forecasts
+    rolled, unrolled = (build_model("gru", 10, 1, (8, 8), unroll=u) for u in (False, True))
+    assert unrolled.layers[1].unroll and not rolled.layers[1].unroll
+    unrolled.set_weights(rolled.get_weights())
+    x = ws.inputs(ws.test_idx)
+    np.testing.assert_allclose(
+        unrolled.predict(x, verbose=0), rolled.predict(x, verbose=0), atol=1e-5
+    )
+
+
 def test_a_diverging_fit_is_recorded_not_raised(tmp_path: Path):
     frame = synthetic_prices(300)
     ws = make_windows(frame, "open", window=10, val_days=40, test_days=40)

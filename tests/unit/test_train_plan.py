@@ -11,6 +11,7 @@ from stockcast.train import (
     TrainResult,
     collect,
     plan_fits,
+    warm_sources,
 )
 
 MANIFEST = {
@@ -37,13 +38,34 @@ def test_per_ticker_plans_the_main_model_and_every_fold_of_every_variant():
 
 def test_global_scope_plans_one_fit_per_variant_and_fold_over_every_ticker():
     jobs = plan_fits(MANIFEST, ("gru",), "global")
-    assert [(j.ticker, j.fold) for j in jobs] == [
-        (GLOBAL_MODEL, 0),
+    assert [(j.ticker, j.fold) for j in jobs] == [  # walk-forward order: the main model last
         (GLOBAL_MODEL, 1),
         (GLOBAL_MODEL, 2),
+        (GLOBAL_MODEL, 0),
     ]
-    assert jobs[1].files == ("AAA.fold1.npz", "BBB.fold1.npz")
-    assert jobs[0].out == f"{GLOBAL_MODEL}/gru" and jobs[2].out == f"{GLOBAL_MODEL}/gru/fold2"
+    assert jobs[0].files == ("AAA.fold1.npz", "BBB.fold1.npz")
+    assert jobs[2].files == ("AAA.npz", "BBB.npz")
+    assert jobs[2].out == f"{GLOBAL_MODEL}/gru" and jobs[1].out == f"{GLOBAL_MODEL}/gru/fold2"
+    assert warm_sources(jobs) == {
+        f"{GLOBAL_MODEL}/gru/fold2": f"{GLOBAL_MODEL}/gru/fold1",
+        f"{GLOBAL_MODEL}/gru/main": f"{GLOBAL_MODEL}/gru/fold2",
+    }
+
+
+def test_warm_starts_chain_each_ticker_and_variant_through_its_folds_to_the_main_model():
+    jobs = plan_fits(MANIFEST, ("gru", "lstm"), "per_ticker")
+    sources = warm_sources(jobs)
+    assert sources == {
+        f"{t}/{v}/{later}": f"{t}/{v}/{earlier}"
+        for t in ("AAA", "BBB")
+        for v in ("gru", "lstm")
+        for earlier, later in (("fold1", "fold2"), ("fold2", "main"))
+    }
+    order = [j.name for j in jobs]  # each fit comes after the one it starts from
+    assert all(order.index(src) < order.index(fit) for fit, src in sources.items())
+    # no folds: every main model starts cold
+    bare = {"AAA": {"file": "AAA.npz"}, "BBB": {"file": "BBB.npz", "folds": []}}
+    assert warm_sources(plan_fits(bare, ("gru",), "per_ticker")) == {}
 
 
 def test_a_task_that_died_is_recorded_as_a_failed_fit_of_its_own_job():
@@ -64,6 +86,9 @@ def test_fits_per_worker_cuts_the_plan_into_chunks_for_the_processes_runner_only
     recycled = ExecutionConfig(runner="processes", max_workers=2, fits_per_worker=2)
     cut = chunks(jobs, recycled)
     assert [len(c) for c in cut] == [4, 4, 4] and [j for c in cut for j in c] == jobs
+    # a fit's warm start comes from its own chunk or an earlier one
+    where = {j.name: k for k, c in enumerate(cut) for j in c}
+    assert all(where[src] <= where[fit] for fit, src in warm_sources(jobs).items())
     assert chunks(jobs, ExecutionConfig(runner="processes", max_workers=2)) == [jobs]
     assert chunks(jobs, ExecutionConfig(runner="threads", fits_per_worker=2)) == [jobs]
     assert [len(c) for c in chunks(jobs, ExecutionConfig("processes", 5, fits_per_worker=1))] == [
