@@ -105,7 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from stockcast.errors import StockcastError
 
-    with prefect_api(while_starting=_import_stages):
+    needs_tf = not args.targets or bool(set(args.targets) & {"train", "evaluate", "register"})
+    with prefect_api(while_starting=lambda url: _import_stages(url, needs_tf)):
         try:
             from prefect import tags
 
@@ -178,8 +179,9 @@ def mark_orphans(root: Path) -> list[str]:
     return marked
 
 
-def _import_stages(url: str) -> None:
-    """Point Prefect at ``url``, then import the stage flows (Prefect, pandas: seconds)."""
+def _import_stages(url: str, tensorflow: bool = True) -> None:
+    """Point Prefect at ``url``, then import the stage flows (Prefect, pandas: seconds) and,
+    when a stage that needs it may run, TensorFlow."""
     # Before Prefect is first imported in this process: its settings (and the context it
     # hands to training worker processes) must carry the URL, or each worker would start a
     # temporary server of its own.
@@ -187,6 +189,10 @@ def _import_stages(url: str) -> None:
     from flows.stages import stage_flows
 
     stage_flows()
+    if tensorflow:  # its import (about 10 s) while the server starts, not while nothing fits
+        from stockcast.models import import_keras
+
+        import_keras()
 
 
 def stage_order(

@@ -2,12 +2,58 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from stockcast.config import VARIANTS
 from stockcast.errors import ConfigError
 
 _LAYERS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+# What TensorFlow's native code writes to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says
+# (absl logs before absl::InitializeLog): the same lines in every process that trains.
+START_UP_NOISE = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations are on|cpu_feature_guard|"
+    r"To enable the following instructions"
+)
+_IMPORTING = threading.Lock()
+
+
+def import_keras() -> Any:
+    """Keras (and TensorFlow), imported once per process without TensorFlow's native start-up
+    lines; anything else written to stderr meanwhile is passed on."""
+    with _IMPORTING:
+        if "keras" not in sys.modules:
+            with filtered_stderr(START_UP_NOISE):
+                import keras  # noqa: F401
+                import tensorflow  # noqa: F401
+    return sys.modules["keras"]
+
+
+@contextmanager
+def filtered_stderr(noise: re.Pattern[str]) -> Iterator[None]:
+    """Capture file descriptor 2 (native code's stderr too) for the block; afterwards write
+    its lines that do not match ``noise`` to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            if kept := [line for line in lines if not noise.search(line)]:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def build_model(
@@ -40,7 +86,7 @@ def build_model(
     """
     if variant not in _LAYERS:
         raise ConfigError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
-    import keras
+    keras = import_keras()
 
     layer_cls = getattr(keras.layers, _LAYERS[variant])
     init = keras.initializers

@@ -15,7 +15,7 @@ import numpy as np
 
 from stockcast.config import ExecutionConfig, TrainConfig
 from stockcast.errors import FitTimedOut, StockcastError, TrainingDiverged
-from stockcast.models import build_model
+from stockcast.models import build_model, import_keras
 from stockcast.paths import atomic_write, write_json
 from stockcast.windows import WindowSet
 
@@ -188,6 +188,7 @@ def run_job(
     process that runs it, and return the fit as data: its record, the ``.keras`` bytes and
     any traceback. ``progress`` gets a line per epoch; ``init`` is the ``.keras`` file whose
     weights it starts from (a warm start), None for a cold start."""
+    import_keras()  # the first fit of a worker process: without TensorFlow's start-up lines
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
     with tempfile.TemporaryDirectory(prefix="stockcast-fit-") as scratch:
         out = Path(scratch)

@@ -33,6 +33,26 @@ def test_each_variant_maps_windows_to_one_value(variant):
     assert out.shape == (3, 1)
 
 
+def test_tensorflow_imports_without_its_start_up_lines_and_other_stderr_passes():
+    """In a fresh interpreter: TensorFlow's native start-up lines (oneDNN, absl) are gone;
+    a line of native stderr written meanwhile that is not one of them is kept."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from stockcast.models import START_UP_NOISE, filtered_stderr, import_keras\n"
+        "keras = import_keras()\n"
+        "with filtered_stderr(START_UP_NOISE):\n"
+        "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "    os.write(2, b'a real warning\\n')\n"
+        "print(keras.__name__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "keras"
+    assert run.stderr.splitlines() == ["a real warning"], run.stderr
+
+
 def test_unknown_variant_lists_the_choices():
     with pytest.raises(ConfigError, match=r"unknown variant 'tcn'; choose one of \['simple_rnn'"):
         build_model("tcn", window=10)

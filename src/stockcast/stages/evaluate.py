@@ -60,7 +60,9 @@ def network_forecasts(
 ) -> dict[str, CandidateForecasts]:
     """Each trained network's forecasts in prices; each fold by its own fold model (None
     for a fold whose fit failed)."""
-    import keras
+    from stockcast.models import import_keras
+
+    keras = import_keras()
 
     def load(result: TrainResult) -> object:
         return keras.saving.load_model(result.model_path, compile=False)
