@@ -28,8 +28,8 @@ RUNS = {
         + ["processes:2:0", "dask:2:0"],
     ),
     "end_to_end": (
-        "End to end, 3 fits: `-S backtest.folds=0` (issue 6.4)",
-        ["end_to_end.py", "-S", "backtest.folds=0", "--import-repeats", "1"],
+        "End to end: the default run against its references in the same run (issues 6.4, 13)",
+        ["end_to_end.py", "--import-repeats", "1"],
     ),
     "scale": (
         "Scale: 10, 30, 100 tickers; training at 10 and 30 (issue 6.5)",

@@ -16,7 +16,7 @@ from stockcast.stages import register
 def register_task(cfg: Config, paths: Paths, tags: dict[str, str]) -> dict:
     """Not retried here: a retry would log a second parent run. MLflow's own HTTP client
     already retries transient errors against a tracking server."""
-    return register.run(cfg, paths, tags)
+    return register.run(cfg, paths, tags, get_run_logger().info)
 
 
 @flow(name="register")

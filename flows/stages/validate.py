@@ -17,7 +17,7 @@ from stockcast.stages import validate
 def flow_(params: str = "params.yaml") -> bool:
     cfg, paths = load_config(Path.cwd() / params), Paths(Path.cwd())
     try:
-        report = validate.run(cfg, paths)
+        report = validate.run(cfg, paths, progress=get_run_logger().info)
     except ValidationFailed as exc:  # keep the report beside the other runs in MLflow
         from stockcast.lineage import lineage_tags
         from stockcast.tracking import log_failed_validation

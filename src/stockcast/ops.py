@@ -216,3 +216,11 @@ def dvc_remote_configured(root: Path) -> bool:
         if config.exists() and "['remote " in config.read_text(encoding="utf-8"):
             return True
     return False
+
+
+def progress_points(total: int, parts: int = 10) -> set[int]:
+    """Which of ``1..total`` items to report as done: every one up to ``parts`` items, else
+    about every ``total / parts``th and the last, so a long step says where it is in a few
+    lines."""
+    step = max(1, total // parts)
+    return {k for k in range(1, total + 1) if k % step == 0} | ({total} if total else set())

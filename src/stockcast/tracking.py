@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from stockcast.config import Config
 from stockcast.lineage import pipeline_started
+from stockcast.ops import progress_points
 from stockcast.paths import Paths, read_json
 from stockcast.promotion import (
     Decision,
@@ -108,9 +110,11 @@ def log_pipeline_run(
     reports: dict[str, TickerReport],
     trained: dict[str, dict[str, TrainResult]],
     tags: dict[str, str],
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """One parent run for the pipeline run and one child run per (ticker, candidate); then
-    each ticker's best forecaster is registered (:func:`register_best`).
+    each ticker's best forecaster is registered (:func:`register_best`). ``progress`` hears
+    how many tickers are done, now and then.
 
     Returns:
         Per ticker, the registration and promotion decision.
@@ -136,7 +140,8 @@ def log_pipeline_run(
         _log_run_inputs(mlflow, paths)
         for ws in sets:
             _log_dataset(mlflow, ws, paths, tags)
-        for ws in sets:
+        report_at = progress_points(len(sets))
+        for done, ws in enumerate(sets, start=1):
             report = reports[ws.ticker]
             candidates = {}
             for name in [*report.errors, *report.candidates]:
@@ -158,6 +163,8 @@ def log_pipeline_run(
                     candidates[name] = Candidate(scores, uri)
             _log_ticker_summary(mlflow, paths, report)
             decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags)
+            if progress and done in report_at:
+                progress(f"logged and registered {done} of {len(sets)} tickers")
     return decisions
 
 

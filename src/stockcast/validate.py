@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from stockcast.ingest import CANONICAL, NUMERIC, PRICES
+from stockcast.ops import progress_points
 from stockcast.paths import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -285,8 +287,10 @@ def validate_prices(
     sources: dict[str, list[str]] | None = None,
     rows_needed: str = "",
     absent: dict[str, list[str]] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ValidationReport:
     """Run the suite on each ticker; write JSON results and HTML Data Docs under ``report_dir``.
+    ``progress`` hears how many tickers are done, now and then.
 
     Args:
         frame: the canonical table.
@@ -315,7 +319,9 @@ def validate_prices(
         .add_batch_definition_whole_dataframe("whole")
     )
     results = []
-    for ticker, group in frame.groupby("ticker", sort=True):
+    groups = frame.groupby("ticker", sort=True)
+    report_at = progress_points(groups.ngroups)
+    for done, (ticker, group) in enumerate(groups, start=1):
         lacks = frozenset((absent or {}).get(str(ticker), []))
         group = with_checks(group, lacks)
         key = (lacks, step_days(group["date"]))
@@ -333,6 +339,9 @@ def validate_prices(
         result.skipped = list(skipped[lacks])
         result.absent = sorted(lacks)
         results.append(result)
+        if progress and done in report_at:
+            progress(f"validated {done} of {groups.ngroups} tickers ({ticker}: "
+                     f"{'passed' if result.success else 'FAILED'})")  # fmt: skip
     context.build_data_docs(site_names=["stockcast_site"])
     index = docs_dir / "index.html"
     report = ValidationReport(results, data_docs=str(index) if index.exists() else None)

@@ -96,9 +96,17 @@ def test_nulls_constant_series_and_too_few_rows(good, tmp_path: Path):
 def test_each_ticker_is_judged_on_its_own(good, tmp_path: Path):
     other = synthetic_prices(200, ticker="OTHER", seed=1)
     other.loc[0, "low"] = other.loc[0, "high"] * 2
-    report = validate_prices(pd.concat([good, other]), 100, tmp_path, today=TODAY)
+    heard: list[str] = []
+    report = validate_prices(
+        pd.concat([good, other]), 100, tmp_path, today=TODAY, progress=heard.append
+    )
     assert report.failed_tickers == ["OTHER"]
     assert "OTHER: FAILED" in report.summary() and "TEST: passed" in report.summary()
+    # where the stage is, ticker by ticker
+    assert heard == [
+        "validated 1 of 2 tickers (OTHER: FAILED)",
+        "validated 2 of 2 tickers (TEST: passed)",
+    ]
 
 
 def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):

@@ -64,7 +64,10 @@ def _run(root: Path, frame: pd.DataFrame, cfg) -> tuple[dict, dict]:
     window.run(cfg, paths)
     _train(cfg, paths)
     report = evaluate.run(cfg, paths)["SYN"]
-    return report.candidates, register.run(cfg, paths)["SYN"]
+    heard: list[str] = []
+    decisions = register.run(cfg, paths, progress=heard.append)
+    assert heard == ["logged and registered 1 of 1 tickers"]  # where a long stage is
+    return report.candidates, decisions["SYN"]
 
 
 @pytest.fixture

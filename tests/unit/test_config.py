@@ -95,3 +95,13 @@ def test_unknown_extra_input_lists_the_choices():
     raw["features"]["inputs"] = ["close", "sentiment"]
     with pytest.raises(ConfigError, match=r"features.inputs='sentiment' is not supported"):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("flag", ["warm_start", "unroll"])
+def test_train_switches_take_true_or_false_only(flag):
+    raw = _params()
+    raw.setdefault("train", {})[flag] = "yes"
+    with pytest.raises(ConfigError, match=rf"train.{flag}='yes' must be true or false"):
+        config_from_dict(raw)
+    raw["train"][flag] = False
+    assert getattr(config_from_dict(raw).train, flag) is False

@@ -16,7 +16,7 @@ from stockcast.config import config_from_dict
 from stockcast.drift import detect_drift
 from stockcast.errors import RunLocked
 from stockcast.lineage import dvc_lineage, git_revision
-from stockcast.ops import new_data, post_webhook, run_lock, summary_markdown
+from stockcast.ops import new_data, post_webhook, progress_points, run_lock, summary_markdown
 from tests.conftest import synthetic_prices
 
 
@@ -194,3 +194,12 @@ def test_webhook_posts_json(tmp_path):
     finally:
         server.shutdown()
     assert status == 204 and received == [{"state": "FAILED"}]
+
+
+def test_a_long_step_reports_every_item_up_to_ten_then_about_every_tenth_and_the_last():
+    assert progress_points(0) == set()
+    assert progress_points(3) == {1, 2, 3}
+    assert progress_points(10) == set(range(1, 11))
+    assert progress_points(100) == set(range(10, 101, 10))
+    assert progress_points(25) == {*range(2, 25, 2), 25}
+    assert progress_points(1000, parts=4) == {250, 500, 750, 1000}

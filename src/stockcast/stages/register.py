@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stockcast import tracking
@@ -15,7 +16,12 @@ from stockcast.stages.train import read_summary
 from stockcast.windows import read_windows
 
 
-def run(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
+def run(
+    cfg: Config,
+    paths: Paths,
+    run_tags: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """One parent run per pipeline run, one child run per (ticker, candidate); the decisions
     go to ``reports/registry.json`` and onto each registered version as tags.
 
@@ -23,6 +29,7 @@ def run(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) -> di
         cfg: the configuration.
         paths: project paths.
         run_tags: extra tags for every run (e.g. the orchestrator's run id).
+        progress: hears how many tickers are done, now and then.
     """
     decisions = tracking.log_pipeline_run(
         cfg,
@@ -31,6 +38,7 @@ def run(cfg: Config, paths: Paths, run_tags: dict[str, str] | None = None) -> di
         reports=read_reports(paths),
         trained=read_summary(paths),
         tags={**lineage_tags(cfg, paths.root), **(run_tags or {})},
+        progress=progress,
     )
     write_json(paths.registry, decisions)
     return decisions

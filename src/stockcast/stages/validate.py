@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from stockcast.config import Config
@@ -10,7 +12,12 @@ from stockcast.paths import Paths, read_json, write_parquet
 from stockcast.validate import ValidationReport, validate_prices
 
 
-def run(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> ValidationReport:
+def run(
+    cfg: Config,
+    paths: Paths,
+    today: pd.Timestamp | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ValidationReport:
     """Publish the ingested table as ``data/interim/validated.parquet`` if it passes.
 
     On failure (``on_failure: stop``, or every ticker failing) :class:`ValidationFailed` is
@@ -30,6 +37,7 @@ def run(cfg: Config, paths: Paths, today: pd.Timestamp | None = None) -> Validat
         sources=ingested.get("sources", {}),
         rows_needed=cfg.rows_needed(),
         absent=ingested.get("absent", {}),
+        progress=progress,
     )
     failed = report.failed_tickers
     if failed and (v.on_failure == "stop" or len(failed) == frame["ticker"].nunique()):
