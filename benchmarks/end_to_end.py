@@ -199,6 +199,10 @@ def report(
     print(f"| no-op rerun | {ours['noop']:.2f} |")
     seeds = sum(seed.values())
     print(f"| the seed's three bare-Keras scripts at 50 epochs (estimated) | {seeds:.1f} |")
+    if not ref:
+        print("\n| ticker/variant | backtest vs best baseline | test |\n|---|---|---|")
+        for key, (back, test) in ours["versus"].items():
+            print(f"| {'/'.join(key)} | {back:.4f} | {test:.4f} |")
     if ref:
         print(f"| reference run ({' '.join(args.reference)}): total wall | {ref['wall']:.1f} |")
         print(f"| reference run: epochs run, summed over fits | {ref['epochs']} |")

@@ -28,17 +28,21 @@ RUNS = {
         + ["processes:2:0", "dask:2:0"],
     ),
     "end_to_end": (
-        "End to end: the default run against its references in the same run (issues 6.4, 13)",
-        ["end_to_end.py", "--import-repeats", "1"],
+        "End to end, 3 fits: `-S backtest.folds=0` (issue 6.4)",
+        ["end_to_end.py", "-S", "backtest.folds=0", "--import-repeats", "1", "--no-reference"],
     ),
     "scale": (
         "Scale: 10, 30, 100 tickers; training at 10 and 30 (issue 6.5)",
         ["scale.py", "--sizes", "10", "30", "100", "--train-up-to", "30"],
     ),
 }
-# Too long for make bench (about 35 min on 2 cores): run by name, `run_all.py champion`; a
+# Too long for make bench (20-35 min each on 2 cores): run by name, `run_all.py champion`; a
 # default run keeps its last section.
 LONG = {
+    "end_to_end_default": (  # two full pipelines: about 20 min
+        "End to end: the default run against its references in the same run (issues 6.4, 13)",
+        ["end_to_end.py", "--skip-imports"],
+    ),
     "champion": (
         "Feature configuration x candidate: the champion (issue 12)",
         ["champion.py", "--configs", "opens,close_intraday,anchor_close,anchor_close_intraday"],

@@ -58,8 +58,11 @@ def sample_frame() -> Any:
 def seed_seconds(epochs: int = 3) -> dict[str, float]:
     """The seed's three scripts (bare Keras: MinMax levels of the opens, 60 -> 1, the
     materialised windows, batch 64, validation on the test span every epoch), each timed for
-    ``epochs`` epochs and estimated at 50: its first epoch plus 49 median epochs."""
+    ``epochs`` epochs (at least 2) and estimated at 50: its first epoch plus 49 median
+    epochs."""
     import keras
+
+    epochs = max(2, epochs)
 
     from stockcast.models import build_model
     from stockcast.windows import make_windows
