@@ -76,13 +76,36 @@ def test_diebold_mariano_against_a_hand_computed_value():
     assert diebold_mariano(np.ones(4), -np.ones(4)) == (0.0, 1.0)  # same losses: no evidence
 
 
+def test_diebold_mariano_at_horizon_two_with_two_rows_and_at_any_scale():
+    from stockcast.evaluate import diebold_mariano
+
+    errors, reference = np.array([1.0, -2, 3, 0, 1]), np.ones(5)
+    # horizon 2: centred d = [-2, 1, 6, -3, -2]; gamma0 = 54/5, gamma1 = -8/5;
+    # var = (10.8 - 3.2)/5 = 1.52; Harvey: sqrt((5 + 1 - 4 + 2/5)/5) = sqrt(0.48)
+    stat, p = diebold_mariano(errors, reference, horizon=2)
+    assert stat == pytest.approx(2 / np.sqrt(1.52) * np.sqrt(0.48), rel=1e-9)
+    assert p == pytest.approx(0.3239408, rel=1e-5)
+    # two rows are enough: d = [1, 9], gamma0 = 16, var = 8; 5/sqrt(8) x sqrt(1/2) = 1.25
+    assert diebold_mariano(np.array([1.0, 3.0]), np.zeros(2))[0] == pytest.approx(1.25)
+    # a statistic without units: the same at a quarter of the scale (variance 0.135 < 1)
+    one = diebold_mariano(errors, reference)
+    assert diebold_mariano(errors / 2, reference / 2) == pytest.approx(one)
+
+
 def test_the_strongest_baseline_is_the_reference():
-    from stockcast.evaluate import against_best_baseline
+    from stockcast.evaluate import against_best_baseline, diebold_mariano
 
     actual = np.array([10.0, 11.0, 12.0, 13.0])
     base = {"naive": actual - 1.0, "last_close": actual - 0.5}
     best, versus, _, _ = against_best_baseline(actual, actual + 0.25, base)
     assert best == "last_close" and versus == pytest.approx(0.5)
+    # the Diebold-Mariano test is against that baseline's errors on the same rows
+    predicted = actual + np.array([0.25, -0.75, 0.5, -0.25])
+    _, _, stat, p = against_best_baseline(actual, predicted, base)
+    assert (stat, p) == pytest.approx(
+        diebold_mariano(predicted - actual, base["last_close"] - actual)
+    )
+    assert stat != 0.0
 
 
 def test_conformal_intervals_cover_their_level_on_a_trending_series():

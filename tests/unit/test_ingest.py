@@ -248,3 +248,17 @@ def test_bom_crlf_and_whitespace_are_repaired_and_counted(tmp_path: Path):
     assert any("removed a UTF-8 byte-order mark" in r for r in result.repairs)
     assert any("read 2 CRLF line ending(s)" in r for r in result.repairs)
     assert any("stripped stray whitespace from 2 value(s)" in r for r in result.repairs)
+
+
+def test_a_layout_maps_each_canonical_column_to_its_vendor_name_or_its_own():
+    from stockcast.ingest import _columns
+
+    assert _columns(date="trade_date", volume="vol") == {
+        "date": "trade_date",
+        "open": "open",
+        "high": "high",
+        "low": "low",
+        "close": "close",
+        "volume": "vol",
+    }
+    assert _columns() == {c: c for c in ("date", "open", "high", "low", "close", "volume")}

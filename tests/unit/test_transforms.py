@@ -85,3 +85,29 @@ def test_level_has_no_anchor():
 
     with pytest.raises(ConfigError, match="needs a change transform"):
         FeaturesConfig(target_transform="level", anchor="close")
+
+
+def test_each_price_input_is_transformed_like_the_target_and_the_anchor_defaults_to_it():
+    rng = np.random.default_rng(5)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, 40)))
+    ohlcv = np.column_stack(
+        [close * 1.001, close * 1.01, close * 0.99, close, rng.uniform(1e5, 2e5, 40)]
+    )
+    prices = ("open", "high", "low", "close")
+    got = transforms.feature_matrix(ohlcv, "open", "log_return", prices)
+    assert got.shape == (40, 5)
+    for k, name in enumerate(prices, start=1):  # each price column's own log returns
+        column = ohlcv[:, transforms.OHLCV.index(name)]
+        np.testing.assert_allclose(got[:, k], transforms.forward(column, "log_return"))
+    np.testing.assert_allclose(got[:, 0], transforms.forward(ohlcv[:, 0], "log_return"))
+    anchored = transforms.feature_matrix(ohlcv, "open", "log_return", (), anchor="target")
+    np.testing.assert_array_equal(transforms.feature_matrix(ohlcv, "open", "log_return"), anchored)
+
+
+def test_volume_change_reads_fractional_volumes_and_an_unknown_input_is_named():
+    ohlcv = np.ones((3, 5))
+    ohlcv[:, 4] = [0.0, 0.5, 0.25]  # fractional volumes (units of a million, say)
+    got = transforms.feature_matrix(ohlcv, "close", "diff", ("volume_change",))
+    np.testing.assert_allclose(got[:, 1], [0.0, np.log1p(0.5), np.log1p(0.25) - np.log1p(0.5)])
+    with pytest.raises(ValueError, match=r"unknown input 'sentiment'; choose from \['open'"):
+        transforms.feature_matrix(ohlcv, "close", "diff", ("sentiment",))

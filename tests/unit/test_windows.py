@@ -122,9 +122,10 @@ def test_the_manifest_as_a_whole_value(prices, tmp_path: Path):
     ws = make_windows(prices, "open", 7, 30, 30, "log_return")
     fold = make_windows(prices.iloc[:-30], "open", 7, 30, 30, "log_return")
     other = make_windows(prices.assign(ticker="BBB"), "open", 7, 30, 30)
-    path = write_windows([ws, other], tmp_path, {ws.ticker: [fold, fold]})
-    assert path == tmp_path / "manifest.json"
-    manifest = read_manifest(tmp_path)
+    where = tmp_path / "data" / "processed"  # not there yet: made with its parents
+    path = write_windows([ws, other], where, {ws.ticker: [fold, fold]})
+    assert path == where / "manifest.json"
+    manifest = read_manifest(where)
     assert len(prices) == 400
     assert manifest == {
         ws.ticker: {
@@ -154,7 +155,7 @@ def test_the_manifest_as_a_whole_value(prices, tmp_path: Path):
             "folds": [],
         },
     }
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    assert sorted(p.name for p in where.iterdir()) == sorted(
         ["manifest.json", "BBB.npz", f"{ws.ticker}.npz"]
         + [f"{ws.ticker}.fold1.npz", f"{ws.ticker}.fold2.npz"]
     )
