@@ -357,6 +357,9 @@ def _context(docs_dir: Path) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # its "Created temporary directory ... for ephemeral docs site" on every run is noise: the
+    # site the person opens is ours, named in the report
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     backend = {
