@@ -16,11 +16,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from stockcast.errors import StockcastError
 
-    if args.stage in ("train", "evaluate", "register"):  # TensorFlow without its noise
-        from stockcast.models import import_keras
-
-        import_keras()
-
     try:
         flows[args.stage](params=args.params)
     except StockcastError as exc:

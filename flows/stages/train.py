@@ -3,6 +3,7 @@ parallel tasks on the runner ``execution.runner`` names; every outcome recorded.
 
 from __future__ import annotations
 
+import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from stockcast.config import Config, ExecutionConfig, TrainConfig, load_config
@@ -162,9 +162,10 @@ def _fit_all(
     windows = {
         name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
     }
-    awaited = set(progress.sources.values())
-    waiting = list(jobs)
+    waiting = {job.name: job for job in jobs}
     running: dict[Any, tuple[FitJob, str]] = {}  # future -> its job and its warm start
+    ended: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures, as they end
+    then = {source: name for name, source in progress.sources.items()}  # who starts from it
     outcomes: dict[str, Fitted | str] = {}
     logger = get_run_logger()
 
@@ -173,30 +174,29 @@ def _fit_all(
         init = progress.models.pop(source, None) if source else None
         if source and init is None:
             logger.warning("fit %s starts cold: fit %s left no model", job.name, source)
-        waiting.remove(job)
+        del waiting[job.name]
         sets = [windows[f] for f in job.files]
         future = fit.submit(job, sets, cfg.train, cfg.seed, cfg.execution, init)
         running[future] = (job, source if init is not None else "")
+        future.add_done_callback(ended.put)
 
-    def submit_ready() -> None:
-        for job in list(waiting):
-            source = progress.sources.get(job.name)
-            if source is None or source in progress.models:
-                submit(job)
-        if waiting and not running:  # a start that will never come (not in this chunk)
-            submit(waiting[0])
-
-    submit_ready()
-    while running:
-        future = next(as_completed(list(running)))
+    for job in jobs:
+        source = progress.sources.get(job.name)
+        if source is None or source in progress.models:  # cold, or its start already ended
+            submit(job)
+    while running or waiting:
+        if not running:  # a start that will never come (not in this chunk): start it cold
+            submit(next(iter(waiting.values())))
+        future = ended.get()
         job, source = running.pop(future)
         outcome = outcomes[job.name] = _outcome(future)
         if isinstance(outcome, Fitted):
             outcome.result.warm_from = source
-        if job.name in awaited:
+        if (after := then.get(job.name)) is not None:  # a fit starts from this one
             progress.models[job.name] = outcome.model if isinstance(outcome, Fitted) else None
+            if after in waiting:
+                submit(waiting[after])
         _report(logger, job, outcome, progress)
-        submit_ready()
     return [outcomes[job.name] for job in jobs]
 
 

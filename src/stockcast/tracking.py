@@ -505,9 +505,12 @@ def _metadata(ws: WindowSet, spec: dict[str, Any], rule: str) -> dict[str, Any]:
 
 def _requirements() -> list[str]:
     """Pinned to what is running (and no slow inference of them by MLflow)."""
-    import keras
     import mlflow
     import pandas as pd
+
+    from stockcast.models import import_keras
+
+    keras = import_keras()  # TensorFlow too, without its start-up lines
     import tensorflow as tf
 
     return [

@@ -188,7 +188,6 @@ def run_job(
     process that runs it, and return the fit as data: its record, the ``.keras`` bytes and
     any traceback. ``progress`` gets a line per epoch; ``init`` is the ``.keras`` file whose
     weights it starts from (a warm start), None for a cold start."""
-    import_keras()  # the first fit of a worker process: without TensorFlow's start-up lines
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
     with tempfile.TemporaryDirectory(prefix="stockcast-fit-") as scratch:
         out = Path(scratch)
@@ -338,6 +337,7 @@ def fit_variant(
     import multiprocessing
     import os
 
+    import_keras()  # a worker's first fit imports TensorFlow: without its start-up lines
     worker = f"{multiprocessing.current_process().name} pid {os.getpid()}"
     result = TrainResult(ws.ticker, variant, worker=worker)
     out_dir.mkdir(parents=True, exist_ok=True)
