@@ -115,6 +115,22 @@ def test_every_field_survives_save_and_load(prices, tmp_path: Path):
     assert read_folds(tmp_path / "nofolds", ws.ticker) == []
 
 
+def test_a_set_without_raw_prices_or_anchor_loads_as_it_was_made(prices, tmp_path: Path):
+    """No OHLCV saved comes back as None (not a row of zeros); a file written before the
+    anchor existed measures changes from the target, as it did then."""
+    import dataclasses
+
+    ws = dataclasses.replace(make_windows(prices, "close", 7, 30, 30), ohlcv=None)
+    ws.save(tmp_path / "bare.npz")
+    assert WindowSet.load(tmp_path / "bare.npz").ohlcv is None
+    older = make_windows(prices, "open", 7, 30, 30, anchor="close")
+    older.save(tmp_path / "old.npz")
+    with np.load(tmp_path / "old.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "anchor"}
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert WindowSet.load(tmp_path / "old.npz").anchor == "target"
+
+
 def test_the_manifest_as_a_whole_value(prices, tmp_path: Path):
     """What the train stage plans from and a person reads: every entry, exactly."""
     from stockcast.windows import read_manifest
