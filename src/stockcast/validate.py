@@ -1,4 +1,10 @@
-"""The Great Expectations gate on the canonical table: one suite, run per ticker."""
+"""The Great Expectations gate on the canonical table, judged per ticker.
+
+Every ticker is checked in one batch: the row checks run once over the whole table (the
+offending rows name their ticker and date), the series checks (length, a price that moves)
+once over a table with a row per ticker. GX's cost is per expectation and per run, not per
+row, so a thousand tickers cost about what one does; tickers that need another suite (absent
+columns, a weekly or monthly step) get their own batch."""
 
 from __future__ import annotations
 
@@ -11,8 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from stockcast.ingest import CANONICAL, NUMERIC, PRICES
-from stockcast.ops import progress_points
+from stockcast.ingest import CANONICAL, PRICES
 from stockcast.paths import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -27,10 +32,7 @@ PLAIN = {
     "expect_column_values_to_not_be_in_set": "prices must be finite numbers",
     "expect_column_pair_values_a_to_be_greater_than_b": "a daily bar must be consistent "
     "(the high above the open, close and low; the low below them)",
-    "expect_column_values_to_be_unique": "one row per trading day",
-    "expect_column_values_to_be_increasing": "dates must go forward",
-    "expect_column_stdev_to_be_between": "the price must move (a constant series teaches nothing)",
-    "expect_table_row_count_to_be_between": "the series is too short for the configured spans",
+    "expect_compound_columns_to_be_unique": "one row per trading day",
 }
 # Range checks say more when the column is known.
 PLAIN_RANGE = {
@@ -38,7 +40,12 @@ PLAIN_RANGE = {
     "volume": "volume cannot be negative",
     "daily_move": "an unusually large move from one row to the next (a split or a bad tick?)",
     "gap_days": "an unusually long gap between rows for the series' frequency (missing data?)",
+    "rows": "the series is too short for the configured spans",
+    "price_stdev": "the price must move (a constant series teaches nothing)",
 }
+# The lower bound on gap_days is the order check, its upper bound the warning above.
+DATES_FORWARD = "dates must go forward (each row after the one before)"
+SERIES = ("rows", "price_stdev")  # the per-ticker table's checked columns
 
 
 @dataclass
@@ -123,6 +130,7 @@ def build_suite(
     max_gap_days: int = 14,
     absent: frozenset[str] = frozenset(),
     step_days: int = 1,
+    level: str = "rows",
 ) -> Any:
     """The expectations every ticker must meet (critical) or is warned about (warning).
 
@@ -135,14 +143,16 @@ def build_suite(
         absent: columns the ticker's sources lack (a single-price series): the
             expectations on them are left out (see :func:`skipped_expectations`).
         step_days: the series' usual step between rows in calendar days (1 for daily).
+        level: ``rows``, the suite on the price rows (:func:`with_checks`), or ``series``,
+            the suite on the table with a row per ticker (:func:`series_table`).
     """
     import great_expectations as gx
 
-    suite = gx.ExpectationSuite(name=f"stockcast_prices_{'_'.join(sorted(absent))}_{step_days}")
+    name = f"stockcast_{level}_{'_'.join(sorted(absent))}_{step_days}"
+    suite = gx.ExpectationSuite(name=name)
     price = price_column(absent)
-    for expectation in _expectations(
-        min_rows, today, max_daily_move, max_gap_days, step_days, price
-    ):
+    every = _expectations(min_rows, today, max_daily_move, max_gap_days, step_days, price)
+    for expectation in every[level]:
         if not _columns_of(expectation) & absent:
             suite.add_expectation(expectation)
     return suite
@@ -151,9 +161,10 @@ def build_suite(
 def skipped_expectations(absent: frozenset[str]) -> list[str]:
     """The suite's expectations a series without ``absent`` columns is not checked on."""
     today = pd.Timestamp("2000-01-01")
+    every = _expectations(1, today, 0.25, 14, 1, price_column(absent))
     return [
         f"{e.expectation_type}({', '.join(_ordered_columns(e))})"
-        for e in _expectations(1, today, 0.25, 14, 1, price_column(absent))
+        for e in every["rows"]
         if _columns_of(e) & absent
     ]
 
@@ -170,23 +181,27 @@ def _expectations(
     max_gap_days: int,
     step: int,
     price: str,
-) -> list[Any]:
+) -> dict[str, list[Any]]:
+    """The suite, by the table it runs on: ``rows`` (prices) and ``series`` (a row per ticker)."""
     import great_expectations.expectations as gxe
 
-    return [
-        *_schema(gxe),
-        *_plausible_values(gxe),
-        *_consistent_bars(gxe),
-        *_time_order(gxe, today),
-        *_enough_to_learn(gxe, min_rows, price),
-        *_worth_a_look(gxe, max_daily_move, max_gap_days + step - 1),
-    ]
+    return {
+        "rows": [
+            *_schema(gxe),
+            *_plausible_values(gxe),
+            *_consistent_bars(gxe),
+            *_time_order(gxe, today),
+            *_worth_a_look(gxe, max_daily_move, max_gap_days + step - 1),
+        ],
+        "series": _enough_to_learn(gxe, min_rows),
+    }
 
 
 def _ordered_columns(expectation: Any) -> list[str]:
     """The columns an expectation reads, in its own order (column, or column_A, column_B)."""
     kwargs = expectation.configuration.kwargs
-    return [str(kwargs[k]) for k in ("column", "column_A", "column_B") if kwargs.get(k)]
+    names = [str(kwargs[k]) for k in ("column", "column_A", "column_B") if kwargs.get(k)]
+    return names + [str(c) for c in kwargs.get("column_list") or [] if c != "ticker"]
 
 
 def _columns_of(expectation: Any) -> set[str]:
@@ -239,19 +254,20 @@ def _consistent_bars(gxe: Any) -> list[Any]:
 
 
 def _time_order(gxe: Any, today: pd.Timestamp) -> list[Any]:
-    """One row per day, ascending, nothing dated after today."""
+    """One row per day, each after the one before, nothing dated after today. The order
+    is checked on ``gap_days`` (days since the ticker's row before; none on its first)."""
     return [
-        gxe.ExpectColumnValuesToBeUnique(column="date"),
-        gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date"]),
+        gxe.ExpectColumnValuesToBeBetween(column="gap_days", min_value=0, strict_min=True),
         gxe.ExpectColumnValuesToBeBetween(column="date", max_value=today),
     ]
 
 
-def _enough_to_learn(gxe: Any, min_rows: int, price: str) -> list[Any]:
+def _enough_to_learn(gxe: Any, min_rows: int) -> list[Any]:
     """A series that never moves teaches nothing; too few rows cannot fill the spans."""
     return [
-        gxe.ExpectColumnStdevToBeBetween(column=price, min_value=0, strict_min=True),
-        gxe.ExpectTableRowCountToBeBetween(min_value=min_rows),
+        gxe.ExpectColumnValuesToBeBetween(column="price_stdev", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=min_rows),
     ]
 
 
@@ -267,14 +283,24 @@ def _worth_a_look(gxe: Any, max_daily_move: float, max_gap_days: int) -> list[An
     ]
 
 
-def with_checks(group: pd.DataFrame, absent: frozenset[str] = frozenset()) -> pd.DataFrame:
-    """One ticker's rows plus the derived columns the warnings look at: the move of the
-    close (or of the series' one price) from the row before, and the calendar days since
-    the row before."""
-    out = group.reset_index(drop=True).copy()
-    out["daily_move"] = out[price_column(absent)].pct_change().abs().fillna(0.0)
-    out["gap_days"] = out["date"].diff().dt.days.fillna(0).astype("int64")
+def with_checks(frame: pd.DataFrame, absent: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """The rows plus the derived columns the checks look at, each within its own ticker: the
+    move of the close (or of the series' one price) from the row before, and the calendar
+    days since the row before (none on a ticker's first row)."""
+    out = frame.reset_index(drop=True).copy()
+    by = out.groupby("ticker", sort=False)
+    price = price_column(absent)
+    out["daily_move"] = (out[price] / by[price].shift() - 1).abs().fillna(0.0)
+    out["gap_days"] = (out["date"] - by["date"].shift()).dt.days.astype("float64")
     return out
+
+
+def series_table(rows: pd.DataFrame, absent: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """A row per ticker: how many rows it has and how much its price moves."""
+    by = rows.groupby("ticker", sort=True)
+    return pd.DataFrame(
+        {"rows": by.size(), "price_stdev": by[price_column(absent)].std().fillna(0.0)}
+    ).reset_index()
 
 
 def validate_prices(
@@ -289,8 +315,8 @@ def validate_prices(
     absent: dict[str, list[str]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ValidationReport:
-    """Run the suite on each ticker; write JSON results and HTML Data Docs under ``report_dir``.
-    ``progress`` hears how many tickers are done, now and then.
+    """Run the suite on every ticker in one batch per kind of series; write JSON results and
+    HTML Data Docs under ``report_dir``. ``progress`` hears where the stage is.
 
     Args:
         frame: the canonical table.
@@ -305,46 +331,56 @@ def validate_prices(
             expectations are skipped and reported as skipped.
 
     Returns:
-        The report; ``report.success`` is False when any ticker failed.
+        The report, a result per ticker; ``report.success`` is False when any ticker failed.
     """
     today = today or pd.Timestamp.now().normalize()
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / "data_docs"
     context = _context(docs_dir)
-    suites: dict[tuple[frozenset[str], int], Any] = {}  # one per absent columns and step
-    skipped: dict[frozenset[str], list[str]] = {}
-    batch = (
-        context.data_sources.add_pandas("prices")
-        .add_dataframe_asset("canonical")
+    batch = {
+        level: context.data_sources.add_pandas(f"prices_{level}")
+        .add_dataframe_asset(level)
         .add_batch_definition_whole_dataframe("whole")
-    )
-    results = []
-    groups = frame.groupby("ticker", sort=True)
-    report_at = progress_points(groups.ngroups)
-    for done, (ticker, group) in enumerate(groups, start=1):
+        for level in ("rows", "series")
+    }
+    kinds: dict[tuple[frozenset[str], int], list[str]] = {}  # a batch per absent columns, step
+    for ticker, dates in frame.groupby("ticker", sort=True)["date"]:
         lacks = frozenset((absent or {}).get(str(ticker), []))
-        group = with_checks(group, lacks)
-        key = (lacks, step_days(group["date"]))
-        if key not in suites:
-            suites[key] = context.suites.add(
-                build_suite(min_rows, today, max_daily_move, max_gap_days, *key)
+        kinds.setdefault((lacks, step_days(dates)), []).append(str(ticker))
+    results: dict[str, TickerResult] = {}
+    total = frame["ticker"].nunique()
+    for (lacks, step), tickers in kinds.items():
+        rows = with_checks(frame[frame["ticker"].isin(tickers)], lacks)
+        judged = {t: TickerResult(t, 0, True, 0) for t in tickers}
+        tables = {"rows": rows, "series": series_table(rows, lacks)}
+        for level, table in tables.items():
+            suite = context.suites.add(
+                build_suite(min_rows, today, max_daily_move, max_gap_days, lacks, step, level)
             )
-        outcome = _checkpoint(context, batch, suites[key], str(ticker)).run(
-            batch_parameters={"dataframe": group}
-        )
-        result = _ticker_result(str(ticker), group, outcome, rows_needed)
-        result.sources = list((sources or {}).get(str(ticker), []))
-        if lacks not in skipped:
-            skipped[lacks] = skipped_expectations(lacks)
-        result.skipped = list(skipped[lacks])
-        result.absent = sorted(lacks)
-        results.append(result)
-        if progress and done in report_at:
-            progress(f"validated {done} of {groups.ngroups} tickers ({ticker}: "
-                     f"{'passed' if result.success else 'FAILED'})")  # fmt: skip
+            name = f"{level}-{'_'.join(sorted(lacks))}-{step}"
+            outcome = _checkpoint(context, batch[level], suite, name, level).run(
+                batch_parameters={"dataframe": table}
+            )
+            _judge(judged, table, outcome, rows_needed)
+        skipped = skipped_expectations(lacks)
+        for ticker, result in judged.items():
+            result.rows = int((rows["ticker"] == ticker).sum())
+            result.success = not result.failures
+            result.sources = list((sources or {}).get(ticker, []))
+            result.skipped, result.absent = list(skipped), sorted(lacks)
+        results.update(judged)
+        if progress:
+            failed = [t for t, r in judged.items() if not r.success]
+            named = f" ({', '.join(failed[:MAX_ROWS_SHOWN])}{', …' * (len(failed) > 5)})"
+            progress(
+                f"validated {len(results)} of {total} tickers: {len(judged)} in one batch, "
+                f"{len(judged) - len(failed)} passed, {len(failed)} FAILED"
+                + (named if failed else "")
+            )
     context.build_data_docs(site_names=["stockcast_site"])
     index = docs_dir / "index.html"
-    report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
+    ordered = [results[t] for t in sorted(results)]
+    report = ValidationReport(ordered, data_docs=str(index) if index.exists() else None)
     atomic_write(
         report_dir / "validation.json",
         lambda tmp: tmp.write_text(report.to_json(), encoding="utf-8"),
@@ -377,33 +413,44 @@ def _context(docs_dir: Path) -> Any:
     return context
 
 
-def _checkpoint(context: Any, batch: Any, suite: Any, ticker: str) -> Any:
-    """One ticker's checkpoint; complete results, offending rows named by date."""
+def _checkpoint(context: Any, batch: Any, suite: Any, name: str, level: str) -> Any:
+    """One batch's checkpoint; complete results, each offending row named by its ticker
+    (and date)."""
     import great_expectations as gx
 
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"prices-{ticker}", data=batch, suite=suite)
+        gx.ValidationDefinition(name=f"prices-{name}", data=batch, suite=suite)
     )
+    index = ["ticker", "date"] if level == "rows" else ["ticker"]
     return context.checkpoints.add(
         gx.Checkpoint(
-            name=f"gate-{ticker}",
+            name=f"gate-{name}",
             validation_definitions=[definition],
-            actions=[],  # Data Docs are built once, after every ticker
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["date"]},
+            actions=[],  # Data Docs are built once, after every batch
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index},
         )
     )
 
 
-def _ticker_result(
-    ticker: str, group: pd.DataFrame, outcome: Any, rows_needed: str = ""
-) -> TickerResult:
+def _judge(
+    judged: dict[str, TickerResult], table: pd.DataFrame, outcome: Any, rows_needed: str = ""
+) -> None:
+    """Give each ticker its share of one batch's results: the expectations it was checked on
+    and, for each that its rows fail, a failure (critical) or a warning."""
     (validation,) = outcome.run_results.values()
-    failed = [r for r in validation.results if not r.success]
-    critical = [_failure(r, group, rows_needed) for r in failed if _severity(r) == "critical"]
-    warnings = [_failure(r, group, rows_needed) for r in failed if _severity(r) != "critical"]
-    return TickerResult(
-        ticker, len(group), not critical, len(validation.results), critical, warnings
-    )
+    counts = table["ticker"].value_counts()
+    for result in validation.results:
+        for ticker in judged:
+            judged[ticker].evaluated += 1
+        if result.success:
+            continue
+        for ticker, failure in _failures_by_ticker(result, table, counts, rows_needed).items():
+            if ticker not in judged:
+                continue
+            if _severity(result) == "critical":
+                judged[ticker].failures.append(failure)
+            else:
+                judged[ticker].warnings.append(failure)
 
 
 def _severity(result: Any) -> str:
@@ -411,56 +458,80 @@ def _severity(result: Any) -> str:
     return str(getattr(severity, "value", severity))
 
 
-def plain_english(expectation: str, column: str | None) -> str:
+def plain_english(
+    expectation: str, column: str | None, kwargs: dict[str, Any] | None = None
+) -> str:
     """One line saying what ``expectation`` on ``column`` asks, for a person."""
-    if expectation == "expect_column_values_to_be_between" and column in PLAIN_RANGE:
-        return PLAIN_RANGE[column]
-    if expectation == "expect_column_values_to_be_between" and column in PRICES:
-        return "prices must be above zero"
+    if expectation == "expect_column_values_to_be_between":
+        if column == "gap_days" and (kwargs or {}).get("min_value") is not None:
+            return DATES_FORWARD
+        if column in PLAIN_RANGE:
+            return PLAIN_RANGE[column]
+        if column in PRICES:
+            return "prices must be above zero"
     return PLAIN.get(expectation, "")
 
 
-def _failure(result: Any, group: pd.DataFrame, rows_needed: str = "") -> Failure:
+def _failures_by_ticker(
+    result: Any, table: pd.DataFrame, counts: pd.Series, rows_needed: str = ""
+) -> dict[str, Failure]:
+    """One failed expectation of a batch as a failure per ticker whose rows fail it. A
+    failure no row carries (a missing column) is every ticker's."""
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column") or (
         f"{kwargs['column_A']} vs {kwargs['column_B']}" if "column_A" in kwargs else None
     )
+    if column is None and kwargs.get("column_list"):
+        column = ", ".join(c for c in kwargs["column_list"] if c != "ticker")
     res = result.result or {}
     expected = {
         k: v
         for k, v in kwargs.items()
-        if k not in {"column", "column_A", "column_B", "batch_id"} and v is not None
+        if k not in {"column", "column_A", "column_B", "column_list", "batch_id"} and v is not None
     }
-    if "column_A" in kwargs:
-        detail = (
-            f"{res.get('unexpected_count')} of {res.get('element_count')} rows fail "
-            f"(expected {kwargs['column_A']} >= {kwargs['column_B']})"
-        )
-    elif "unexpected_count" in res:
-        detail = f"{res['unexpected_count']} of {res.get('element_count')} rows fail {expected}"
-    elif config.type == "expect_table_row_count_to_be_between" and rows_needed:
-        detail = f"{res.get('observed_value')} rows; {rows_needed}"
-    else:
+    plain = plain_english(config.type, column, kwargs)
+    found = res.get("unexpected_index_list")
+    if not found:
         detail = f"observed {res.get('observed_value')!r}, expected {expected}"
-    rows = []
-    for index in (res.get("unexpected_index_list") or [])[:MAX_ROWS_SHOWN]:
-        rows.append(_format_row(group, index))
-    return Failure(config.type, column, detail, rows, plain_english(config.type, column))
+        return {
+            str(t): Failure(config.type, column, detail, [], plain)
+            for t in table["ticker"].unique()
+        }
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for entry in found:
+        rows.setdefault(str(entry["ticker"]), []).append(entry)
+    out = {}
+    for ticker, entries in rows.items():
+        if column in SERIES:
+            value = float(entries[0][column])
+            detail = (
+                f"{value:g} rows; {rows_needed}"
+                if column == "rows" and rows_needed
+                else f"observed {value:g}, expected {expected}"
+            )
+            out[ticker] = Failure(config.type, column, detail, [], plain)
+            continue
+        failing = f"{len(entries)} of {int(counts.get(ticker, 0))} rows fail"
+        if "column_A" in kwargs:
+            detail = f"{failing} (expected {kwargs['column_A']} >= {kwargs['column_B']})"
+        elif kwargs.get("column_list"):
+            detail = f"{failing} (expected one row per {' and '.join(kwargs['column_list'])})"
+        else:
+            detail = f"{failing} {expected}" if expected else failing
+        shown = [_format_row(e) for e in entries[:MAX_ROWS_SHOWN]]
+        out[ticker] = Failure(config.type, column, detail, shown, plain)
+    return out
 
 
-def _format_row(group: pd.DataFrame, index: Any) -> str:
-    """One offending row as ``YYYY-MM-DD: open=…, high=…`` (GX gives the date and the columns)."""
-    if isinstance(index, dict) and "date" in index:
-        values = ", ".join(
-            f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
-            for k, v in index.items()
-            if k != "date"
-        )
-        return f"{pd.Timestamp(index['date']):%Y-%m-%d}: {values}"
-    try:
-        row = group.loc[index]
-    except (KeyError, TypeError):
-        return str(index)
-    values = ", ".join(f"{c}={row[c]:g}" for c in NUMERIC)
-    return f"{pd.Timestamp(row['date']):%Y-%m-%d}: {values}"
+def _format_row(entry: dict[str, Any]) -> str:
+    """One offending row as ``YYYY-MM-DD: open=…, high=…`` (GX gives its ticker, its date and
+    the columns checked)."""
+    values = ", ".join(
+        f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
+        for k, v in entry.items()
+        if k not in ("ticker", "date")
+    )
+    date = pd.Timestamp(entry["date"])
+    day = "(no date)" if pd.isna(date) else f"{date:%Y-%m-%d}"
+    return f"{day}: {values}" if values else day

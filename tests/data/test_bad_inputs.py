@@ -84,13 +84,16 @@ CORPUS: dict[str, tuple[Callable[[str], str | bytes], list[str]]] = {
     ),
     "duplicate_date": (
         lambda t: _duplicate_line(t, 9),
-        ["expect_column_values_to_be_unique]: column date"],
+        ["one row per trading day [expect_compound_columns_to_be_unique]: column date"],
     ),
     "future_date": (lambda t: _edit_cell(t, 80, 0, "2099-01-02"), ["column date", "2099-01-02"]),
-    "constant_series": (_constant, ["expect_column_stdev_to_be_between]: column close"]),
+    "constant_series": (
+        _constant,
+        ["the price must move", "be_between]: column price_stdev: observed 0"],
+    ),
     "too_few_rows": (
         lambda t: "\n".join(t.splitlines()[:20]) + "\n",
-        ["expect_table_row_count_to_be_between", "observed 19"],
+        ["too short for the configured spans", "column rows: observed 19"],
     ),
     "missing_close": (
         lambda t: _edit_cell(t, 11, 4, ""),

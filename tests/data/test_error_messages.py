@@ -52,7 +52,8 @@ def test_too_few_rows_says_which_params_add_up_and_which_to_lower(
     assert code == 1, out
     assert (
         "the series is too short for the configured spans "
-        "[expect_table_row_count_to_be_between]: 60 rows; the configured spans need at least 90: "
+        "[expect_column_values_to_be_between]: column rows: 60 rows; the configured spans need "
+        "at least 90: "
         "window.test_days 20 + window.val_days 20 + 2 x window.window 10 (training windows) + "
         "backtest.folds 2 x backtest.fold_days 15. Use a longer history, or lower "
         "window.test_days, window.val_days, window.window or backtest.folds"

@@ -72,8 +72,21 @@ def test_duplicate_and_unordered_dates_are_caught(good, tmp_path: Path):
     bad = good.copy()
     bad.loc[10, "date"] = bad.loc[9, "date"]
     failures = _failures(bad, tmp_path)
-    assert "expect_column_values_to_be_unique" in failures
-    assert "expect_column_values_to_be_increasing" in failures
+    day = f"{bad.loc[9, 'date']:%Y-%m-%d}"
+    assert failures["expect_compound_columns_to_be_unique"] == (
+        f"date: 2 of 200 rows fail (expected one row per ticker and date) ['{day}', '{day}']"
+    )
+    order = failures["expect_column_values_to_be_between"]
+    bound = {"min_value": 0.0, "strict_min": True}
+    assert order == f"gap_days: 1 of 200 rows fail {bound} ['{day}: gap_days=0']"
+    swapped = good.copy()
+    swapped.loc[[20, 21], "date"] = swapped.loc[[21, 20], "date"].to_numpy()
+    report = validate_prices(swapped, 100, tmp_path, today=TODAY)
+    (result,) = report.results
+    assert not result.success and [(f.column, f.plain) for f in result.failures] == [
+        ("gap_days", "dates must go forward (each row after the one before)")
+    ]
+    assert result.failures[0].rows[0].startswith(f"{swapped.loc[21, 'date']:%Y-%m-%d}: gap_days=-")
 
 
 def test_dates_in_the_future_are_caught(good, tmp_path: Path):
@@ -89,8 +102,9 @@ def test_nulls_constant_series_and_too_few_rows(good, tmp_path: Path):
     bad[["open", "high", "low"]] = 50.0
     failures = _failures(bad, tmp_path, min_rows=500)
     assert "expect_column_values_to_not_be_null" not in failures  # volume: a warning only
-    assert "expect_column_stdev_to_be_between" in failures
-    assert "observed 200" in failures["expect_table_row_count_to_be_between"]
+    series = failures["expect_column_values_to_be_between"].splitlines()
+    assert "price_stdev: observed 0, expected {'min_value': 0.0, 'strict_min': True} []" in series
+    assert "rows: observed 200, expected {'min_value': 500.0} []" in series
 
 
 def test_each_ticker_is_judged_on_its_own(good, tmp_path: Path):
@@ -102,11 +116,8 @@ def test_each_ticker_is_judged_on_its_own(good, tmp_path: Path):
     )
     assert report.failed_tickers == ["OTHER"]
     assert "OTHER: FAILED" in report.summary() and "TEST: passed" in report.summary()
-    # where the stage is, ticker by ticker
-    assert heard == [
-        "validated 1 of 2 tickers (OTHER: FAILED)",
-        "validated 2 of 2 tickers (TEST: passed)",
-    ]
+    # where the stage is: both in one batch
+    assert heard == ["validated 2 of 2 tickers: 2 in one batch, 1 passed, 1 FAILED (OTHER)"]
 
 
 def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):
@@ -128,3 +139,41 @@ def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):
         "warning: an unusually long gap between rows for the series' frequency (missing data?) "
         "[expect_column_values_to_be_between]: column gap_days" in report.summary()
     )
+
+
+def test_tickers_of_other_kinds_are_judged_in_their_own_batch(good, tmp_path: Path):
+    """A weekly single-price series beside daily bars: each gets the suite its kind needs
+    (no bar checks on columns it lacks, the gap warning at its own step), in its own batch,
+    and a failure in one batch names only its own ticker."""
+    weekly = pd.DataFrame(
+        {
+            "date": pd.date_range("2010-01-01", periods=150, freq="W-FRI").delete([60]),
+            "ticker": "WEEKLY",
+            "open": float("nan"),
+            "high": float("nan"),
+            "low": float("nan"),
+            "close": 100.0,
+            "volume": float("nan"),
+        }
+    )
+    weekly["close"] += range(len(weekly))
+    bad = good.copy()
+    bad.loc[3, "open"] = 0.0
+    heard: list[str] = []
+    report = validate_prices(
+        pd.concat([bad, weekly]),
+        100,
+        tmp_path,
+        today=TODAY,
+        absent={"WEEKLY": ["open", "high", "low", "volume"]},
+        progress=heard.append,
+    )
+    by = {r.ticker: r for r in report.results}
+    assert list(by) == ["TEST", "WEEKLY"] and report.failed_tickers == ["TEST"]
+    assert [f.column for f in by["TEST"].failures] == ["open", "open vs low"]
+    assert by["WEEKLY"].success and by["WEEKLY"].warnings == []  # 2 weeks apart: no gap for weekly
+    assert by["WEEKLY"].evaluated < by["TEST"].evaluated and by["WEEKLY"].skipped
+    assert heard == [  # tickers in order, so TEST's batch comes first
+        "validated 1 of 2 tickers: 1 in one batch, 0 passed, 1 FAILED (TEST)",
+        "validated 2 of 2 tickers: 1 in one batch, 1 passed, 0 FAILED",
+    ]
