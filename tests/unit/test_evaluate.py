@@ -40,6 +40,12 @@ def test_score_puts_naive_beside_the_model(prices):
         "naive_mae",
         "rmse_vs_naive",
     } <= set(perfect)
+    naive_mae = np.mean(np.abs(actual - ws.prices[idx - 1]))
+    assert perfect["naive_mae"] == pytest.approx(naive_mae)
+    on_val = score(ws, ws.prices[ws.val_idx], ws.val_idx, prefix="val")
+    val_naive = ws.prices[ws.val_idx] - ws.prices[ws.val_idx - 1]
+    assert on_val["val_naive_rmse"] == pytest.approx(np.sqrt(np.mean(val_naive**2)))
+    assert "naive_rmse" not in on_val and on_val["val_rmse"] == 0
 
 
 def test_baselines_by_hand(prices):

@@ -122,7 +122,8 @@ def test_a_set_without_raw_prices_or_anchor_loads_as_it_was_made(prices, tmp_pat
 
     ws = dataclasses.replace(make_windows(prices, "close", 7, 30, 30), ohlcv=None)
     ws.save(tmp_path / "bare.npz")
-    assert WindowSet.load(tmp_path / "bare.npz").ohlcv is None
+    bare = WindowSet.load(tmp_path / "bare.npz")
+    assert bare.ohlcv is None and bare.target == "close"
     older = make_windows(prices, "open", 7, 30, 30, anchor="close")
     older.save(tmp_path / "old.npz")
     with np.load(tmp_path / "old.npz") as z:
