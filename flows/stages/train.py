@@ -78,6 +78,20 @@ def task_runner(cfg: ExecutionConfig) -> Any:
     )
 
 
+def _fresh(cfg: ExecutionConfig, chunk: int) -> Any:
+    """A task runner whose worker processes have run no fit yet: a new process pool, a new
+    local Dask cluster, or, on the cluster at ``dask_address``, its workers restarted by
+    their nannies before every chunk but the first."""
+    if cfg.runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=cfg.max_workers)
+    if cfg.dask_address and chunk > 0:
+        from distributed import Client
+
+        with Client(cfg.dask_address, timeout=60) as client:
+            client.restart(timeout=300)
+    return task_runner(cfg)
+
+
 @flow(name="train")
 def flow_(params: str = "params.yaml") -> dict[str, list[str]]:
     cfg, paths = load_config(Path.cwd() / params), Paths(Path.cwd())
@@ -105,12 +119,11 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
         progress = _Progress(len(jobs), warm_sources(jobs) if cfg.train.warm_start else {})
         outcomes: list[Fitted | str] = []
         parts = chunks(jobs, cfg.execution)
-        for chunk in parts:
+        for k, chunk in enumerate(parts):
             if len(parts) == 1:  # one pool for the whole stage
                 outcomes += _fit_all(fit, chunk, paths, cfg, progress)
             else:  # fresh worker processes for each chunk: memory stays flat
-                pool = ProcessPoolTaskRunner(max_workers=cfg.execution.max_workers)
-                outcomes += fit_chunk.with_options(task_runner=pool)(
+                outcomes += fit_chunk.with_options(task_runner=_fresh(cfg.execution, k))(
                     cfg, paths, chunk, backstop, progress
                 )
         fits = collect(jobs, outcomes)

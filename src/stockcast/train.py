@@ -155,8 +155,9 @@ def _job(ticker: str, variant: str, fold: int, names: list[str]) -> FitJob:
 
 def chunks(jobs: list[FitJob], execution: ExecutionConfig) -> list[list[FitJob]]:
     """The fits in the groups that share worker processes: all of them, or, with the
-    processes runner and ``fits_per_worker``, ``fits_per_worker`` per worker at a time."""
-    if execution.runner != "processes" or not execution.fits_per_worker:
+    processes or dask runner and ``fits_per_worker``, ``fits_per_worker`` per worker at a
+    time (the threads runner's one process cannot be replaced)."""
+    if execution.runner == "threads" or not execution.fits_per_worker:
         return [jobs]
     size = execution.fits_per_worker * execution.max_workers
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]

@@ -8,6 +8,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from stockcast.config import config_from_dict
 from stockcast.paths import Paths
 from stockcast.windows import make_windows, write_windows
@@ -169,12 +171,14 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     assert not paths.failed_models.exists()  # a good run clears the last failure's leftovers
 
 
-def test_fits_per_worker_runs_each_chunk_on_fresh_processes(tmp_path: Path):
-    """processes runner, 2 workers, 1 fit each: 4 fits in 2 chunks, each chunk on worker
-    processes of its own (the way memory stays flat over hundreds of fits)."""
+@pytest.mark.parametrize("runner", ["processes", "dask"])
+def test_fits_per_worker_runs_each_chunk_on_fresh_processes(tmp_path: Path, runner: str):
+    """2 workers, 1 fit each: 4 fits in 2 chunks, each chunk on worker processes of its own
+    (the way memory stays flat over hundreds of fits): a new process pool, or a new local
+    Dask cluster."""
     import os
 
-    from prefect.task_runners import ProcessPoolTaskRunner
+    from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.stages.train import train_variants
 
@@ -186,10 +190,10 @@ def test_fits_per_worker_runs_each_chunk_on_fresh_processes(tmp_path: Path):
         {
             "data": {"sources": ["unused.csv"]},
             "train": {"variants": ["simple_rnn", "gru"], "units": [4], "epochs": 1},
-            "execution": {"runner": "processes", "max_workers": 2, "fits_per_worker": 1},
+            "execution": {"runner": runner, "max_workers": 2, "fits_per_worker": 1},
         }
     )
-    flow = train_variants.with_options(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
     assert flow(cfg, paths) == {"AAA": ["gru", "simple_rnn"]}
     main = json.loads(paths.train_summary.read_text())["AAA"]
     folds = json.loads(paths.backtest_summary.read_text())["AAA"]

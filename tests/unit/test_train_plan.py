@@ -78,7 +78,7 @@ def test_a_task_that_died_is_recorded_as_a_failed_fit_of_its_own_job():
     assert died.error == "task failed: worker died" and not died.ok and fits[1].model is None
 
 
-def test_fits_per_worker_cuts_the_plan_into_chunks_for_the_processes_runner_only():
+def test_fits_per_worker_cuts_the_plan_into_chunks_for_the_processes_and_dask_runners():
     from stockcast.config import ExecutionConfig
     from stockcast.train import chunks
 
@@ -91,6 +91,8 @@ def test_fits_per_worker_cuts_the_plan_into_chunks_for_the_processes_runner_only
     assert all(where[src] <= where[fit] for fit, src in warm_sources(jobs).items())
     assert chunks(jobs, ExecutionConfig(runner="processes", max_workers=2)) == [jobs]
     assert chunks(jobs, ExecutionConfig(runner="threads", fits_per_worker=2)) == [jobs]
+    on_dask = ExecutionConfig(runner="dask", max_workers=2, fits_per_worker=2)
+    assert chunks(jobs, on_dask) == cut
     assert [len(c) for c in chunks(jobs, ExecutionConfig("processes", 5, fits_per_worker=1))] == [
         5,
         5,
