@@ -205,8 +205,9 @@ class ExecutionConfig:
     dask_address: str | None = None  # runner dask: a scheduler address, else a LocalCluster
     timeout_seconds: int = 3600  # one fit; a fit past it fails, the others go on
     tf_threads: int = 0  # TensorFlow intra/inter-op threads per fit; 0 = TensorFlow's default
-    # runner processes: fresh worker processes after this many fits each (Keras keeps memory
-    # per fit in a process, so memory stays flat however many fits); 0 = one pool per stage
+    # runner processes or dask: fresh worker processes after this many fits each (Keras keeps
+    # memory per fit in a process, so memory stays flat however many fits); 0 = one pool per
+    # stage. On a cluster at dask_address its workers are restarted between chunks
     fits_per_worker: int = 0
 
     def __post_init__(self) -> None:
