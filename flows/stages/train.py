@@ -84,17 +84,47 @@ def _fresh(cfg: ExecutionConfig, chunk: int) -> Any:
     their nannies before every chunk but the first."""
     if cfg.runner == "processes":
         return ProcessPoolTaskRunner(max_workers=cfg.max_workers)
-    if cfg.dask_address and chunk > 0:
-        from distributed import Client
-
-        with Client(cfg.dask_address, timeout=60) as client:
-            client.restart(timeout=300)
+    if cfg.dask_address:
+        prepare_cluster(cfg.dask_address, restart=chunk > 0)
     return task_runner(cfg)
+
+
+_SERVED_API: str | None = None  # in a Dask worker: the Prefect API its fits reported to
+
+
+def _served_api() -> str | None:
+    return _SERVED_API
+
+
+def _serve_api(url: str) -> None:
+    global _SERVED_API
+    _SERVED_API = url
+
+
+def prepare_cluster(address: str, restart: bool = False) -> bool:
+    """Make the cluster at ``address`` ready for this run's fits; True if its workers were
+    restarted. A worker process that ran fits for a run reporting to another Prefect API (a
+    run's temporary server, since stopped) keeps that API in Prefect's process-wide
+    clients, and its next fit fails to connect; so such workers, or all of them when
+    ``restart`` (fresh processes: memory), are restarted by their nannies first."""
+    from distributed import Client
+    from prefect.settings import PREFECT_API_URL
+
+    url = str(PREFECT_API_URL.value() or "")
+    with Client(address, timeout=60) as client:
+        served = client.run(_served_api)
+        stale = any(api not in (None, url) for api in served.values())
+        if restart or stale:
+            client.restart(timeout=300)
+        client.run(_serve_api, url)
+    return restart or stale
 
 
 @flow(name="train")
 def flow_(params: str = "params.yaml") -> dict[str, list[str]]:
     cfg, paths = load_config(Path.cwd() / params), Paths(Path.cwd())
+    if cfg.execution.runner == "dask" and cfg.execution.dask_address:
+        prepare_cluster(cfg.execution.dask_address)
     return train_variants.with_options(task_runner=task_runner(cfg.execution))(cfg, paths)
 
 
@@ -111,10 +141,11 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
     # In a worker thread a task timeout cannot interrupt anything (Prefect warns on every
     # fit); there the fit's own time budget is the timeout.
-    backstop = cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN
-    fit = fit_task.with_options(
-        timeout_seconds=None if cfg.execution.runner == "threads" else backstop
-    )
+    # Threads and Dask run a task in a worker thread, where a task timeout cannot interrupt
+    # anything (Prefect warns on every fit): there the fit's own time budget is the timeout.
+    in_thread = cfg.execution.runner in ("threads", "dask")
+    backstop = None if in_thread else cfg.execution.timeout_seconds + TASK_TIMEOUT_MARGIN
+    fit = fit_task.with_options(timeout_seconds=backstop)
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
         progress = _Progress(len(jobs), warm_sources(jobs) if cfg.train.warm_start else {})
         outcomes: list[Fitted | str] = []
@@ -160,7 +191,7 @@ class _Progress:
 # validate_parameters=False: the progress record is shared, not copied
 @flow(name="train-chunk", validate_parameters=False)
 def fit_chunk(
-    cfg: Config, paths: Paths, jobs: list[FitJob], backstop: int, progress: _Progress
+    cfg: Config, paths: Paths, jobs: list[FitJob], backstop: int | None, progress: _Progress
 ) -> list[Fitted | str]:
     """Some of the stage's fits on worker processes of their own, which end with it."""
     return _fit_all(fit_task.with_options(timeout_seconds=backstop), jobs, paths, cfg, progress)

@@ -168,6 +168,24 @@ def test_the_train_stage_on_a_cluster_that_cannot_read_the_project(tmp_path):
             assert local[variant]["best_val_loss"] == pytest.approx(
                 summary[variant]["best_val_loss"], rel=1e-5
             )
+
+        # The same workers, another run with its own temporary Prefect server: workers that
+        # reported to the first run's server (stopped) are restarted before any fit, or
+        # Prefect's clients in them would still call it. And fits_per_worker on the cluster:
+        # one fit per chunk here, and before every chunk but the first the workers' nannies
+        # replace their processes (memory stays flat).
+        params["execution"].update(
+            runner="dask", dask_address=address, max_workers=1, fits_per_worker=1
+        )
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        chunked = pipeline(project, env, "--force", "--single-item", "train")
+        assert chunked.returncode == 0, chunked.stdout[-4000:] + chunked.stderr[-4000:]
+        fits = json.loads((project / "models/train.json").read_text())["SH600519"]
+        first, second = (
+            int(fits[v]["worker"].rsplit("pid ", 1)[-1]) for v in ("simple_rnn", "gru")
+        )  # the plan's order
+        old = set(workers.values())
+        assert first not in old and second not in old | {first}, (fits, workers)
     finally:
         for proc in reversed(procs):
             try:
