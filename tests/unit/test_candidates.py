@@ -115,7 +115,10 @@ def test_a_failed_fold_leaves_the_backtest_unscored_and_the_fold_out(spans):
     )
     forecasts = {**baseline_candidates(ws, folds, 5), "broken": broken}
     scores = score_candidates(ws, folds, forecasts, LEVELS)["broken"]
-    assert not scores.backtest.complete and scores.backtest.best_baseline
+    assert not scores.backtest.complete and scores.name == "broken"
+    # the baseline that is best on the fold rows, as a complete candidate's backtest names it
+    exact = score_candidates(ws, folds, {**forecasts, "exact": _scaled(ws, folds, 1, 1, 1)}, LEVELS)
+    assert scores.backtest.best_baseline == exact["exact"].backtest.best_baseline != ""
     assert [f.fold for f in scores.folds] == [1] and scores.expected_folds == 2
     assert math.isnan(scores.fold_mean("rmse"))
     assert all(math.isnan(w) for w in scores.interval_halfwidths.values())

@@ -63,6 +63,22 @@ def test_baselines_by_hand(prices):
     np.testing.assert_allclose(got["last_close"], close[idx - 1])
 
 
+def test_baselines_default_to_a_five_day_average_and_need_a_close_for_last_close(prices):
+    import dataclasses
+
+    from stockcast.evaluate import baselines
+
+    ws = make_windows(prices, "open", window=20, val_days=60, test_days=100)
+    idx, p = ws.test_idx[:2], ws.prices
+    got = baselines(ws, idx)
+    np.testing.assert_allclose(got["moving_average"], [p[i - 5 : i].mean() for i in idx])
+    # a series whose source has no close (one price): no last_close rule, the others stay
+    no_close = ws.ohlcv.copy()
+    no_close[:, 3] = np.nan
+    bare = baselines(dataclasses.replace(ws, ohlcv=no_close), idx)
+    assert list(bare) == ["naive", "drift", "moving_average"]
+
+
 def test_last_close_is_no_separate_baseline_when_the_target_is_the_close(prices):
     from stockcast.evaluate import baselines
 
@@ -153,3 +169,21 @@ def test_directional_accuracy_counts_the_days_called_right(prices):
     flip = np.array([1, 1, 1, 1, 1, -1, -1, -1])  # right on 5 days, wrong on 3
     m = score(ws, previous + flip * move, idx)
     assert m["test_directional_accuracy"] == pytest.approx(5 / 8)
+
+
+def test_span_scores_carry_the_test_against_the_best_baseline_and_name_it_when_missing():
+    from stockcast.evaluate import against_best_baseline, span_scores
+
+    rng = np.random.default_rng(5)
+    actual = 100 + np.cumsum(rng.normal(0, 1, 80))
+    previous = np.r_[actual[0], actual[:-1]]
+    base = {"naive": previous, "far": previous + 5.0}
+    predicted = actual + rng.normal(0, 0.8, 80)
+    scored = span_scores(actual, predicted, previous, 1.0, base)
+    best, versus, stat, p = against_best_baseline(actual, predicted, base)
+    assert (
+        (scored.best_baseline, scored.rmse_vs_best_baseline) == (best, versus) == ("naive", versus)
+    )
+    assert (scored.dm_stat, scored.dm_p_value) == (stat, p) and np.isfinite(stat)
+    missing = span_scores(actual, None, previous, 1.0, {"far": previous + 5.0, "naive": previous})
+    assert missing.best_baseline == "naive" and not missing.complete

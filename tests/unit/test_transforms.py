@@ -111,3 +111,23 @@ def test_volume_change_reads_fractional_volumes_and_an_unknown_input_is_named():
     np.testing.assert_allclose(got[:, 1], [0.0, np.log1p(0.5), np.log1p(0.25) - np.log1p(0.5)])
     with pytest.raises(ValueError, match=r"unknown input 'sentiment'; choose from \['open'"):
         transforms.feature_matrix(ohlcv, "close", "diff", ("sentiment",))
+
+
+def test_needed_columns_name_every_raw_column_and_the_settings_that_read_it():
+    needs = transforms.needed_columns(
+        "open", ("volume_change", "range", "intraday", "close"), "close"
+    )
+    assert needs == {
+        "open": ["data.target", "features.inputs: intraday"],
+        "close": [
+            "features.anchor: close",
+            "features.inputs: intraday",
+            "features.inputs: close",
+        ],
+        "volume": ["features.inputs: volume_change"],
+        "high": ["features.inputs: range"],
+        "low": ["features.inputs: range"],
+    }
+    assert transforms.needed_columns("close", (), "target") == {
+        "close": ["data.target", "features.anchor: target"]
+    }
