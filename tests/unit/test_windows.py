@@ -74,8 +74,26 @@ def test_naive_is_yesterdays_price(prices):
 
 
 def test_too_few_rows_says_how_many_are_needed(prices):
-    with pytest.raises(SeriesError, match="at least 480 rows"):
+    with pytest.raises(SeriesError) as raised:
         make_windows(prices, "open", window=60, val_days=60, test_days=300)
+    error, ticker = raised.value, prices["ticker"].iloc[0]
+    assert (error.ticker, error.problem, error.column) == (ticker, "400 rows are too few", "open")
+    assert error.expected == "at least 480 rows (window 60, validation 60, test 300)"
+    # exactly enough: two windows' worth of rows before the validation span
+    ws = make_windows(prices, "open", window=20, val_days=100, test_days=260)
+    assert ws.scaled.dtype == np.float32 and int(ws.val_idx[0]) == 40
+
+
+def test_a_constant_training_span_names_its_ticker_and_column(prices):
+    flat = prices.assign(open=50.0)
+    with pytest.raises(SeriesError) as raised:
+        make_windows(flat, "open", window=10, val_days=50, test_days=50)
+    error = raised.value
+    assert (error.ticker, error.column) == (prices["ticker"].iloc[0], "open")
+    assert error.problem == "constant series (50.0) in the training span: cannot scale"
+    with pytest.raises(SeriesError) as alone:
+        MinMaxScaler.fit(np.array([3.0, 3.0]))
+    assert alone.value.ticker == ""
 
 
 def test_scaler_round_trip_and_constant_series():
