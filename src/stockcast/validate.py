@@ -362,16 +362,17 @@ def validate_prices(
                 batch_parameters={"dataframe": table}
             )
             _judge(judged, table, outcome, rows_needed)
-        skipped = skipped_expectations(lacks)
+        skipped, counts = skipped_expectations(lacks), rows["ticker"].value_counts()
         for ticker, result in judged.items():
-            result.rows = int((rows["ticker"] == ticker).sum())
+            result.rows = int(counts[ticker])
             result.success = not result.failures
             result.sources = list((sources or {}).get(ticker, []))
             result.skipped, result.absent = list(skipped), sorted(lacks)
         results.update(judged)
         if progress:
             failed = [t for t, r in judged.items() if not r.success]
-            named = f" ({', '.join(failed[:MAX_ROWS_SHOWN])}{', …' * (len(failed) > 5)})"
+            more = ", …" if len(failed) > MAX_ROWS_SHOWN else ""
+            named = f" ({', '.join(failed[:MAX_ROWS_SHOWN])}{more})"
             progress(
                 f"validated {len(results)} of {total} tickers: {len(judged)} in one batch, "
                 f"{len(judged) - len(failed)} passed, {len(failed)} FAILED"
