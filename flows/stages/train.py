@@ -139,8 +139,6 @@ def train_variants(cfg: Config, paths: Paths) -> dict[str, list[str]]:
     """
     manifest = read_manifest(paths.processed)
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
-    # In a worker thread a task timeout cannot interrupt anything (Prefect warns on every
-    # fit); there the fit's own time budget is the timeout.
     # Threads and Dask run a task in a worker thread, where a task timeout cannot interrupt
     # anything (Prefect warns on every fit): there the fit's own time budget is the timeout.
     in_thread = cfg.execution.runner in ("threads", "dask")

@@ -352,6 +352,7 @@ def validate_prices(
     for (lacks, step), tickers in kinds.items():
         rows = with_checks(frame[frame["ticker"].isin(tickers)], lacks)
         judged = {t: TickerResult(t, 0, True, 0) for t in tickers}
+        counts = rows["ticker"].value_counts()  # each ticker's rows
         tables = {"rows": rows, "series": series_table(rows, lacks)}
         for level, table in tables.items():
             suite = context.suites.add(
@@ -361,8 +362,8 @@ def validate_prices(
             outcome = _checkpoint(context, batch[level], suite, name, level).run(
                 batch_parameters={"dataframe": table}
             )
-            _judge(judged, table, outcome, rows_needed)
-        skipped, counts = skipped_expectations(lacks), rows["ticker"].value_counts()
+            _judge(judged, table, counts, outcome, rows_needed)
+        skipped = skipped_expectations(lacks)
         for ticker, result in judged.items():
             result.rows = int(counts[ticker])
             result.success = not result.failures
@@ -434,12 +435,15 @@ def _checkpoint(context: Any, batch: Any, suite: Any, name: str, level: str) -> 
 
 
 def _judge(
-    judged: dict[str, TickerResult], table: pd.DataFrame, outcome: Any, rows_needed: str = ""
+    judged: dict[str, TickerResult],
+    table: pd.DataFrame,
+    counts: pd.Series,
+    outcome: Any,
+    rows_needed: str = "",
 ) -> None:
     """Give each ticker its share of one batch's results: the expectations it was checked on
     and, for each that its rows fail, a failure (critical) or a warning."""
     (validation,) = outcome.run_results.values()
-    counts = table["ticker"].value_counts()
     for result in validation.results:
         for ticker in judged:
             judged[ticker].evaluated += 1
