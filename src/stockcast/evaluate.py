@@ -348,43 +348,75 @@ def score(
     return out
 
 
-def predict_prices(model: Any, ws: WindowSet, idx: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """A Keras model's forecasts for targets ``idx``, mapped back to prices."""
-    scaled = model.predict(ws.inputs(idx), batch_size=batch_size, verbose=0)  # (n, 1)
+def predict_prices(
+    model: Any, ws: WindowSet, idx: np.ndarray, batch_size: int = 1024
+) -> np.ndarray:
+    """A Keras model's forecasts for targets ``idx``, mapped back to prices.
+
+    ``predict_on_batch`` per ``batch_size`` rows: ``predict`` builds a ``tf.data`` pipeline on
+    every call, which costs more than a span's forward pass (a call per span per ticker)."""
+    inputs = ws.inputs(idx)
+    scaled = np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(inputs[start : start + batch_size]))
+            for start in range(0, len(inputs), batch_size)
+        ]
+        or [np.empty((0, 1), dtype="float32")]
+    )  # (n, 1)
     return ws.to_prices(scaled, idx)
 
 
 # Plot rendering from here to the end of the module: excluded from `make mutate` (what it
 # draws is checked by eye and by the files it writes, not by the fast tests).
 # pragma: no mutate block
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float, columns: int, ratios: list[int] | None = None) -> Any:
+    """A figure and its axes drawn by Agg without pyplot: no global state and no
+    ``tight_layout`` pass (fixed margins), the cheap way when there is a chart per ticker."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, columns, width_ratios=ratios)
+    fig.subplots_adjust(left=0.06, right=0.985, top=0.9, bottom=0.17, wspace=0.18)
+    return fig, axes
 
-    return plt
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
 
 
-def plot_forecast(
+def plot_candidates(
     ws: WindowSet,
     idx: np.ndarray,
-    predicted: np.ndarray,
-    title: str,
+    forecasts: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    leaders: tuple[str | None, str],
+    source: str,
     path: Path,
     half_widths: dict[str, float] | None = None,
 ) -> Path:
-    """Predicted vs actual over the span with the naive line and the prediction intervals
-    (``half_widths``: level name -> conformal half-width), and the residual histogram."""
-    plt = _pyplot()
-    fig, (ax, hist) = plt.subplots(1, 2, figsize=(13, 4.5), width_ratios=[3, 1])
-    dates = ws.dates[idx]
-    actual = ws.prices[idx]
+    """One chart per ticker: the actual prices over the span, every network's forecast and the
+    strongest baseline's, the prediction intervals of the best network (of the best baseline
+    when no network has a forecast), and both leaders' residual histograms.
+
+    Args:
+        forecasts: each candidate's forecasts for ``idx``.
+        kinds: each candidate's kind (network | baseline).
+        leaders: (the best network, the best baseline) on ``source``, the span that chooses.
+        half_widths: the banded candidate's conformal half-widths by level name.
+    """
+    network, baseline = leaders
+    fig, (ax, hist) = _figure(13, 4.5, 2, [3, 1])
+    dates, actual = ws.dates[idx], ws.prices[idx]
+    banded = network or baseline
     finite = {k: w for k, w in (half_widths or {}).items() if math.isfinite(w)}
     for shade, (name, width) in zip(
         (0.15, 0.3, 0.45), sorted(finite.items(), key=lambda kv: -kv[1]), strict=False
     ):
-        lower, upper = interval(predicted, width)
+        lower, upper = interval(forecasts[banded], width)
         ax.fill_between(
             dates,
             lower,
@@ -392,39 +424,42 @@ def plot_forecast(
             color="tab:red",
             alpha=shade,
             linewidth=0,
-            label=f"{name}% interval",
+            label=f"{banded} {name}% interval",
         )
     ax.plot(dates, actual, label="actual", color="black", linewidth=1.2)
     ax.plot(
-        dates, ws.naive(idx), label="naive (yesterday)", color="grey", linewidth=0.8, linestyle="--"
+        dates,
+        forecasts[baseline],
+        label=f"{baseline} (best baseline)",
+        color="grey",
+        linewidth=0.9,
+        linestyle="--",
     )
-    ax.plot(dates, predicted, label="forecast", color="tab:red", linewidth=1.0)
-    ax.set_title(title)
+    colors = iter(("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"))
+    for name in sorted(n for n, k in kinds.items() if k == "network" and n in forecasts):
+        ax.plot(dates, forecasts[name], label=name, color=next(colors, None), linewidth=1.0)
+    ax.set_title(f"{ws.ticker}, test span: best on {source}: {network or '-'} / {baseline}")
     ax.set_ylabel("price")
-    ax.legend()
-    hist.hist(np.asarray(predicted) - actual, bins=30, color="tab:red", alpha=0.7, label="forecast")
-    hist.hist(ws.naive(idx) - actual, bins=30, color="grey", alpha=0.5, label="naive")
+    ax.legend(loc="upper left", fontsize="small")
+    for name, color in ((network, "tab:red"), (baseline, "grey")):
+        if name is not None:
+            hist.hist(
+                np.asarray(forecasts[name]) - actual, bins=30, color=color, alpha=0.6, label=name
+            )
     hist.set_title("residuals (forecast - actual)")
-    hist.legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    hist.legend(loc="upper right", fontsize="small")
+    for label in ax.get_xticklabels():
+        label.set_rotation(20)
+        label.set_horizontalalignment("right")
+    return _save(fig, path)
 
 
 def plot_backtest(rows: Any, title: str, path: Path) -> Path:
     """Each variant's MASE and RMSE/naive per fold, with the line at 1 (= naive)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = _figure(12, 4, 2)
     for ax, key in zip(axes, ("mase", "rmse_vs_naive"), strict=True):
         table = rows.pivot(index="fold", columns="variant", values=key)
         table.plot.bar(ax=ax, rot=0)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_title(f"{title}: {key}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -7,8 +7,10 @@ import re
 import sys
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from stockcast.config import VARIANTS
@@ -33,6 +35,32 @@ def import_keras() -> Any:
                 import keras  # noqa: F401
                 import tensorflow  # noqa: F401
     return sys.modules["keras"]
+
+
+# Networks kept loaded by load_network: a global run's every variant, main model and folds
+# (3 x 4) fit.
+KEEP_LOADED = 16
+_LOADED: OrderedDict[str, Any] = OrderedDict()  # by file content, most recently used last
+
+
+def load_network(path: str | Path) -> Any:
+    """A saved network for inference, loaded once per distinct file content in this process
+    (the least recently used is dropped past ``KEEP_LOADED``). A global network's per-ticker
+    copies are the same bytes, and logging a model reloads it to check its input example:
+    each is loaded, and traced for prediction, once. Inference never changes a model, so one
+    is safely shared."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with _IMPORTING:
+        model = _LOADED.pop(digest, None)
+    if model is None:
+        model = import_keras().saving.load_model(str(path), compile=False)
+    with _IMPORTING:
+        _LOADED[digest] = model
+        while len(_LOADED) > KEEP_LOADED:
+            _LOADED.popitem(last=False)
+    return model
 
 
 @contextmanager

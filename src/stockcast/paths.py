@@ -81,6 +81,14 @@ class Paths:
     def backtest_reports(self) -> Path:
         return self.root / "reports/backtest"
 
+    def forecast_plot(self, ticker: str) -> Path:
+        """A ticker's chart of its candidates over the test span."""
+        return self.plots / f"{ticker}_forecast.png"
+
+    def backtest_plot(self, ticker: str) -> Path:
+        """A ticker's walk-forward chart (with backtest folds only)."""
+        return self.plots / f"{ticker}_backtest.png"
+
     def variant_dir(self, ticker: str, variant: str) -> Path:
         return self.models / ticker / variant
 

@@ -47,6 +47,32 @@ def gates(cfg: Config) -> tuple[Gate, ...]:
     )
 
 
+def selection_source(candidates: dict[str, CandidateScores]) -> str:
+    """The span that chooses: the backtest when the candidates were backtested, else
+    validation."""
+    return "backtest" if any(c.backtest is not None for c in candidates.values()) else "val"
+
+
+def leaders(candidates: dict[str, CandidateScores], source: str) -> tuple[str | None, str]:
+    """(the best network, the best baseline) by RMSE in prices on ``source``; None for the
+    network when no network has a finite score there.
+
+    Raises:
+        ValueError: no baseline has a score on ``source``.
+    """
+
+    def rmse(name: str) -> float:
+        return candidates[name].on(source).rmse
+
+    def of_kind(kind: str) -> list[str]:
+        return [n for n, c in candidates.items() if c.kind == kind and math.isfinite(rmse(n))]
+
+    baselines, networks = of_kind("baseline"), of_kind("network")
+    if not baselines:
+        raise ValueError(f"no baseline scored on {source}: nothing to compare the networks with")
+    return (min(networks, key=rmse) if networks else None), min(baselines, key=rmse)
+
+
 def choose_candidate(
     candidates: dict[str, CandidateScores],
     source: str,
@@ -75,16 +101,9 @@ def choose_candidate(
     def rmse(name: str) -> float:
         return candidates[name].on(source).rmse
 
-    def of_kind(kind: str) -> list[str]:
-        return [n for n, c in candidates.items() if c.kind == kind and math.isfinite(rmse(n))]
-
-    baselines, networks = of_kind("baseline"), of_kind("network")
-    if not baselines:
-        raise ValueError(f"no baseline scored on {source}: nothing to compare the networks with")
-    base = min(baselines, key=rmse)
-    if not networks:
+    net, base = leaders(candidates, source)
+    if net is None:
         return base, f"best baseline on {source}; no network has a {source} score"
-    net = min(networks, key=rmse)
     versus = ratio(rmse(net), rmse(base))
     p_value = candidates[net].on(source).dm_p_value
     said = f"{net} {source} rmse {versus:.4f}x {base} (DM p={p_value:.3g})"

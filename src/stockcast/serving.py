@@ -66,9 +66,9 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
         self.half_widths = {str(k): float(v) for k, v in spec.get("intervals", {}).items()}
         self.model = None
         if self.kind == "network":
-            from stockcast.models import import_keras
+            from stockcast.models import load_network
 
-            self.model = import_keras().saving.load_model(artifacts["keras_model"], compile=False)
+            self.model = load_network(artifacts["keras_model"])
             self.window = int(self.model.input_shape[1])
             self.scalers = np.array([[spec["low"], spec["high"]], *spec.get("extra_scalers", [])])
         else:

@@ -28,6 +28,7 @@ from stockcast.promotion import (
     decide_promotion,
     gate_values,
     gates,
+    leaders,
 )
 from stockcast.scores import CandidateScores, TickerReport
 from stockcast.train import TrainResult
@@ -135,20 +136,23 @@ def log_pipeline_run(
         tags={**tags, "ticker": ticker_tag, PIPELINE_TAG[0]: PIPELINE_TAG[1]},
         run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
     )
-    with mlflow.start_run(run_id=opened.info.run_id) as parent:
+    with mlflow.start_run(run_id=opened.info.run_id):
         mlflow.log_params(flat_params(cfg))
         _log_run_inputs(mlflow, paths)
         for ws in sets:
             _log_dataset(mlflow, ws, paths, tags)
         report_at = progress_points(len(sets))
+        source = "backtest" if cfg.backtest.folds else "val"
         for done, ws in enumerate(sets, start=1):
             report = reports[ws.ticker]
-            candidates = {}
-            for name in [*report.errors, *report.candidates]:
+            logged = models_to_log(client, cfg, ws.ticker, report, tags, source)
+            candidates = {n: Candidate(c, "") for n, c in report.candidates.items()}
+            for name in [*report.errors, *runs_of(report, source)]:
+                # nested under the active parent run (naming the parent would have MLflow
+                # read the parent, with every ticker's metrics, once per child)
                 with mlflow.start_run(
                     experiment_id=experiment_id,
                     nested=True,
-                    parent_run_id=parent.info.run_id,
                     run_name=f"{ws.ticker}-{name}",
                     tags={**tags, "ticker": ws.ticker, "variant": name},
                 ):
@@ -158,14 +162,35 @@ def log_pipeline_run(
                         continue
                     _log_dataset(mlflow, ws, paths, tags)
                     scores, result = report.candidates[name], trained[ws.ticker].get(name)
-                    plot = paths.plots / f"{ws.ticker}_{name}.png"
-                    uri = log_candidate(mlflow, ws, scores, cfg, result, plot)
+                    plot = paths.forecast_plot(ws.ticker)
+                    uri = log_candidate(mlflow, ws, scores, cfg, result, plot, name in logged)
                     candidates[name] = Candidate(scores, uri)
-            _log_ticker_summary(mlflow, paths, report)
+            _log_ticker_summary(mlflow, paths, report, source)
             decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags)
             if progress and done in report_at:
                 progress(f"logged and registered {done} of {len(sets)} tickers")
     return decisions
+
+
+def models_to_log(
+    client: Any, cfg: Config, ticker: str, report: TickerReport, tags: dict[str, str], source: str
+) -> set[str]:
+    """The candidates whose forecaster is logged as a model: the one to register (unless this
+    very registration exists already) and, with ``train.scope: per_ticker``, every network,
+    each a model trained for this ticker. A baseline rule that is not registered has no
+    trained state to keep, and a global network is logged for the tickers that register it:
+    the same network a thousand times over would make registering a thousand tickers take
+    hours (the child run still holds every candidate's scores, curves and chart)."""
+    r = cfg.register
+    name, _ = choose_candidate(report.candidates, source, r.min_improvement, r.max_p_value)
+    fingerprint = registration_fingerprint(tags, name, report.candidates[name])
+    registered = (
+        bool(fingerprint) and _registered_as(client, r.model_name(ticker), fingerprint) is not None
+    )
+    chosen = set() if registered else {name}
+    if cfg.train.scope != "per_ticker":
+        return chosen
+    return chosen | {n for n, c in report.candidates.items() if c.kind == "network"}
 
 
 def _log_dataset(mlflow: Any, ws: WindowSet, paths: Paths, tags: dict[str, str]) -> None:
@@ -217,12 +242,29 @@ def _log_run_inputs(mlflow: Any, paths: Paths) -> None:
         )
 
 
-def _log_ticker_summary(mlflow: Any, paths: Paths, report: TickerReport) -> None:
-    """The ticker's backtest chart and its baselines' test scores on the parent run."""
-    fold_plot = paths.plots / f"{report.ticker}_backtest.png"
+def _log_ticker_summary(mlflow: Any, paths: Paths, report: TickerReport, source: str) -> None:
+    """The ticker's backtest chart and every baseline's test scores and RMSE on the span that
+    chooses, on the parent run (only the strongest baseline gets a run of its own)."""
+    fold_plot = paths.backtest_plot(report.ticker)
     if fold_plot.exists():
         mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
-    mlflow.log_metrics({f"{report.ticker}.{k}": v for k, v in report.baselines.items()})
+    chosen_on = {
+        f"{name}_{source}_rmse": c.on(source).rmse
+        for name, c in report.candidates.items()
+        if c.kind == "baseline"
+    }
+    mlflow.log_metrics(
+        {f"{report.ticker}.{k}": v for k, v in {**report.baselines, **chosen_on}.items()}
+    )
+
+
+def runs_of(report: TickerReport, source: str) -> list[str]:
+    """The candidates that get a child run: every network and the strongest baseline on
+    ``source``, the one each network must beat. The weaker rules' scores are on the parent
+    run and in ``reports/metrics.json``: at a thousand tickers, four runs a ticker that no
+    decision reads would cost minutes."""
+    _, baseline = leaders(report.candidates, source)
+    return [n for n, c in report.candidates.items() if c.kind == "network" or n == baseline]
 
 
 def pipeline_run_name(tickers: list[str], params_hash: str, now: float | None = None) -> str:
@@ -254,6 +296,14 @@ def register_best(
     if fingerprint and (same := _registered_as(client, model_name, fingerprint)) is not None:
         return _already_registered(client, model_name, same, name, chosen.scores.kind, why)
     current = champion_rmse(mlflow, client, model_name, ws)
+    decision = decide_promotion(
+        chosen.scores.test.rmse,
+        current[0] if current else None,
+        gate_values(chosen.scores, source),
+        gates(cfg),
+        current[1] if current else None,
+        source,
+    )
     version = mlflow.register_model(
         chosen.model_uri,
         model_name,
@@ -264,20 +314,14 @@ def register_best(
             "selection": why,
             **({"fingerprint": fingerprint} if fingerprint else {}),
             **tags,
+            **decision_tags(decision),
         },
-    )
-    decision = decide_promotion(
-        chosen.scores.test.rmse,
-        current[0] if current else None,
-        gate_values(chosen.scores, source),
-        gates(cfg),
-        current[1] if current else None,
-        source,
     )
     client.update_model_version(
         model_name, version.version, description=_description(name, chosen.scores, decision)
     )
-    _record_decision(client, model_name, version.version, decision)
+    if decision.promote:  # the very last step: a failure before it never moves the alias
+        client.set_registered_model_alias(model_name, CHAMPION, version.version)
     return {
         "model": model_name,
         "version": version.version,
@@ -357,16 +401,30 @@ def log_candidate(
     cfg: Config,
     result: TrainResult | None = None,
     plot: Path | None = None,
+    with_model: bool = True,
 ) -> str:
     """Log one candidate, a network (``result``) or a baseline rule, into the active child
-    run: its parameters, per-epoch curves (one batch), metrics, plot and model."""
+    run: its parameters, metrics and tags in one batch, per-epoch curves, its chart and, with
+    ``with_model``, its forecaster as a model.
+
+    Returns:
+        The logged model's URI; empty without ``with_model``.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
     # every parameter that shaped it, so runs of different configurations compare side by side
-    mlflow.log_params(
-        {**flat_params(cfg), "variant": scores.name, "ticker": ws.ticker, "kind": scores.kind}
-    )
+    params: dict[str, Any] = {
+        **flat_params(cfg),
+        "variant": scores.name,
+        "ticker": ws.ticker,
+        "kind": scores.kind,
+    }
     metrics = scores.flat()
+    tags: dict[str, str] = {}
+    now = int(time.time() * 1000)
+    curves = []
     if result is not None:
-        mlflow.log_params(
+        params.update(
             {
                 "window": ws.window,
                 "units": json.dumps(list(cfg.train.units)),
@@ -378,48 +436,59 @@ def log_candidate(
                 "seed": cfg.seed,
             }
         )
-        _log_curves(mlflow, result)
+        curves = _curves(result, now)
         if result.warm_from:  # the fit whose weights it started from (train.warm_start)
-            mlflow.set_tag("warm_from", result.warm_from)
+            tags["warm_from"] = result.warm_from
         metrics.update(
             best_val_loss=result.best_val_loss or float("nan"),
             best_epoch=result.best_epoch,
             epochs_run=result.epochs_run,
             fit_seconds=result.fit_seconds,
         )
-    mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-    mlflow.set_tags({k: v for k, v in metrics.items() if isinstance(v, str)})
+    tags.update({k: v for k, v in metrics.items() if isinstance(v, str)})
+    uri = ""
+    if with_model:  # first: MLflow copies a run's metrics so far onto a logged model, one by one
+        keras_path = Path(result.model_path) if result is not None else None
+        uri = log_forecaster(mlflow, ws, keras_path, scores.interval_halfwidths, scores.name, cfg)
+    log_batch(
+        mlflow.MlflowClient(),
+        mlflow.active_run().info.run_id,
+        [Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, int | float)]
+        + curves,
+        [Param(k, str(v)) for k, v in params.items()],
+        [RunTag(k, v) for k, v in tags.items()],
+    )
     if plot is not None and plot.exists():
         mlflow.log_artifact(str(plot), artifact_path="plots")
-    keras_path = Path(result.model_path) if result is not None else None
-    return log_forecaster(mlflow, ws, keras_path, scores.interval_halfwidths, scores.name, cfg)
+    return uri
 
 
-def _record_decision(client: Any, name: str, version: str, decision: Decision) -> None:
-    """The decision as tags on the version; then, last, the alias move if promoted."""
-    for key, value in {
+def log_batch(client: Any, run_id: str, metrics: list, params: list, tags: list) -> None:
+    """Metrics, params and tags in as few calls as MLflow's limits allow (per call: 1000
+    metrics, 100 params, 100 tags); a call per value is a database write per value."""
+    while metrics or params or tags:
+        client.log_batch(run_id, metrics=metrics[:1000], params=params[:100], tags=tags[:100])
+        metrics, params, tags = metrics[1000:], params[100:], tags[100:]
+
+
+def decision_tags(decision: Decision) -> dict[str, str]:
+    """The promotion decision as a registered version's tags."""
+    return {
         "promotion": "promoted" if decision.promote else "rejected",
         "promotion_reason": decision.reason,
         "previous_champion": decision.previous_version or "none",
-    }.items():
-        client.set_model_version_tag(name, version, key, value)
-    if decision.promote:  # the very last step: a failure before it never moves the alias
-        client.set_registered_model_alias(name, CHAMPION, version)
+    }
 
 
-def _log_curves(mlflow: Any, result: TrainResult) -> None:
-    """Per-epoch loss and val_loss in one ``log_batch`` per 1000 points (MLflow's limit)."""
+def _curves(result: TrainResult, now: int) -> list[Any]:
+    """Per-epoch loss and val_loss as MLflow metrics, one step per epoch."""
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    curves = [
+    return [
         Metric(key, float(value), now, step)
         for key in ("loss", "val_loss")
         for step, value in enumerate(result.history.get(key, []), start=1)
     ]
-    run_id = mlflow.active_run().info.run_id
-    for start in range(0, len(curves), 1000):
-        mlflow.MlflowClient().log_batch(run_id, metrics=curves[start : start + 1000])
 
 
 def model_spec(

@@ -58,8 +58,9 @@ def test_the_pipeline_logs_to_a_tracking_server_unchanged(served):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parents) == 1 and len(children) == 7  # 3 networks and 4 baselines
-    assert {c.data.tags["variant"] for c in children} == {*VARIANTS, *BASELINES}
+    assert len(parents) == 1 and len(children) == 4  # 3 networks, the strongest baseline
+    variants = {c.data.tags["variant"] for c in children}
+    assert set(VARIANTS) < variants and len((variants - set(VARIANTS)) & set(BASELINES)) == 1
     assert all(c.info.status == "FINISHED" and "test_rmse" in c.data.metrics for c in children)
     champion = client.get_model_version_by_alias("stockcast-SH600519", "champion")
     assert champion.tags["promotion"] == "promoted"

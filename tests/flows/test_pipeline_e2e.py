@@ -148,11 +148,21 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         for r in t.values()
     )
     assert min(r.info.start_time for r in children) - parent.start_time > train_seconds * 500
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    registry = json.loads((root / "reports/registry.json").read_text())
     for ticker in ("MSFT", "SH600519"):
         variants = sorted(
             r.data.tags["variant"] for r in children if r.data.tags["ticker"] == ticker
         )
-        assert variants == CANDIDATES
+        # every network, and the strongest baseline on the backtest: the one they must beat
+        rules = {n: m for n, m in metrics[ticker].items() if m.get("kind") == "baseline"}
+        strongest = min(rules, key=lambda n: rules[n]["backtest_rmse"])
+        assert variants == sorted(["gru", "lstm", "simple_rnn", strongest])
+        assert registry[ticker]["variant"] in variants
+        # the weaker rules' scores are on the parent run
+        for rule in rules:
+            got = parents[0].data.metrics[f"{ticker}.{rule}_backtest_rmse"]
+            assert got == pytest.approx(rules[rule]["backtest_rmse"])
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "validation")}
     assert "validation/validation.json" in parent_artifacts
     assert "validation/data_docs" in parent_artifacts
@@ -164,7 +174,15 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         assert run.data.params["features.target_transform"] == "log_return"
         assert run.data.params["backtest.folds"] == "2"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"plots", "spec"} <= artifacts
+        ticker = run.data.tags["ticker"]
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == [
+            f"plots/{ticker}_forecast.png"
+        ]
+        # a model for every network (each trained for its ticker) and for the registered one
+        logged = run.data.tags["kind"] == "network" or (
+            registry[ticker]["variant"] == run.data.tags["variant"]
+        )
+        assert ("spec" in artifacts) == logged, (run.data.tags["variant"], artifacts)
         # what it trained on, in the UI's dataset column
         (data,) = run.inputs.dataset_inputs
         ticker = run.data.tags["ticker"]
@@ -205,8 +223,13 @@ def test_outputs_land_where_the_readme_says(project):
     assert {"naive_rmse", "drift_rmse", "moving_average_mase", "last_close_rmse"} <= set(
         metrics["SH600519"]["baselines"]
     )
+    # one chart per ticker of its candidates
+    assert sorted(p.name for p in (root / "reports/plots").glob("*_forecast.png")) == [
+        "MSFT_forecast.png",
+        "SH600519_forecast.png",
+    ]
+    assert (root / "reports/plots/SH600519_forecast.png").stat().st_size > 1000
     for variant in ("simple_rnn", "lstm", "gru"):
-        assert (root / f"reports/plots/SH600519_{variant}.png").stat().st_size > 1000
         assert (root / f"models/SH600519/{variant}/model.keras").exists()
     assert (root / "reports/validation/data_docs/index.html").exists()
     assert (root / "reports/predictions/SH600519.csv").exists()

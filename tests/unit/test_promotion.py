@@ -3,10 +3,19 @@ relative to baselines on the same span, then the champion on the same test span.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from stockcast.config import config_from_dict
-from stockcast.promotion import Gate, choose_candidate, decide_promotion, gates
+from stockcast.promotion import (
+    Gate,
+    choose_candidate,
+    decide_promotion,
+    gates,
+    leaders,
+    selection_source,
+)
 from stockcast.scores import CandidateScores, SpanScores
 
 LIMITS = (Gate("rmse_vs_best_baseline", 1.0), Gate("rmse_vs_naive", 1.0))
@@ -108,6 +117,22 @@ def test_a_network_without_a_backtest_score_cannot_be_chosen():
     scores = _scores(last_close=10.0, gru=float("nan"))
     name, why = choose_candidate(scores, "backtest")
     assert name == "last_close" and "no network" in why
+
+
+def test_the_leaders_are_the_best_network_and_the_best_baseline_of_the_span():
+    scores = _scores(naive=19.6, last_close=11.9, drift=19.7, gru=12.0, lstm=11.8)
+    assert leaders(scores, "backtest") == ("lstm", "last_close")
+    no_network = _scores(naive=2.0, drift=1.0, gru=float("nan"))
+    assert leaders(no_network, "val") == (None, "drift")
+    with pytest.raises(ValueError, match="no baseline scored on val"):
+        leaders(_scores(gru=1.0), "val")
+
+
+def test_the_backtest_chooses_when_there_is_one():
+    scores = _scores(naive=1.0, gru=2.0)
+    assert selection_source(scores) == "backtest"
+    unbacktested = {n: replace(c, backtest=None) for n, c in scores.items()}
+    assert selection_source(unbacktested) == "val"
 
 
 def test_without_baselines_there_is_no_choice():

@@ -7,6 +7,9 @@ promotion read only the ``val_*`` and ``backtest_*`` metrics; the test span is f
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import pandas as pd
@@ -16,11 +19,12 @@ from stockcast.evaluate import (
     CandidateForecasts,
     baseline_candidates,
     plot_backtest,
-    plot_forecast,
+    plot_candidates,
     predict_prices,
     score_candidates,
 )
 from stockcast.paths import Paths, read_json, write_json
+from stockcast.promotion import leaders, selection_source
 from stockcast.scores import TickerReport
 from stockcast.stages.train import read_backtest_summary, read_summary
 from stockcast.train import TrainResult
@@ -31,19 +35,23 @@ def run(cfg: Config, paths: Paths) -> dict[str, TickerReport]:
     """Score every ticker's candidates; write metrics, forecasts, plots and fold reports."""
     trained, backtest = read_summary(paths), read_backtest_summary(paths)
     reports = {}
-    for ws in read_windows(paths.processed):
-        folds = read_folds(paths.processed, ws.ticker)
-        mine = trained[ws.ticker]
-        forecasts = {
-            **network_forecasts(ws, folds, mine, backtest.get(ws.ticker, {})),
-            **baseline_candidates(ws, folds, cfg.features.moving_average),
-        }
-        scores = score_candidates(ws, folds, forecasts, cfg.register.intervals)
-        errors = {v: r.error for v, r in mine.items() if not r.ok}
-        reports[ws.ticker] = TickerReport(ws.ticker, scores, errors)
-        _write_forecasts(paths, ws, reports[ws.ticker], forecasts)
-    _write_backtest(reports, paths)
+    with charts(len(trained)) as draw:
+        for ws in read_windows(paths.processed):
+            folds = read_folds(paths.processed, ws.ticker)
+            mine = trained[ws.ticker]
+            forecasts = {
+                **network_forecasts(ws, folds, mine, backtest.get(ws.ticker, {})),
+                **baseline_candidates(ws, folds, cfg.features.moving_average),
+            }
+            scores = score_candidates(ws, folds, forecasts, cfg.register.intervals)
+            errors = {v: r.error for v, r in mine.items() if not r.ok}
+            reports[ws.ticker] = TickerReport(ws.ticker, scores, errors)
+            _write_forecasts(paths, ws, reports[ws.ticker], forecasts, draw)
+        _write_backtest(reports, paths, draw)
     write_json(paths.metrics, {t: r.to_json() for t, r in reports.items()})
+    drawn = {p(t) for t in reports for p in (paths.forecast_plot, paths.backtest_plot)}
+    for old in set(paths.plots.glob("*.png")) - drawn:  # charts of an earlier layout or ticker
+        old.unlink()
     return reports
 
 
@@ -59,49 +67,87 @@ def network_forecasts(
     backtest: dict[str, list[TrainResult]],
 ) -> dict[str, CandidateForecasts]:
     """Each trained network's forecasts in prices; each fold by its own fold model (None
-    for a fold whose fit failed)."""
-    from stockcast.models import import_keras
-
-    keras = import_keras()
-
-    def load(result: TrainResult) -> object:
-        return keras.saving.load_model(result.model_path, compile=False)
+    for a fold whose fit failed). A global network's copies are loaded once
+    (:func:`stockcast.models.load_network`)."""
+    from stockcast.models import load_network as load
 
     out = {}
     for variant, result in trained.items():
         if not result.ok:
             continue
-        model = load(result)
+        model = load(result.model_path)
+        test, val = predict_prices(model, ws, ws.test_idx), predict_prices(model, ws, ws.val_idx)
         fits = {r.fold: r for r in backtest.get(variant, []) if r.ok}
         out[variant] = CandidateForecasts(
             "network",
-            predict_prices(model, ws, ws.test_idx),
-            predict_prices(model, ws, ws.val_idx),
+            test,
+            val,
             tuple(
-                predict_prices(load(fits[k]), fold, fold.test_idx) if k in fits else None
+                predict_prices(load(fits[k].model_path), fold, fold.test_idx) if k in fits else None
                 for k, fold in enumerate(folds, start=1)
             ),
         )
     return out
 
 
+# Charts are drawn by worker processes beside the predictions from this many tickers on (a
+# chart costs about as much as a ticker's predictions and scores); fewer are drawn here.
+CHARTS_APART_FROM = 10
+
+
+@contextmanager
+def charts(tickers: int) -> Iterator[Callable[..., None]]:
+    """``draw(plot, *args)``: call a plotting function, in a pool of worker processes (one
+    per core, at most two) when there are many tickers. Every chart is written, and any
+    failure raised, before the block ends."""
+    workers = min(2, os.cpu_count() or 1)
+    if tickers < CHARTS_APART_FROM or workers < 2:
+        yield lambda plot, *args: plot(*args)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pending = []
+    # spawn: a fork of a process running TensorFlow's threads can hang
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield lambda plot, *args: pending.append(pool.submit(plot, *args))
+        for done in pending:
+            done.result()
+
+
 def _write_forecasts(
-    paths: Paths, ws: WindowSet, report: TickerReport, forecasts: dict[str, CandidateForecasts]
+    paths: Paths,
+    ws: WindowSet,
+    report: TickerReport,
+    forecasts: dict[str, CandidateForecasts],
+    draw: Callable[..., None],
 ) -> None:
-    """The test-span forecasts as CSV (for ``dvc plots``) and a plot per candidate."""
+    """The test-span forecasts as CSV (for ``dvc plots``) and one chart of the ticker's
+    candidates: every network beside the strongest baseline of the span that chooses."""
     table = pd.DataFrame({"date": ws.dates[ws.test_idx], "actual": ws.prices[ws.test_idx]})
     for name, forecast in forecasts.items():
         table[name] = forecast.test
-        widths = report.candidates[name].interval_halfwidths
-        path = paths.plots / f"{ws.ticker}_{name}.png"
-        plot_forecast(
-            ws, ws.test_idx, forecast.test, f"{ws.ticker} {name}: test span", path, widths
-        )
+    scores = report.candidates
+    source = selection_source(scores)
+    network, baseline = leaders(scores, source)
+    draw(
+        plot_candidates,
+        ws,
+        ws.test_idx,
+        {n: f.test for n, f in forecasts.items()},
+        {n: c.kind for n, c in scores.items()},
+        (network, baseline),
+        source,
+        paths.forecast_plot(ws.ticker),
+        scores[network or baseline].interval_halfwidths,
+    )
     paths.predictions.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.predictions / f"{ws.ticker}.csv", index=False)
 
 
-def _write_backtest(reports: dict[str, TickerReport], paths: Paths) -> None:
+def _write_backtest(
+    reports: dict[str, TickerReport], paths: Paths, draw: Callable[..., None]
+) -> None:
     """Per-fold metrics as CSV (for ``dvc plots``) and one bar chart per ticker."""
     paths.backtest_reports.mkdir(parents=True, exist_ok=True)
     for old in paths.backtest_reports.glob("*.csv"):
@@ -117,4 +163,4 @@ def _write_backtest(reports: dict[str, TickerReport], paths: Paths) -> None:
         frame = pd.DataFrame(rows)
         frame.to_csv(paths.backtest_reports / f"{ticker}.csv", index=False)
         title = f"{ticker}: walk-forward backtest"
-        plot_backtest(frame, title, paths.plots / f"{ticker}_backtest.png")
+        draw(plot_backtest, frame, title, paths.backtest_plot(ticker))
