@@ -63,6 +63,8 @@ def load_champion(root: Path, name: str) -> Any | None:
         return None
 
 
+PARENT = "mlflow.parentRunId"  # the tag that nests a run under another in the UI
+
 # Marks the parent run of a pipeline run (its name says when, which tickers, which params).
 PIPELINE_TAG = ("stockcast.run", "pipeline")
 
@@ -136,39 +138,41 @@ def log_pipeline_run(
         tags={**tags, "ticker": ticker_tag, PIPELINE_TAG[0]: PIPELINE_TAG[1]},
         run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
     )
-    with mlflow.start_run(run_id=opened.info.run_id):
+    parent = opened.info.run_id
+    source = "backtest" if cfg.backtest.folds else "val"
+    inputs = {ws.ticker: _dataset_input(ws, paths, tags) for ws in sets}
+    with mlflow.start_run(run_id=parent):
         mlflow.log_params(flat_params(cfg))
         _log_run_inputs(mlflow, paths)
-        for ws in sets:
-            _log_dataset(mlflow, ws, paths, tags)
+        client.log_inputs(parent, datasets=list(inputs.values()))  # one call for every ticker
+        summary = []
         report_at = progress_points(len(sets))
-        source = "backtest" if cfg.backtest.folds else "val"
         for done, ws in enumerate(sets, start=1):
             report = reports[ws.ticker]
             logged = models_to_log(client, cfg, ws.ticker, report, tags, source)
             candidates = {n: Candidate(c, "") for n, c in report.candidates.items()}
             for name in [*report.errors, *runs_of(report, source)]:
-                # nested under the active parent run (naming the parent would have MLflow
-                # read the parent, with every ticker's metrics, once per child)
-                with mlflow.start_run(
-                    experiment_id=experiment_id,
-                    nested=True,
+                # by the client: the fluent API would resolve the run's context (a dozen
+                # environment probes) and re-read the parent, every ticker's metrics, per child
+                child = client.create_run(
+                    experiment_id,
                     run_name=f"{ws.ticker}-{name}",
-                    tags={**tags, "ticker": ws.ticker, "variant": name},
-                ):
-                    if name in report.errors:
-                        mlflow.set_tag("error", report.errors[name])
-                        mlflow.end_run(status="FAILED")
-                        continue
-                    _log_dataset(mlflow, ws, paths, tags)
-                    scores, result = report.candidates[name], trained[ws.ticker].get(name)
-                    plot = paths.forecast_plot(ws.ticker)
-                    uri = log_candidate(mlflow, ws, scores, cfg, result, plot, name in logged)
-                    candidates[name] = Candidate(scores, uri)
-            _log_ticker_summary(mlflow, paths, report, source)
+                    tags={**tags, "ticker": ws.ticker, "variant": name, PARENT: parent},
+                ).info.run_id
+                if name in report.errors:
+                    client.set_tag(child, "error", report.errors[name])
+                    client.set_terminated(child, "FAILED")
+                    continue
+                client.log_inputs(child, datasets=[inputs[ws.ticker]])
+                scores, result = report.candidates[name], trained[ws.ticker].get(name)
+                plot = paths.forecast_plot(ws.ticker)
+                uri = log_candidate(mlflow, child, ws, scores, cfg, result, plot, name in logged)
+                candidates[name] = Candidate(scores, uri)
+            summary += _ticker_summary(mlflow, paths, report, source)
             decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags)
             if progress and done in report_at:
                 progress(f"logged and registered {done} of {len(sets)} tickers")
+        log_batch(client, parent, summary, [], [])
     return decisions
 
 
@@ -193,13 +197,15 @@ def models_to_log(
     return chosen | {n for n, c in report.candidates.items() if c.kind == "network"}
 
 
-def _log_dataset(mlflow: Any, ws: WindowSet, paths: Paths, tags: dict[str, str]) -> None:
-    """The ticker's series as the run's input dataset (the UI's dataset column): its name,
+def _dataset_input(ws: WindowSet, paths: Paths, tags: dict[str, str]) -> Any:
+    """The ticker's series as a run's input dataset (the UI's dataset column): its name,
     rows and date range, and the DVC hash of the windowed data it came from."""
     import warnings
 
     import mlflow.data
     import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     md5 = tags.get("dvc_dataset_md5", "")
     frame = pd.DataFrame({"date": pd.to_datetime(ws.dates), ws.target: ws.prices})
@@ -212,10 +218,13 @@ def _log_dataset(mlflow: Any, ws: WindowSet, paths: Paths, tags: dict[str, str])
             digest=md5[:10] or None,
         )
     first, last = (str(ws.dates[i])[:10] for i in (0, -1))
-    mlflow.log_input(
-        dataset,
-        context="training",
-        tags={"rows": str(len(ws.prices)), "dates": f"{first}..{last}", "dvc_md5": md5 or "?"},
+    seen = {"rows": str(len(ws.prices)), "dates": f"{first}..{last}", "dvc_md5": md5 or "?"}
+    return DatasetInput(
+        dataset._to_mlflow_entity(),
+        tags=[
+            *(InputTag(k, v) for k, v in seen.items()),
+            InputTag(MLFLOW_DATASET_CONTEXT, "training"),
+        ],
     )
 
 
@@ -242,9 +251,12 @@ def _log_run_inputs(mlflow: Any, paths: Paths) -> None:
         )
 
 
-def _log_ticker_summary(mlflow: Any, paths: Paths, report: TickerReport, source: str) -> None:
-    """The ticker's backtest chart and every baseline's test scores and RMSE on the span that
-    chooses, on the parent run (only the strongest baseline gets a run of its own)."""
+def _ticker_summary(mlflow: Any, paths: Paths, report: TickerReport, source: str) -> list[Any]:
+    """The ticker's backtest chart onto the parent run; returned, for the parent run too,
+    every baseline's test scores and RMSE on the span that chooses (only the strongest
+    baseline gets a run of its own)."""
+    from mlflow.entities import Metric
+
     fold_plot = paths.backtest_plot(report.ticker)
     if fold_plot.exists():
         mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
@@ -253,9 +265,9 @@ def _log_ticker_summary(mlflow: Any, paths: Paths, report: TickerReport, source:
         for name, c in report.candidates.items()
         if c.kind == "baseline"
     }
-    mlflow.log_metrics(
-        {f"{report.ticker}.{k}": v for k, v in {**report.baselines, **chosen_on}.items()}
-    )
+    now = int(time.time() * 1000)
+    values = {**report.baselines, **chosen_on}
+    return [Metric(f"{report.ticker}.{k}", float(v), now, 0) for k, v in values.items()]
 
 
 def runs_of(report: TickerReport, source: str) -> list[str]:
@@ -396,6 +408,7 @@ def _description(name: str, scores: CandidateScores, decision: Decision) -> str:
 
 def log_candidate(
     mlflow: Any,
+    run_id: str,
     ws: WindowSet,
     scores: CandidateScores,
     cfg: Config,
@@ -403,9 +416,9 @@ def log_candidate(
     plot: Path | None = None,
     with_model: bool = True,
 ) -> str:
-    """Log one candidate, a network (``result``) or a baseline rule, into the active child
-    run: its parameters, metrics and tags in one batch, per-epoch curves, its chart and, with
-    ``with_model``, its forecaster as a model.
+    """Log one candidate, a network (``result``) or a baseline rule, into its run (created,
+    not started), and end the run: with ``with_model`` its forecaster as a model; then its
+    parameters, metrics, tags and per-epoch curves in one batch, and its chart.
 
     Returns:
         The logged model's URI; empty without ``with_model``.
@@ -446,20 +459,25 @@ def log_candidate(
             fit_seconds=result.fit_seconds,
         )
     tags.update({k: v for k, v in metrics.items() if isinstance(v, str)})
+    client = mlflow.MlflowClient()
     uri = ""
     if with_model:  # first: MLflow copies a run's metrics so far onto a logged model, one by one
         keras_path = Path(result.model_path) if result is not None else None
-        uri = log_forecaster(mlflow, ws, keras_path, scores.interval_halfwidths, scores.name, cfg)
+        with mlflow.start_run(run_id=run_id, nested=True):
+            widths = scores.interval_halfwidths
+            uri = log_forecaster(mlflow, ws, keras_path, widths, scores.name, cfg)
     log_batch(
-        mlflow.MlflowClient(),
-        mlflow.active_run().info.run_id,
+        client,
+        run_id,
         [Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, int | float)]
         + curves,
         [Param(k, str(v)) for k, v in params.items()],
         [RunTag(k, v) for k, v in tags.items()],
     )
     if plot is not None and plot.exists():
-        mlflow.log_artifact(str(plot), artifact_path="plots")
+        client.log_artifact(run_id, str(plot), artifact_path="plots")
+    if not with_model:  # a run with a model ended with its fluent block
+        client.set_terminated(run_id)
     return uri
 
 
