@@ -397,6 +397,9 @@ def _parse_numbers(
     values: pd.Series, column: str, path: Path | str, dates: pd.Series
 ) -> tuple[pd.Series, list[str]]:
     """Numbers from vendor text: strips currency signs, thousands separators, K/M/B suffixes."""
+    plain = pd.to_numeric(values, errors="coerce")  # the common case: plain decimal text
+    if plain.notna().all():
+        return plain.astype("float64").reset_index(drop=True), []
     text = values.astype("string").str.strip().reset_index(drop=True)
     repairs = []
     has_currency = text.str.contains(_CURRENCY, na=False)

@@ -115,7 +115,8 @@ def log_pipeline_run(
     tags: dict[str, str],
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """One parent run for the pipeline run and one child run per (ticker, candidate); then
+    """One parent run for the pipeline run and, per ticker, a child run per network and one
+    for the strongest baseline (:func:`runs_of`), logged by the client in few calls; then
     each ticker's best forecaster is registered (:func:`register_best`). ``progress`` hears
     how many tickers are done, now and then.
 

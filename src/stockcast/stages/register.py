@@ -22,7 +22,8 @@ def run(
     run_tags: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """One parent run per pipeline run, one child run per (ticker, candidate); the decisions
+    """One parent run per pipeline run, per ticker a child run per network and one for the
+    strongest baseline (:func:`stockcast.tracking.runs_of`); the decisions
     go to ``reports/registry.json`` and onto each registered version as tags.
 
     Args:
