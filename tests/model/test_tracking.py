@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +92,16 @@ def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
     _, ws, result = trained
     client = MlflowClient()
     assert tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws) is None
+    path = list(sys.path)
     with mlflow.start_run():
         uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     version = mlflow.register_model(uri, "stockcast-TEST")
     client.set_registered_model_alias("stockcast-TEST", tracking.CHAMPION, version.version)
     rmse, champion_version = tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws)
+    assert tracking.load_champion(Path.cwd(), "stockcast-TEST") is not None
+    # logging (MLflow loads the model back) and loading put no model's code folder on
+    # sys.path: a thousand tickers would make every later import search a thousand folders
+    assert sys.path == path
     import keras
 
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, ws.test_idx)
