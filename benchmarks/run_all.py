@@ -36,16 +36,16 @@ RUNS = {
         ["scale.py", "--sizes", "10", "30", "100", "--train-up-to", "30", "--no-register"],
     ),
 }
-# Too long for make bench (20-35 min each on 2 cores): run by name, `run_all.py champion`; a
+# Too long for make bench (20-50 min each on 2 cores): run by name, `run_all.py champion`; a
 # default run keeps its last section.
 LONG = {
     "end_to_end_default": (  # two full pipelines: about 20 min
         "End to end: the default run against its references in the same run (issues 6.4, 13)",
         ["end_to_end.py", "--skip-imports"],
     ),
-    "scale_global": (  # every stage at 100 tickers, the data stages at 1000: about 25 min
-        "Scale: 100 tickers through every stage, 1000 through the data stages (issue 16)",
-        ["scale.py", "--sizes", "100", "1000", "--scope", "global", "--train-up-to", "100"],
+    "scale_global": (  # every stage at 100 and 1000 tickers: about 50 min (training 31)
+        "Scale: 100 and 1000 tickers through every stage, one global model (issue 16)",
+        ["scale.py", "--sizes", "100", "1000", "--scope", "global", "--train-up-to", "1000"],
     ),
     "champion": (
         "Feature configuration x candidate: the champion (issue 12)",
