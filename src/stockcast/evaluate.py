@@ -438,7 +438,10 @@ def plot_candidates(
     colors = iter(("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"))
     for name in sorted(n for n, k in kinds.items() if k == "network" and n in forecasts):
         ax.plot(dates, forecasts[name], label=name, color=next(colors, None), linewidth=1.0)
-    ax.set_title(f"{ws.ticker}, test span: best on {source}: {network or '-'} / {baseline}")
+    ax.set_title(
+        f"{ws.ticker}, test span (best on {source}: network {network or 'none'}, "
+        f"baseline {baseline})"
+    )
     ax.set_ylabel("price")
     ax.legend(loc="upper left", fontsize="small")
     for name, color in ((network, "tab:red"), (baseline, "grey")):
