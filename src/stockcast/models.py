@@ -41,6 +41,7 @@ def import_keras() -> Any:
 # (3 x 4) fit.
 KEEP_LOADED = 16
 _LOADED: OrderedDict[str, Any] = OrderedDict()  # by file content, most recently used last
+_LOADED_LOCK = threading.Lock()
 
 
 def load_network(path: str | Path) -> Any:
@@ -52,11 +53,11 @@ def load_network(path: str | Path) -> Any:
     import hashlib
 
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    with _IMPORTING:
+    with _LOADED_LOCK:
         model = _LOADED.pop(digest, None)
     if model is None:
         model = import_keras().saving.load_model(str(path), compile=False)
-    with _IMPORTING:
+    with _LOADED_LOCK:
         _LOADED[digest] = model
         while len(_LOADED) > KEEP_LOADED:
             _LOADED.popitem(last=False)

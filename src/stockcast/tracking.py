@@ -157,7 +157,7 @@ def log_pipeline_run(
         run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
     )
     parent = opened.info.run_id
-    source = "backtest" if cfg.backtest.folds else "val"
+    source = selection_span(cfg)
     inputs = {ws.ticker: _dataset_input(ws, paths, tags) for ws in sets}
     with mlflow.start_run(run_id=parent):
         mlflow.log_params(flat_params(cfg))
@@ -167,7 +167,8 @@ def log_pipeline_run(
         report_at = progress_points(len(sets))
         for done, ws in enumerate(sets, start=1):
             report = reports[ws.ticker]
-            logged = models_to_log(client, cfg, ws.ticker, report, tags, source)
+            choice = choose_registration(client, cfg, ws.ticker, report.candidates, tags)
+            logged = models_to_log(cfg, report, choice)
             candidates = {n: Candidate(c, "") for n, c in report.candidates.items()}
             for name in [*report.errors, *runs_of(report, source)]:
                 # by the client: the fluent API would resolve the run's context (a dozen
@@ -184,32 +185,55 @@ def log_pipeline_run(
                 client.log_inputs(child, datasets=[inputs[ws.ticker]])
                 scores, result = report.candidates[name], trained[ws.ticker].get(name)
                 plot = paths.forecast_plot(ws.ticker)
-                uri = log_candidate(mlflow, child, ws, scores, cfg, result, plot, name in logged)
+                uri = log_candidate(
+                    mlflow, client, child, ws, scores, cfg, result, plot, name in logged
+                )
                 candidates[name] = Candidate(scores, uri)
             summary += _ticker_summary(mlflow, paths, report, source)
-            decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags)
+            decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags, choice)
             if progress and done in report_at:
                 progress(f"logged and registered {done} of {len(sets)} tickers")
         log_batch(client, parent, summary, [], [])
     return decisions
 
 
-def models_to_log(
-    client: Any, cfg: Config, ticker: str, report: TickerReport, tags: dict[str, str], source: str
-) -> set[str]:
+def selection_span(cfg: Config) -> str:
+    """The span that chooses and gates registration: the backtest with folds, else validation."""
+    return "backtest" if cfg.backtest.folds else "val"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A ticker's registration, decided before anything is logged: the candidate, why, its
+    fingerprint and the version already registered with that fingerprint (None: register)."""
+
+    name: str
+    why: str
+    fingerprint: str
+    earlier: Any | None
+
+
+def choose_registration(
+    client: Any, cfg: Config, ticker: str, scores: dict[str, CandidateScores], tags: dict[str, str]
+) -> Choice:
+    """The candidate to register (:func:`choose_candidate` on the selection span) and
+    whether this very registration exists already."""
+    r = cfg.register
+    source = selection_span(cfg)
+    name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
+    fingerprint = registration_fingerprint(tags, name, scores[name])
+    earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
+    return Choice(name, why, fingerprint, earlier)
+
+
+def models_to_log(cfg: Config, report: TickerReport, choice: Choice) -> set[str]:
     """The candidates whose forecaster is logged as a model: the one to register (unless this
     very registration exists already) and, with ``train.scope: per_ticker``, every network,
     each a model trained for this ticker. A baseline rule that is not registered has no
     trained state to keep, and a global network is logged for the tickers that register it:
     the same network a thousand times over would make registering a thousand tickers take
     hours (the child run still holds every candidate's scores, curves and chart)."""
-    r = cfg.register
-    name, _ = choose_candidate(report.candidates, source, r.min_improvement, r.max_p_value)
-    fingerprint = registration_fingerprint(tags, name, report.candidates[name])
-    registered = (
-        bool(fingerprint) and _registered_as(client, r.model_name(ticker), fingerprint) is not None
-    )
-    chosen = set() if registered else {name}
+    chosen = set() if choice.earlier is not None else {choice.name}
     if cfg.train.scope != "per_ticker":
         return chosen
     return chosen | {n for n, c in report.candidates.items() if c.kind == "network"}
@@ -313,18 +337,22 @@ def register_best(
     ws: WindowSet,
     candidates: dict[str, Candidate],
     tags: dict[str, str],
+    choice: Choice | None = None,
 ) -> dict[str, Any]:
     """Register the best forecaster of the selection span, network or baseline, and move
-    ``@champion`` to it if it passes the gates and beats the current champion."""
-    r = cfg.register
-    source = "backtest" if cfg.backtest.folds else "val"
-    scores = {n: c.scores for n, c in candidates.items()}
-    name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
+    ``@champion`` to it if it passes the gates and beats the current champion. ``choice``:
+    the registration already decided (:func:`choose_registration`), else decided here."""
+    source = selection_span(cfg)
+    if choice is None:
+        scores = {n: c.scores for n, c in candidates.items()}
+        choice = choose_registration(client, cfg, ws.ticker, scores, tags)
+    name, why, fingerprint = choice.name, choice.why, choice.fingerprint
     chosen = candidates[name]
-    model_name = r.model_name(ws.ticker)
-    fingerprint = registration_fingerprint(tags, name, chosen.scores)
-    if fingerprint and (same := _registered_as(client, model_name, fingerprint)) is not None:
-        return _already_registered(client, model_name, same, name, chosen.scores.kind, why)
+    model_name = cfg.register.model_name(ws.ticker)
+    if choice.earlier is not None:
+        return _already_registered(
+            client, model_name, choice.earlier, name, chosen.scores.kind, why
+        )
     current = champion_rmse(mlflow, client, model_name, ws)
     decision = decide_promotion(
         chosen.scores.test.rmse,
@@ -426,6 +454,7 @@ def _description(name: str, scores: CandidateScores, decision: Decision) -> str:
 
 def log_candidate(
     mlflow: Any,
+    client: Any,
     run_id: str,
     ws: WindowSet,
     scores: CandidateScores,
@@ -477,7 +506,6 @@ def log_candidate(
             fit_seconds=result.fit_seconds,
         )
     tags.update({k: v for k, v in metrics.items() if isinstance(v, str)})
-    client = mlflow.MlflowClient()
     uri = ""
     if with_model:  # first: MLflow copies a run's metrics so far onto a logged model, one by one
         keras_path = Path(result.model_path) if result is not None else None
