@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,43 +370,94 @@ def _fit(
 
     _set_threads(execution.tf_threads)
     keras.utils.set_random_seed(seed)
-    model = build_model(
-        variant,
-        ws.window,
-        ws.scaled.shape[1],
-        cfg.units,
-        cfg.dropout,
-        cfg.learning_rate,
-        seed,
-        cfg.unroll,
-    )
-    if init is not None:  # the weights only: a fresh optimiser on the longer span
-        model.set_weights(keras.models.load_model(init, compile=False).get_weights())
-    budget = time_budget(execution.timeout_seconds)
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-    )
-    start = time.perf_counter()
-    result.fit_started = time.time()
-    history = model.fit(
-        make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
-        validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
-        epochs=cfg.epochs,
-        callbacks=[budget, keras.callbacks.TerminateOnNaN(), stop, *extra_callbacks],
-        verbose=0,
-        shuffle=False,  # tf.data shuffles
-    )
-    result.fit_seconds = round(time.perf_counter() - start, 3)
-    result.fit_ended = time.time()
-    result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    if budget.exceeded:
-        raise FitTimedOut(
-            f"{ws.ticker}/{variant}: fit exceeded "
-            f"execution.timeout_seconds={execution.timeout_seconds} "
-            f"after {len(result.history.get('loss', []))} epochs; no model kept"
+    spec = (variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate)
+    spec += (seed, cfg.unroll)  # build_model's arguments, in its order
+    with fresh_model(spec) as model:
+        if init is not None:  # the weights only: a fresh optimiser on the longer span
+            model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+        budget = time_budget(execution.timeout_seconds)
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.patience, restore_best_weights=True
         )
-    _record_best(result, f"{ws.ticker}/{variant}")
-    result.model_path = str(atomic_write(out_dir / "model.keras", model.save))
+        start = time.perf_counter()
+        result.fit_started = time.time()
+        history = model.fit(
+            make_dataset(ws, ws.train_idx, cfg.batch_size, seed),
+            validation_data=make_dataset(ws, ws.val_idx, cfg.batch_size, None),
+            epochs=cfg.epochs,
+            callbacks=[budget, keras.callbacks.TerminateOnNaN(), stop, *extra_callbacks],
+            verbose=0,
+            shuffle=False,  # tf.data shuffles
+        )
+        result.fit_seconds = round(time.perf_counter() - start, 3)
+        result.fit_ended = time.time()
+        result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        if budget.exceeded:
+            raise FitTimedOut(
+                f"{ws.ticker}/{variant}: fit exceeded "
+                f"execution.timeout_seconds={execution.timeout_seconds} "
+                f"after {len(result.history.get('loss', []))} epochs; no model kept"
+            )
+        _record_best(result, f"{ws.ticker}/{variant}")
+        result.model_path = str(atomic_write(out_dir / "model.keras", model.save))
+
+
+@dataclass
+class _Idle:
+    """A built, compiled network between fits, and its state as built: initial weights and
+    each dropout layer's random state."""
+
+    model: Any
+    weights: list[np.ndarray]
+    seeds: list[tuple[Any, np.ndarray]]
+
+
+# Networks between fits, by build_model's arguments: a fit takes one out (or builds it) and
+# puts it back, so concurrent fits never share a model.
+_IDLE: dict[tuple[Any, ...], list[_Idle]] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+@contextmanager
+def fresh_model(spec: tuple[Any, ...]) -> Iterator[Any]:
+    """A compiled network exactly as ``build_model(*spec)`` makes it, for one fit.
+
+    A model put back by an earlier fit of the same spec in this process is reset instead of
+    rebuilt: its initial weights, a fresh optimiser (Adam's moments and step count zeroed)
+    and its dropout layers' random state. The fit then follows the same path, loss for loss,
+    and its compiled training step is reused: each new model costs its first epoch about 2 s
+    of graph tracing, which a warm-started fold chain pays once instead of once per fit.
+    """
+    with _IDLE_LOCK:
+        idle = _IDLE.get(spec, [])
+        kept = idle.pop() if idle else None
+    if kept is None:
+        model = build_model(*spec)
+        kept = _Idle(
+            model,
+            model.get_weights(),
+            [
+                (layer.seed_generator.state, layer.seed_generator.state.numpy())
+                for layer in model.layers
+                if getattr(layer, "seed_generator", None) is not None
+            ],
+        )
+    else:
+        _reset(kept)
+    yield kept.model
+    with _IDLE_LOCK:  # only after a fit that ended normally: a failed one's state is unknown
+        _IDLE.setdefault(spec, []).append(kept)
+
+
+def _reset(kept: _Idle) -> None:
+    """Put a used network back as built (see :func:`fresh_model`)."""
+    model = kept.model
+    model.set_weights(kept.weights)
+    for variable in model.optimizer.variables:
+        if not variable.path.endswith("learning_rate"):
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+    for state, value in kept.seeds:
+        state.assign(value)
 
 
 def _set_threads(threads: int) -> None:

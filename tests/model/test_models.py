@@ -114,6 +114,25 @@ def test_a_warm_start_begins_from_the_given_weights_and_unroll_keeps_the_maths(w
     )
 
 
+def test_a_network_reused_by_a_later_fit_trains_exactly_as_a_fresh_one(ws, tmp_path: Path):
+    """A fit puts its network back; the next fit of the same architecture in the process
+    takes it, reset (initial weights, a fresh optimiser, the dropout's random state), and
+    trains loss for loss as it would on a freshly built one."""
+    from stockcast import train
+
+    train._IDLE.clear()
+    first = fit_variant(ws, "lstm", TINY, 5, tmp_path / "first")
+    ((kept,),) = train._IDLE.values()  # one network, put back
+    init = Path(first.model_path)
+    reused = fit_variant(ws, "lstm", TINY, 5, tmp_path / "reused", init=init)
+    assert [i.model for i in train._IDLE[next(iter(train._IDLE))]] == [kept.model]
+    train._IDLE.clear()
+    fresh = fit_variant(ws, "lstm", TINY, 5, tmp_path / "fresh", init=init)
+    assert first.ok and reused.ok and fresh.ok
+    assert reused.history == fresh.history
+    assert reused.history["loss"] != first.history["loss"]  # it did start from init
+
+
 def test_a_diverging_fit_is_recorded_not_raised(tmp_path: Path):
     frame = synthetic_prices(300)
     ws = make_windows(frame, "open", window=10, val_days=40, test_days=40)
