@@ -12,9 +12,12 @@ failed, 2 usage, 3 another run holds the project.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -193,6 +196,7 @@ def _import_stages(url: str, tensorflow: bool = True) -> None:
         from stockcast.models import import_keras
 
         import_keras()
+    preload(BEFORE_VALIDATE)  # while the server finishes starting and ingest runs
 
 
 def stage_order(
@@ -262,13 +266,17 @@ def run_stages(
     flows_by_stage = stage_flows()
     ran = []
     with Repo(str(root)) as repo:
-        for name in stage_order(repo, targets, single_item):
+        order = stage_order(repo, targets, single_item)
+        for name in order:
             if own_params and not force and not repo.status(targets=[name]):
                 print(f"Stage '{name}' didn't change, skipping", flush=True)
                 continue
             print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
+            if name == "train" and {"evaluate", "register"} & set(order):
+                preload(AFTER_TRAIN)
             try:
-                flows_by_stage[name](params=params)
+                with stage_settings():
+                    flows_by_stage[name](params=params)
             except StockcastError as exc:
                 raise StockcastError(f"stockcast {name} stopped:\n{exc}") from exc
             if own_params:
@@ -277,6 +285,50 @@ def run_stages(
     if not own_params:
         print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
     return ran
+
+
+def stage_settings() -> Any:
+    """Prefect settings for a stage's flow run inside the pipeline flow run: no heartbeat.
+
+    A flow run's heartbeat thread sleeps in 1 s steps, and the run's end waits for it to
+    wake: about 1 s at the end of every flow run, 8 s over a default run's stage flows. A
+    stage flow runs in the pipeline flow run's process, whose own heartbeat goes on, and
+    ``mark_orphans`` marks Crashed whatever a dead process left Running.
+    """
+    from prefect.settings import temporary_settings
+
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
+
+
+# What validate and drift import (4-5 s): in the background once the run's other imports
+# are done, while a first run's server is still migrating its database and ingest runs.
+BEFORE_VALIDATE = ("great_expectations", "great_expectations.expectations", "scipy.stats")
+# What evaluate and register import that training does not: imported while the fits run
+# (they spend their time in TensorFlow's kernels, outside the GIL), not after them, when
+# nothing else would run: about 4 s of wall.
+AFTER_TRAIN = (
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "mlflow",
+    "mlflow.data",
+    "mlflow.models",
+    "mlflow.pyfunc",
+)
+
+
+def preload(modules: tuple[str, ...]) -> threading.Thread:
+    """Import ``modules`` in a background thread (Python's import locks make a module's
+    import wait for one already under way, so a stage needing one meanwhile is safe). A
+    module that fails to import is left for the stage that needs it to report."""
+
+    def load() -> None:
+        for module in modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name="stockcast-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def _apprise(env_name: str | None, code: int, elapsed: float) -> None:

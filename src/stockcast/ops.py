@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from stockcast.errors import RunLocked
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `make pipeline` takes the run lock
+    import pandas as pd  # before the Prefect server starts, and pandas takes 1.7 s to import
 
 LOCK_FILE = ".stockcast.lock"
 
@@ -91,6 +92,7 @@ class NewData:
 
 def new_data(sources_frame: pd.DataFrame, ingested: Path) -> NewData:
     """Compare the sources' newest day per ticker with the last ingested table's."""
+    import pandas as pd
 
     def newest(frame: pd.DataFrame) -> dict[str, str]:
         days = frame.groupby("ticker")["date"].max()

@@ -1,0 +1,32 @@
+"""What ``make pipeline`` does to spend less wall time while no model fits (issue 13)."""
+
+from __future__ import annotations
+
+import sys
+
+from flows.repro import AFTER_TRAIN, BEFORE_VALIDATE, preload, stage_settings
+
+
+def test_preload_imports_in_the_background_and_leaves_a_failing_module_to_its_stage():
+    sys.modules.pop("colorsys", None)
+    thread = preload(("stockcast_no_such_module", "colorsys"))
+    thread.join(timeout=30)
+    assert not thread.is_alive() and thread.daemon
+    assert "colorsys" in sys.modules  # the module after the failing one still imported
+    assert "stockcast_no_such_module" not in sys.modules
+
+
+def test_what_is_preloaded_are_modules_the_later_stages_import():
+    import importlib.util
+
+    for module in (*BEFORE_VALIDATE, *AFTER_TRAIN):
+        assert importlib.util.find_spec(module) is not None, module
+
+
+def test_a_stage_flow_runs_without_a_heartbeat_and_the_pipeline_flow_keeps_its_own():
+    from prefect.settings import get_current_settings
+
+    assert get_current_settings().flows.heartbeat_frequency is not None
+    with stage_settings():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency is not None
