@@ -9,8 +9,8 @@ train stage, the orchestration overhead (wall while no model fits) and a no-op r
 
 The references, in the same run:
 - the seed's three bare-Keras scripts at 50 epochs (``steps.seed_seconds``);
-- the same params without the speed changes (``--reference``, by default
-  ``train.warm_start=false``): a second pipeline run in its own copy,
+- the same params without the speed changes (``--reference``, by default the seed's network,
+  batch and learning rate with every fit cold): a second pipeline run in its own copy,
   whose backtest RMSE against the best baseline each variant's must stay within 0.005 of;
 - the training step in PyTorch eager (``steps.step_ratios``; skipped when torch is not
   installed: see ``benchmarks/steps.py``).
@@ -50,7 +50,14 @@ def import_seconds(module: str, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-SPEED_CHANGES = ["train.warm_start=false"]
+# The pipeline before issue 13's speed changes: the seed's network, batch and learning rate,
+# every fit cold (all 12 at once, 3 at a time).
+SPEED_CHANGES = [
+    "train.warm_start=false",
+    "train.units=[80,100]",
+    "train.batch_size=64",
+    "train.learning_rate=0.001",
+]
 
 
 def copy_project(root: Path, overrides: list[str]) -> dict[str, str]:
@@ -138,6 +145,16 @@ def pipeline(overrides: list[str]) -> dict[str, Any]:
             for t, report in metrics.items()
             for v, m in report.items()
             if isinstance(m, dict) and m.get("kind") == "network"
+        },
+        "val": {  # (ticker, variant) -> validation RMSE over the best baseline
+            (t, v): m["val_rmse_vs_best_baseline"]
+            for t, report in metrics.items()
+            for v, m in report.items()
+            if isinstance(m, dict) and m.get("kind") == "network"
+        },
+        "variant_epochs": {  # variant -> epochs run over its fits (every ticker)
+            v: sum(r["epochs_run"] for r in records if r["variant"] == v)
+            for v in {r["variant"] for r in records}
         },
     }
 
