@@ -47,6 +47,10 @@ LONG = {
         "Scale: 100 and 1000 tickers through every stage, one global model (issue 16)",
         ["scale.py", "--sizes", "100", "1000", "--scope", "global", "--train-up-to", "1000"],
     ),
+    "train_configs": (  # six full pipelines: about 22 min
+        "Training configurations: time against accuracy, the defaults (issue 13)",
+        ["train_configs.py"],
+    ),
     "champion": (
         "Feature configuration x candidate: the champion (issue 12)",
         ["champion.py", "--configs", "opens,close_intraday,anchor_close,anchor_close_intraday"],

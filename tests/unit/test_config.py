@@ -20,7 +20,7 @@ def test_project_params_load_with_the_seed_settings():
     cfg = load_config(PROJECT / "params.yaml")
     assert cfg.window.window == 60 and cfg.window.test_days == 300
     assert cfg.train.variants == ("simple_rnn", "lstm", "gru")
-    assert cfg.train.units == (80, 100)
+    assert cfg.train.units == (64,) and cfg.train.batch_size == 128  # benchmarks/train_configs
     assert cfg.data.target == "open"
     assert cfg.schedule.cron == "0 18 * * 1-5" and cfg.schedule.timezone == "Asia/Shanghai"
     assert cfg.drift.on_drift == "warn" and cfg.execution.dask_address is None
