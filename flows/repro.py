@@ -19,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -261,27 +263,36 @@ def run_stages(
 
     from flows.stages import stage_flows
     from stockcast.errors import StockcastError
+    from stockcast.tracking import prepare_store
 
     own_params = params == DEFAULT_PARAMS
     flows_by_stage = stage_flows()
     ran = []
     with Repo(str(root)) as repo:
         order = stage_order(repo, targets, single_item)
-        for name in order:
-            if own_params and not force and not repo.status(targets=[name]):
-                print(f"Stage '{name}' didn't change, skipping", flush=True)
-                continue
-            print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
-            if name == "train" and {"evaluate", "register"} & set(order):
-                preload(AFTER_TRAIN)
-            try:
-                with stage_settings():
-                    flows_by_stage[name](params=params)
-            except StockcastError as exc:
-                raise StockcastError(f"stockcast {name} stopped:\n{exc}") from exc
-            if own_params:
-                repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
-            ran.append(name)
+        warming = None
+        try:
+            for name in order:
+                if own_params and not force and not repo.status(targets=[name]):
+                    print(f"Stage '{name}' didn't change, skipping", flush=True)
+                    continue
+                print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
+                if name == "train" and {"evaluate", "register"} & set(order):
+                    store = partial(prepare_store, root) if "register" in order else None
+                    warming = preload(AFTER_TRAIN, then=store)
+                elif warming is not None:  # done long ago; never two migrations of one store
+                    warming.join()
+                try:
+                    with stage_settings():
+                        flows_by_stage[name](params=params)
+                except StockcastError as exc:
+                    raise StockcastError(f"stockcast {name} stopped:\n{exc}") from exc
+                if own_params:
+                    repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
+                ran.append(name)
+        finally:  # a failed stage waits for a store's migrations to end, never cuts them
+            if warming is not None:
+                warming.join()
     if not own_params:
         print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
     return ran
@@ -316,15 +327,19 @@ AFTER_TRAIN = (
 )
 
 
-def preload(modules: tuple[str, ...]) -> threading.Thread:
+def preload(modules: tuple[str, ...], then: Callable[[], object] | None = None) -> threading.Thread:
     """Import ``modules`` in a background thread (Python's import locks make a module's
-    import wait for one already under way, so a stage needing one meanwhile is safe). A
-    module that fails to import is left for the stage that needs it to report."""
+    import wait for one already under way, so a stage needing one meanwhile is safe), then
+    call ``then``. A module that fails to import, or a ``then`` that fails, is left for the
+    stage that needs it to report."""
 
     def load() -> None:
         for module in modules:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
+        if then is not None:
+            with contextlib.suppress(Exception):
+                then()
 
     thread = threading.Thread(target=load, name="stockcast-preload", daemon=True)
     thread.start()

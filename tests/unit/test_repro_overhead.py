@@ -30,3 +30,29 @@ def test_a_stage_flow_runs_without_a_heartbeat_and_the_pipeline_flow_keeps_its_o
     with stage_settings():
         assert get_current_settings().flows.heartbeat_frequency is None
     assert get_current_settings().flows.heartbeat_frequency is not None
+
+
+def test_preload_then_calls_the_follow_up_and_survives_its_failure():
+    called = []
+
+    def fail() -> None:
+        called.append("fail")
+        raise RuntimeError("no store")
+
+    preload((), then=fail).join(timeout=30)
+    preload(("json",), then=lambda: called.append("ok")).join(timeout=30)
+    assert called == ["fail", "ok"]
+
+
+def test_prepare_store_creates_the_projects_tracking_store(tmp_path, monkeypatch):
+    import mlflow
+
+    from stockcast.tracking import prepare_store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    try:
+        prepare_store(tmp_path)
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert (tmp_path / "mlflow.db").stat().st_size > 0
