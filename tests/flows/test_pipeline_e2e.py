@@ -268,7 +268,8 @@ def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project
     assert time.perf_counter() - started < 30
     assert (root / "dvc.lock").read_bytes() == lock_before
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["learning_rate"] = 0.002
+    rate = params["train"]["learning_rate"]
+    params["train"]["learning_rate"] = rate * 2
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         status = run_command(["dvc", "status", "--json"], root, env)
@@ -278,7 +279,7 @@ def test_second_run_is_a_no_op_and_train_params_rerun_only_train_onwards(project
         assert "Running stage 'train'" in dry
         assert "Running stage 'ingest'" not in dry and "Running stage 'window'" not in dry
     finally:
-        params["train"]["learning_rate"] = 0.001
+        params["train"]["learning_rate"] = rate  # as it was: the later tests start up to date
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
