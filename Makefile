@@ -30,15 +30,19 @@ help:
 	@echo "Plain dvc repro: put the venv first on PATH (PATH=\$$PWD/.venv/bin:\$$PATH dvc repro),"
 	@echo "  since each stage's cmd is 'python -m flows.stages STAGE'."
 
-## setup: create .venv with the pinned dependencies (skipped when up to date)
+## setup: create .venv with the pinned dependencies, compiled to bytecode (skipped when up to date)
 .PHONY: setup
 setup: $(STAMP)
 
+# Compiled to bytecode at install, as pip does by default and uv does not: otherwise each run
+# compiles every module it imports (where PYTHONDONTWRITEBYTECODE is set, as on our machines)
+# or the first run does. TensorFlow's import took 9.6 s from source against 4.2 s compiled,
+# Great Expectations' 6.4 against 2.8, MLflow's 3.3 against 1.3.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 ## lock: re-resolve requirements.lock from pyproject.toml's pins
