@@ -370,4 +370,6 @@ def _notify(url: str, code: int, elapsed: float) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flows.env import exit_now
+
+    exit_now(main())

@@ -245,4 +245,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flows.env import exit_now
+
+    exit_now(main())
