@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
+from flows.stages import untagged
 from stockcast.config import Config, load_config
 from stockcast.paths import Paths
 from stockcast.stages import register
@@ -22,7 +23,8 @@ def register_task(cfg: Config, paths: Paths, tags: dict[str, str]) -> dict:
 @flow(name="register")
 def flow_(params: str = "params.yaml") -> dict:
     cfg, paths = load_config(Path.cwd() / params), Paths(Path.cwd())
-    decisions = register_task(cfg, paths, {"prefect_flow_run_id": str(flow_run.get_id())})
+    with untagged():
+        decisions = register_task(cfg, paths, {"prefect_flow_run_id": str(flow_run.get_id())})
     logger = get_run_logger()
     for ticker, decision in decisions.items():
         logger.info("%s: %s", ticker, decision)

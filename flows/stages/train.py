@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from flows.stages import untagged
 from stockcast.config import Config, ExecutionConfig, TrainConfig, load_config
 from stockcast.errors import StockcastError
 from stockcast.paths import Paths, staged_dir
@@ -218,7 +219,8 @@ def _fit_all(
             logger.warning("fit %s starts cold: fit %s left no model", job.name, source)
         del waiting[job.name]
         sets = [windows[f] for f in job.files]
-        future = fit.submit(job, sets, cfg.train, cfg.seed, cfg.execution, init)
+        with untagged():
+            future = fit.submit(job, sets, cfg.train, cfg.seed, cfg.execution, init)
         running[future] = (job, source if init is not None else "")
         future.add_done_callback(ended.put)
 

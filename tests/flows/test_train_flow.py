@@ -17,6 +17,8 @@ from tests.conftest import synthetic_prices
 
 
 def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monkeypatch):
+    from prefect import tags
+    from prefect.runtime import task_run
     from prefect.task_runners import ThreadPoolTaskRunner
 
     import stockcast.train as train
@@ -39,16 +41,21 @@ def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monke
         }
     )
     real_fit = train.fit_variant
+    fit_tags = []
 
     def task_dies_on_bbb_lstm_fold1(ws, variant, cfg, seed, out, execution, progress, name, init):
+        fit_tags.append(sorted(task_run.tags))
         if name == "BBB/lstm/fold1":  # raised outside the fit's own guard: the task dies
             raise OSError("no space left on the worker's disk")
         return real_fit(ws, variant, cfg, seed, out, execution, progress, name, init)
 
     monkeypatch.setattr(train, "fit_variant", task_dies_on_bbb_lstm_fold1)
     flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
-    trained = flow(cfg, paths)
+    with tags("stockcast-project:test"):  # as make pipeline runs it
+        trained = flow(cfg, paths)
     assert trained == {"AAA": ["gru", "lstm"], "BBB": ["gru", "lstm"]}
+    # the fits carry no tags: a tagged task run first asks the server for the tags' slots
+    assert fit_tags == [[]] * 8
     backtest = json.loads(paths.backtest_summary.read_text())
     died = backtest["BBB"]["lstm"][0]["error"]  # recorded, not raised
     assert died.startswith("task failed") and "no space left" in died, died
