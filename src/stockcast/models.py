@@ -85,6 +85,23 @@ def filtered_stderr(noise: re.Pattern[str]) -> Iterator[None]:
                 sys.stderr.flush()
 
 
+@contextmanager
+def muted_logs(logger: str, noise: re.Pattern[str]) -> Iterator[None]:
+    """Drop the records logged to ``logger`` itself (not its children) whose message matches
+    ``noise``, for the block; every other record passes."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not noise.search(record.getMessage())
+
+    target = logging.getLogger(logger)
+    target.addFilter(keep)
+    try:
+        yield
+    finally:
+        target.removeFilter(keep)
+
+
 def build_model(
     variant: str,
     window: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -37,6 +38,11 @@ from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
 
 CHAMPION = "champion"
+# What MLflow says on every model logged: its advice against pickled models (ours are pickled
+# on purpose, with their code beside them) and its input-example check's announcement.
+LOG_MODEL_NOISE = re.compile(
+    r"Passing a Python object as `python_model`|Validating input example against"
+)
 
 
 def tracking_uri(project_root: Path) -> str:
@@ -598,6 +604,7 @@ def log_forecaster(
     from mlflow.models import infer_signature
 
     import stockcast
+    from stockcast.models import muted_logs
     from stockcast.serving import PriceForecaster
 
     ma_window = cfg.features.moving_average if cfg else 5
@@ -612,7 +619,8 @@ def log_forecaster(
         forecaster = PriceForecaster()
         forecaster.load_context(type("Context", (), {"artifacts": artifacts})())
         example = ws.raw_inputs(ws.test_idx[:3])  # raw, as a user has it
-        with sys_path_kept():  # MLflow loads the model back to check its input example
+        # MLflow loads the model back to check its input example
+        with sys_path_kept(), muted_logs("mlflow.pyfunc", LOG_MODEL_NOISE):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=forecaster,

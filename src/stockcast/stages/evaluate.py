@@ -8,9 +8,11 @@ promotion read only the ``val_*`` and ``backtest_*`` metrics; the test span is f
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from typing import Any
 
 import pandas as pd
 
@@ -70,7 +72,24 @@ def network_forecasts(
     for a fold whose fit failed). A global network's copies are loaded once
     (:func:`stockcast.models.load_network`)."""
     from stockcast.models import load_network as load
+    from stockcast.models import muted_logs
 
+    with muted_logs("tensorflow", RETRACING):
+        return _network_forecasts(load, ws, folds, trained, backtest)
+
+
+# Each network loaded traces its own predict function once; TensorFlow counts them as
+# retraces of one function and warns from the sixth on.
+RETRACING = re.compile(r"triggered tf\.function retracing")
+
+
+def _network_forecasts(
+    load: Callable[[str], Any],
+    ws: WindowSet,
+    folds: list[WindowSet],
+    trained: dict[str, TrainResult],
+    backtest: dict[str, list[TrainResult]],
+) -> dict[str, CandidateForecasts]:
     out = {}
     for variant, result in trained.items():
         if not result.ok:
