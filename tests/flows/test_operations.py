@@ -125,7 +125,8 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
     port = free_port()
     ui = subprocess.Popen(
         # -o: the project's venv is a link to ours, already set up: never reinstall into it
-        ["make", "-o", str(root / ".venv/.installed"), "ui", f"MLFLOW_PORT={port}"],
+        ["make", "-o", str(root / ".venv/.installed"), "-o", str(root / ".venv/.compiled"), "ui"]
+        + [f"MLFLOW_PORT={port}"],
         cwd=root,
         env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"},
         stdout=subprocess.DEVNULL,
