@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any
 
 import pandas as pd
 
@@ -62,6 +61,11 @@ def read_reports(paths: Paths) -> dict[str, TickerReport]:
     return {t: TickerReport.from_json(t, raw) for t, raw in read_json(paths.metrics).items()}
 
 
+# Each network loaded traces its own predict function once; TensorFlow counts them as
+# retraces of one function and warns from the sixth on.
+RETRACING = re.compile(r"triggered tf\.function retracing")
+
+
 def network_forecasts(
     ws: WindowSet,
     folds: list[WindowSet],
@@ -74,38 +78,20 @@ def network_forecasts(
     from stockcast.models import load_network as load
     from stockcast.models import muted_logs
 
-    with muted_logs("tensorflow", RETRACING):
-        return _network_forecasts(load, ws, folds, trained, backtest)
-
-
-# Each network loaded traces its own predict function once; TensorFlow counts them as
-# retraces of one function and warns from the sixth on.
-RETRACING = re.compile(r"triggered tf\.function retracing")
-
-
-def _network_forecasts(
-    load: Callable[[str], Any],
-    ws: WindowSet,
-    folds: list[WindowSet],
-    trained: dict[str, TrainResult],
-    backtest: dict[str, list[TrainResult]],
-) -> dict[str, CandidateForecasts]:
     out = {}
-    for variant, result in trained.items():
-        if not result.ok:
-            continue
-        model = load(result.model_path)
-        test, val = predict_prices(model, ws, ws.test_idx), predict_prices(model, ws, ws.val_idx)
-        fits = {r.fold: r for r in backtest.get(variant, []) if r.ok}
-        out[variant] = CandidateForecasts(
-            "network",
-            test,
-            val,
-            tuple(
+    with muted_logs("tensorflow", RETRACING):
+        for variant, result in trained.items():
+            if not result.ok:
+                continue
+            model = load(result.model_path)
+            test = predict_prices(model, ws, ws.test_idx)
+            val = predict_prices(model, ws, ws.val_idx)
+            fits = {r.fold: r for r in backtest.get(variant, []) if r.ok}
+            backtests = tuple(
                 predict_prices(load(fits[k].model_path), fold, fold.test_idx) if k in fits else None
                 for k, fold in enumerate(folds, start=1)
-            ),
-        )
+            )
+            out[variant] = CandidateForecasts("network", test, val, backtests)
     return out
 
 
