@@ -6,7 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -371,23 +372,26 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
     data = dict(raw.get("data") or {})
     data["sources"] = tuple(_source(s) for s in data.get("sources") or ())
-    data["tickers"] = tuple(str(t) for t in data.get("tickers") or ())
+    if isinstance(data.get("tickers"), list):  # a code such as 600519 reads as a number
+        data["tickers"] = [str(t) for t in data["tickers"]]
     features = dict(raw.get("features") or {})
-    features["inputs"] = tuple(features.get("inputs") or ())
+    if features.get("inputs") is None:
+        features["inputs"] = []
     train = dict(raw.get("train") or {})
     if moved := sorted(set(train) & {f.name for f in fields(ExecutionConfig)}):
         raise ConfigError(
             f"{origin}: train.{moved[0]} moved to the execution section "
             f"(execution.{moved[0]}): how fits run is not what shapes a model"
         )
-    for key in ("variants", "units"):
-        if key in train:
-            train[key] = tuple(train[key])
     register = dict(raw.get("register") or {})
-    if "intervals" in register:
-        register["intervals"] = tuple(float(v) for v in register["intervals"] or ())
+    if register.get("intervals") is None and "intervals" in register:
+        register["intervals"] = []
+    if isinstance(register.get("intervals"), list):
+        register["intervals"] = [_as_float(v) for v in register["intervals"]]
+    seed = (raw.get("base") or {}).get("seed", 42)
+    _check_type("base.seed", seed, int)
     return Config(
-        seed=int((raw.get("base") or {}).get("seed", 42)),
+        seed=seed,
         data=_build(DataConfig, data, "data"),
         validate=_build(ValidateConfig, raw.get("validate") or {}, "validate"),
         window=_build(WindowConfig, raw.get("window") or {}, "window"),
@@ -399,6 +403,12 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         schedule=_build(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
         drift=_build(DriftConfig, raw.get("drift") or {}, "drift"),
     )
+
+
+def _as_float(value: Any) -> Any:
+    """A number as a float (a level may be written 1 in YAML); anything else as it is, for the
+    type check to name."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def _source(item: str | dict[str, Any]) -> Source:
@@ -414,10 +424,84 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
     unknown = set(values) - names
     if unknown:
         raise ConfigError(f"{section}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    hints = get_type_hints(cls)
+    for key, value in values.items():
+        _check_type(f"{section}.{key}", value, hints[key])
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"{section}: {exc}") from exc
+
+
+# What a reader of params.yaml calls each type a key can take.
+TYPE_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    type(None): "null",
+    tuple: "a list",
+    dict: "a mapping",
+}
+
+
+def _check_type(name: str, value: Any, expected: Any) -> None:
+    """Refuse a value of the wrong YAML type before any rule compares it (a string where a
+    number belongs would otherwise fail as ``'<=' not supported between 'str' and 'int'``).
+
+    Raises:
+        ConfigError: names the key (and the list item), the value, its type and the type
+            expected.
+    """
+    item = _list_item(expected)
+    if item is not None and isinstance(value, list | tuple):
+        for k, v in enumerate(value):
+            _check_type(f"{name}[{k}]", v, item)
+        return
+    if _type_fits(value, expected):
+        return
+    wanted = " or ".join(TYPE_WORDS.get(t, t.__name__) for t in _outer_types(expected))
+    given = TYPE_WORDS.get(type(value), type(value).__name__)
+    hint = ""
+    if isinstance(value, str) and float in _outer_types(expected):
+        hint = " (YAML reads 2e-3 as text: write 0.002 or 2.0e-3)"
+    raise ConfigError(f"{name}={value!r} is {given}; expected {wanted}{hint}")
+
+
+def _list_item(expected: Any) -> Any | None:
+    """The item type of ``tuple[X, ...]`` (alone or in a union with None), else None."""
+    for option in get_args(expected) if isinstance(expected, UnionType) else (expected,):
+        if get_origin(option) is tuple:
+            return get_args(option)[0]
+    return None
+
+
+def _outer_types(expected: Any) -> tuple[type, ...]:
+    args = get_args(expected) if isinstance(expected, UnionType) else (expected,)
+    return tuple(get_origin(a) or a for a in args)
+
+
+def _type_fits(value: Any, expected: Any) -> bool:
+    if isinstance(expected, UnionType):
+        return any(_type_fits(value, option) for option in get_args(expected))
+    if expected is Any:
+        return True
+    origin = get_origin(expected)
+    if origin is tuple:  # tuple[X, ...]; YAML gives a list
+        (item, *_) = get_args(expected)
+        return isinstance(value, list | tuple) and all(_type_fits(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is float:  # YAML writes 1 for 1.0
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -101,7 +101,42 @@ def test_unknown_extra_input_lists_the_choices():
 def test_train_switches_take_true_or_false_only(flag):
     raw = _params()
     raw.setdefault("train", {})[flag] = "yes"
-    with pytest.raises(ConfigError, match=rf"train.{flag}='yes' must be true or false"):
+    with pytest.raises(
+        ConfigError, match=rf"train.{flag}='yes' is a string; expected true or false"
+    ):
         config_from_dict(raw)
     raw["train"][flag] = False
     assert getattr(config_from_dict(raw).train, flag) is False
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("window", "test_days", "three hundred",
+         "window.test_days='three hundred' is a string; expected a whole number"),
+        ("train", "learning_rate", "2e-3",
+         "train.learning_rate='2e-3' is a string; expected a number (YAML reads 2e-3 as text"),
+        ("train", "units", [64, "a"], "train.units[1]='a' is a string; expected a whole number"),
+        ("train", "batch_size", 12.5, "train.batch_size=12.5 is a number; expected a whole number"),
+        ("train", "epochs", True, "train.epochs=True is true or false; expected a whole number"),
+        ("register", "max_p_value", "0.05",
+         "register.max_p_value='0.05' is a string; expected a number or null"),
+        ("register", "intervals", [0.8, "x"], "register.intervals[1]='x' is a string"),
+        ("data", "tickers", "SH600519", "data.tickers='SH600519' is a string; expected a list"),
+        ("base", "seed", "42", "base.seed='42' is a string; expected a whole number"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_names_key_value_and_type_expected(section, key, value, message):
+    raw = _params()
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(raw)
+    assert str(caught.value).startswith(message)
+
+
+def test_whole_numbers_pass_where_a_number_is_expected():
+    raw = _params()
+    raw["train"]["learning_rate"] = 1
+    raw["register"]["intervals"] = [0.8, 0.95]
+    cfg = config_from_dict(raw)
+    assert cfg.train.learning_rate == 1 and cfg.register.intervals == (0.8, 0.95)
