@@ -6,6 +6,7 @@ Nothing may phone home: every library's telemetry is off unless the user says ot
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -27,6 +28,36 @@ def apply_defaults() -> None:
     """Set each default unless the environment already has a value."""
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+class PlainStockcastErrors(logging.Filter):
+    """Prefect logs a failing flow or task run's exception with its traceback. Our own
+    errors (:class:`stockcast.errors.StockcastError`) already say what went wrong, which
+    file, row or store, and the command prints them whole once at its end: their records
+    keep one line and lose the traceback, unless ``STOCKCAST_DEBUG`` is set."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from stockcast.errors import StockcastError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, StockcastError) and not os.environ.get("STOCKCAST_DEBUG"):
+            lines = str(exc).strip().splitlines() or [""]
+            # "stockcast register stopped:" heads a stage's error: its next line says why
+            first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+            record.msg, record.args = "stopped: %s: %s", (type(exc).__name__, first)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_PLAIN = PlainStockcastErrors()
+
+
+def plain_errors() -> None:
+    """Install :class:`PlainStockcastErrors` on Prefect's run loggers (once)."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if _PLAIN not in logger.filters:
+            logger.addFilter(_PLAIN)
 
 
 def exit_now(code: int) -> NoReturn:

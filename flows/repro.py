@@ -138,6 +138,7 @@ def pipeline_flow() -> Any:
         params: str = DEFAULT_PARAMS,
     ) -> list[str]:
         mark_orphans(Path.cwd())
+        end_dead_mlflow_runs(Path.cwd())
         return run_stages(Path.cwd(), targets, force, single_item, params=params)
 
     return pipeline
@@ -182,6 +183,30 @@ def mark_orphans(root: Path) -> list[str]:
     if marked:
         get_run_logger().warning("marked %d orphaned flow run(s) Crashed: %s", len(marked), marked)
     return marked
+
+
+def end_dead_mlflow_runs(root: Path) -> list[str]:
+    """End the MLflow runs a dead register attempt left RUNNING (its journal says so; MLflow
+    is imported only then). Called under the run lock, inside the pipeline flow run. A store
+    that does not answer is only warned of here: the register stage reports it, if it runs."""
+    from stockcast.store import JOURNAL
+
+    if not (root / JOURNAL).exists():
+        return []
+    from prefect import get_run_logger
+    from prefect.runtime import flow_run
+
+    from stockcast import store, tracking
+
+    logger = get_run_logger()
+    try:
+        ended = store.end_dead_runs(tracking.client_at, root, f"pipeline {flow_run.get_name()!r}")
+    except Exception as exc:  # noqa: BLE001 - a store down now is the register stage's to report
+        logger.warning("could not end the MLflow runs a dead run left RUNNING: %s", exc)
+        return []
+    if ended:
+        logger.warning("ended %d MLflow run(s) a dead run left RUNNING: %s", len(ended), ended)
+    return ended
 
 
 def _import_stages(url: str, tensorflow: bool = True) -> None:

@@ -15,8 +15,10 @@ import flows.env  # noqa: F401  (telemetry off before the libraries load)
 
 def stage_flows() -> dict[str, Any]:
     """Stage name -> its flow (imports every stage's flow module)."""
+    from flows.env import plain_errors
     from flows.stages import drift, evaluate, ingest, register, train, validate, window
 
+    plain_errors()
     modules = (ingest, validate, drift, window, train, evaluate, register)
     return {m.__name__.rsplit(".", 1)[-1]: m.flow_ for m in modules}
 

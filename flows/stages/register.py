@@ -15,8 +15,8 @@ from stockcast.stages import register
 
 @task(name="register")
 def register_task(cfg: Config, paths: Paths, tags: dict[str, str]) -> dict:
-    """Not retried here: a retry would log a second parent run. MLflow's own HTTP client
-    already retries transient errors against a tracking server."""
+    """Not retried as a whole: a retry would log a second parent run. Each request to a
+    tracking server is retried on a transient fault (``stockcast.store``)."""
     return register.run(cfg, paths, tags, get_run_logger().info)
 
 

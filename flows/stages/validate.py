@@ -23,9 +23,12 @@ def flow_(params: str = "params.yaml") -> bool:
         from stockcast.tracking import log_failed_validation
 
         tags = {**lineage_tags(cfg, paths.root), "prefect_flow_run_id": str(flow_run.get_id())}
-        run_id = log_failed_validation(
-            paths.root, cfg.register.experiment, paths.validation_reports, exc.report, tags
-        )
+        try:
+            run_id = log_failed_validation(
+                paths.root, cfg.register.experiment, paths.validation_reports, exc.report, tags
+            )
+        except Exception as store_error:  # noqa: BLE001 - never hide the data's failure
+            run_id = f"not recorded: {str(store_error).splitlines()[0][:200]}"
         get_run_logger().error("validation failed (MLflow run %s):\n%s", run_id, exc.report)
         raise
     get_run_logger().info("validation:\n%s", report.summary())

@@ -210,12 +210,18 @@ class ExecutionConfig:
     # memory per fit in a process, so memory stays flat however many fits); 0 = one pool per
     # stage. On a cluster at dask_address its workers are restarted between chunks
     fits_per_worker: int = 0
+    # the MLflow tracking store: retries of a request on a transient fault (a refused or
+    # broken connection, a timeout, a 5xx answer), the back-off's base (waits of about
+    # 0, 2, 4, 8 x this), and each try's time limit
+    store_retries: int = 4
+    store_backoff_seconds: int = 1
+    store_timeout_seconds: int = 30
 
     def __post_init__(self) -> None:
-        for name in ("max_workers", "timeout_seconds"):
+        for name in ("max_workers", "timeout_seconds", "store_timeout_seconds"):
             _check_positive(f"execution.{name}", getattr(self, name))
         _check_choice("execution.runner", self.runner, RUNNERS)
-        for name in ("tf_threads", "fits_per_worker"):
+        for name in ("tf_threads", "fits_per_worker", "store_retries", "store_backoff_seconds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"execution.{name}={value!r} must be a whole number >= 0")

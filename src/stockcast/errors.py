@@ -107,3 +107,8 @@ class DvcFailed(StockcastError):
 
 class TransientIOError(OSError):
     """A store or remote did not answer: worth trying again (the retrain flow does)."""
+
+
+class StoreUnavailable(StockcastError):
+    """The MLflow tracking store did not answer, after the retries: which store, what was
+    being done, what was (not) changed and how to rerun."""

@@ -7,6 +7,7 @@ The rules it applies live in :mod:`stockcast.promotion`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,11 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stockcast import store
 from stockcast.config import Config
 from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
@@ -34,6 +37,7 @@ from stockcast.promotion import (
     leaders,
 )
 from stockcast.scores import CandidateScores, TickerReport
+from stockcast.store import tracking_uri
 from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
 
@@ -43,11 +47,6 @@ CHAMPION = "champion"
 LOG_MODEL_NOISE = re.compile(
     r"Passing a Python object as `python_model`|Validating input example against"
 )
-
-
-def tracking_uri(project_root: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else a SQLite store at the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root.resolve()}/mlflow.db"
 
 
 @contextmanager
@@ -64,12 +63,19 @@ def sys_path_kept() -> Iterator[None]:
         sys.path = saved
 
 
-def client_for(root: Path) -> Any:
-    """An MLflow client on the project's store (and MLflow's own calls pointed at it)."""
+def client_for(root: Path, policy: store.RetryPolicy | None = None) -> Any:
+    """An MLflow client on the project's store (and MLflow's own calls pointed at it), its
+    requests retried on transient faults by ``policy`` (default: the params' defaults)."""
+    return client_at(tracking_uri(root), policy)
+
+
+def client_at(uri: str, policy: store.RetryPolicy | None = None) -> Any:
+    """An MLflow client on the store at ``uri`` (see :func:`client_for`)."""
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri(root))
+    (policy or store.RetryPolicy()).apply()
+    mlflow.set_tracking_uri(uri)
     return MlflowClient()
 
 
@@ -149,64 +155,145 @@ def log_pipeline_run(
     each ticker's best forecaster is registered (:func:`register_best`). ``progress`` hears
     how many tickers are done, now and then.
 
+    Every run carries the project's tag and is listed in the store journal while open: a
+    failure ends the runs FAILED with the reason; runs that a dead process, or a store that
+    stopped answering, left RUNNING are ended by the project's next run
+    (:func:`stockcast.store.end_dead_runs`).
+
     Returns:
         Per ticker, the registration and promotion decision.
-    """
-    import mlflow
-    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri(paths.root))
-    client = MlflowClient()
-    experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
+    Raises:
+        StoreUnavailable: the store did not answer, after the retries.
+    """
+    policy = store.RetryPolicy.of(cfg.execution)
+    uri = store.tracking_uri(paths.root)
     decisions: dict[str, Any] = {}
+    with store.store_faults(uri, policy, partial(_changed_before, decisions)) as step:
+        client = client_for(paths.root, policy)
+        store.end_dead_runs(client_at, paths.root, f"the register stage of {_who(tags)}")
+        experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
+        store.open_journal(paths.root, uri, experiment_id)
+        tags = {**tags, store.PROJECT_TAG: store.project_id(paths.root)}
+        opened: list[str] = []
+        try:
+            _log_tree(
+                client, cfg, paths, experiment_id, sets, reports, trained, tags, decisions,
+                opened, step, progress,
+            )  # fmt: skip
+        except BaseException as exc:
+            _end_failed(client, opened, exc, paths.root)
+            raise
+        store.close_journal(paths.root)
+    return decisions
+
+
+def _who(tags: dict[str, str]) -> str:
+    """A run, as tags name it: its Prefect flow run, else its process."""
+    flow_run = tags.get("prefect_flow_run_id")
+    return f"Prefect flow run {flow_run}" if flow_run else f"process {os.getpid()}"
+
+
+def _changed_before(decisions: dict[str, Any], step: store.Step) -> str:
+    """What a register attempt changed before the store stopped answering."""
+    kept = "reports/registry.json and dvc.lock are as they were"
+    if not decisions:
+        return f"Nothing was changed: no @champion moved; {kept}."
+    done = ", ".join(
+        f"{t} v{d['version']}" + (" (now @champion)" if d["promote"] else "")
+        for t, d in decisions.items()
+    )
+    return f"Registered before the fault: {done}; no other @champion moved; {kept}."
+
+
+def _end_failed(client: Any, opened: list[str], exc: BaseException, root: Path) -> None:
+    """End the runs a failed attempt opened as FAILED with the reason; when the store itself
+    failed, leave that to the next run (each call would wait out the retries again)."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+    if store.fault_reason(exc) is not None or isinstance(exc, KeyboardInterrupt):
+        store.journal_failure(root, f"the register stage failed: {reason}")
+        return
+    for run_id in opened:
+        with contextlib.suppress(Exception):
+            client.set_tag(run_id, "error", reason)
+            client.set_terminated(run_id, "FAILED")
+    store.close_journal(root)
+
+
+def _log_tree(
+    client: Any,
+    cfg: Config,
+    paths: Paths,
+    experiment_id: str,
+    sets: list[WindowSet],
+    reports: dict[str, TickerReport],
+    trained: dict[str, dict[str, TrainResult]],
+    tags: dict[str, str],
+    decisions: dict[str, Any],
+    opened: list[str],
+    step: store.Step,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """The run tree and the registrations (see :func:`log_pipeline_run`); ``decisions`` and
+    ``opened`` (runs not yet ended) grow as it goes."""
+    import mlflow
+    from mlflow.entities import Param
+
     ticker_tag = ",".join(ws.ticker for ws in sets)
+    step("opening the pipeline's parent run")
     # The parent run starts when the pipeline run started (flows.repro sets the time), so
     # its duration in the UI is the pipeline's, not only the register stage's.
-    opened = client.create_run(
+    parent = client.create_run(
         experiment_id,
         start_time=pipeline_started(),
         tags={**tags, "ticker": ticker_tag, PIPELINE_TAG[0]: PIPELINE_TAG[1]},
         run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
-    )
-    parent = opened.info.run_id
+    ).info.run_id
+    opened.append(parent)
     source = selection_span(cfg)
     inputs = {ws.ticker: _dataset_input(ws, paths, tags) for ws in sets}
-    with mlflow.start_run(run_id=parent):
-        mlflow.log_params(flat_params(cfg))
-        _log_run_inputs(mlflow, paths)
-        client.log_inputs(parent, datasets=list(inputs.values()))  # one call for every ticker
-        summary = []
-        report_at = progress_points(len(sets))
-        for done, ws in enumerate(sets, start=1):
-            report = reports[ws.ticker]
-            choice = choose_registration(client, cfg, ws.ticker, report.candidates, tags)
-            logged = models_to_log(cfg, report, choice)
-            candidates = {n: Candidate(c, "") for n, c in report.candidates.items()}
-            for name in [*report.errors, *runs_of(report, source)]:
-                # by the client: the fluent API would resolve the run's context (a dozen
-                # environment probes) and re-read the parent, every ticker's metrics, per child
-                child = client.create_run(
-                    experiment_id,
-                    run_name=f"{ws.ticker}-{name}",
-                    tags={**tags, "ticker": ws.ticker, "variant": name, PARENT: parent},
-                ).info.run_id
-                if name in report.errors:
-                    client.set_tag(child, "error", report.errors[name])
-                    client.set_terminated(child, "FAILED")
-                    continue
-                client.log_inputs(child, datasets=[inputs[ws.ticker]])
-                scores, result = report.candidates[name], trained[ws.ticker].get(name)
-                plot = paths.forecast_plot(ws.ticker)
-                uri = log_candidate(
-                    mlflow, client, child, ws, scores, cfg, result, plot, name in logged
-                )
-                candidates[name] = Candidate(scores, uri)
-            summary += _ticker_summary(mlflow, paths, report, source)
-            decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags, choice)
-            if progress and done in report_at:
-                progress(f"logged and registered {done} of {len(sets)} tickers")
-        log_batch(client, parent, summary, [], [])
-    return decisions
+    step("logging the parent run's params and data reports")
+    log_batch(client, parent, [], [Param(k, v) for k, v in flat_params(cfg).items()], [])
+    _log_run_inputs(client, parent, paths)
+    client.log_inputs(parent, datasets=list(inputs.values()))  # one call for every ticker
+    summary = []
+    report_at = progress_points(len(sets))
+    for done, ws in enumerate(sets, start=1):
+        step(f"logging and registering {ws.ticker}")
+        report = reports[ws.ticker]
+        choice = choose_registration(client, cfg, ws.ticker, report.candidates, tags)
+        logged = models_to_log(cfg, report, choice)
+        candidates = {n: Candidate(c, "") for n, c in report.candidates.items()}
+        for name in [*report.errors, *runs_of(report, source)]:
+            # by the client: the fluent API would resolve the run's context (a dozen
+            # environment probes) and re-read the parent, every ticker's metrics, per child
+            child = client.create_run(
+                experiment_id,
+                run_name=f"{ws.ticker}-{name}",
+                tags={**tags, "ticker": ws.ticker, "variant": name, PARENT: parent},
+            ).info.run_id
+            opened.append(child)
+            if name in report.errors:
+                client.set_tag(child, "error", report.errors[name])
+                client.set_terminated(child, "FAILED")
+                opened.remove(child)
+                continue
+            client.log_inputs(child, datasets=[inputs[ws.ticker]])
+            scores, result = report.candidates[name], trained[ws.ticker].get(name)
+            plot = paths.forecast_plot(ws.ticker)
+            uri = log_candidate(
+                mlflow, client, child, ws, scores, cfg, result, plot, name in logged
+            )
+            opened.remove(child)
+            candidates[name] = Candidate(scores, uri)
+        summary += _ticker_summary(client, parent, paths, report, source)
+        decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags, choice)
+        if progress and done in report_at:
+            progress(f"logged and registered {done} of {len(sets)} tickers")
+    step("ending the parent run")
+    log_batch(client, parent, summary, [], [])
+    client.set_terminated(parent)
+    opened.remove(parent)
 
 
 def selection_span(cfg: Config) -> str:
@@ -282,30 +369,32 @@ def _dataset_input(ws: WindowSet, paths: Paths, tags: dict[str, str]) -> Any:
     )
 
 
-def _log_run_inputs(mlflow: Any, paths: Paths) -> None:
+def _log_run_inputs(client: Any, run_id: str, paths: Paths) -> None:
     """The data reports on the parent run: validation (JSON and Data Docs), the ingest
     repairs, and drift (artifact, tag and per-ticker p-values)."""
+    from mlflow.entities import Metric
+
     if paths.validation_reports.exists():
-        mlflow.log_artifacts(str(paths.validation_reports), artifact_path="validation")
+        client.log_artifacts(run_id, str(paths.validation_reports), artifact_path="validation")
     if paths.ingest_report.exists():
-        mlflow.log_artifact(str(paths.ingest_report), artifact_path="validation")
+        client.log_artifact(run_id, str(paths.ingest_report), artifact_path="validation")
     if not paths.drift.exists():
         return
-    mlflow.log_artifact(str(paths.drift), artifact_path="drift")
+    client.log_artifact(run_id, str(paths.drift), artifact_path="drift")
     report = read_json(paths.drift)
-    mlflow.set_tag("drift", str(report["drift"]))
-    for d in report["tickers"]:
-        t = d["ticker"]
-        mlflow.log_metrics(
-            {
-                f"{t}.drift_ks_p_value": d["ks_p_value"],
-                f"{t}.drift_levene_p_value": d["levene_p_value"],
-                f"{t}.drift_volatility_ratio": d["volatility_ratio"],
-            }
-        )
+    client.set_tag(run_id, "drift", str(report["drift"]))
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(f"{d['ticker']}.drift_{key}", float(d[key]), now, 0)
+        for d in report["tickers"]
+        for key in ("ks_p_value", "levene_p_value", "volatility_ratio")
+    ]
+    log_batch(client, run_id, metrics, [], [])
 
 
-def _ticker_summary(mlflow: Any, paths: Paths, report: TickerReport, source: str) -> list[Any]:
+def _ticker_summary(
+    client: Any, run_id: str, paths: Paths, report: TickerReport, source: str
+) -> list[Any]:
     """The ticker's backtest chart onto the parent run; returned, for the parent run too,
     every baseline's test scores and RMSE on the span that chooses (only the strongest
     baseline gets a run of its own)."""
@@ -313,7 +402,7 @@ def _ticker_summary(mlflow: Any, paths: Paths, report: TickerReport, source: str
 
     fold_plot = paths.backtest_plot(report.ticker)
     if fold_plot.exists():
-        mlflow.log_artifact(str(fold_plot), artifact_path="backtest")
+        client.log_artifact(run_id, str(fold_plot), artifact_path="backtest")
     chosen_on = {
         f"{name}_{source}_rmse": c.on(source).rmse
         for name, c in report.candidates.items()
@@ -713,10 +802,8 @@ def log_failed_validation(
 ) -> str:
     """Record a run stopped by the validation gate, with its report, as a FAILED MLflow run."""
     import mlflow
-    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri(project_root))
-    experiment_id = ensure_experiment(MlflowClient(), experiment, project_root)
+    experiment_id = ensure_experiment(client_for(project_root), experiment, project_root)
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"{time.strftime('%Y-%m-%d %H:%M')} stopped at validate",

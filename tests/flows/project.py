@@ -51,7 +51,7 @@ def make_project(root: Path, rows: int = 520, **overrides: Any) -> dict[str, str
             params[section] = values
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text(
-        "mlflow.db\nmlruns/\n.prefect/\n.venv\n.stockcast.lock\nserver/\n"
+        "mlflow.db\nmlruns/\n.prefect/\n.venv\n.stockcast.lock\n.stockcast.mlflow-runs.json\nserver/\n"
     )
     env = {
         k: v

@@ -1,0 +1,217 @@
+"""The tracking store's faults, on real MLflow: a store that does not answer ends in one plain
+message and changes nothing; a failed attempt ends its runs FAILED with the reason; runs a
+killed process left RUNNING are ended KILLED by the next attempt, naming it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.server import free_port
+from stockcast import store, tracking
+from stockcast.errors import StoreUnavailable
+from tests.conftest import PROJECT
+from tests.model.baseline_run import CLEAN, baseline_run
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    yield MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(None)
+
+
+def _runs(client, status: str | None = None) -> list:
+    experiment = client.get_experiment_by_name("stockcast")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def _quick(monkeypatch) -> None:
+    """MLflow's HTTP retries, short: one retry, no back-off (the user's environment wins)."""
+    monkeypatch.setattr(store, "_SET_BY_USER", frozenset(store.MLFLOW_RETRY_SETTINGS))
+    for key, value in zip(store.MLFLOW_RETRY_SETTINGS, (1, 0, 5), strict=True):
+        monkeypatch.setenv(key, str(value))
+
+
+def test_a_refused_connection_is_a_transient_fault_and_a_missing_model_is_not(monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    _quick(monkeypatch)
+    dead = MlflowClient(tracking_uri=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(MlflowException) as refused:
+        dead.search_experiments(max_results=1)
+    assert store.fault_reason(refused.value) == "connection refused"
+    with pytest.raises(MlflowException) as missing:
+        tracking.client_at(f"sqlite:///{os.environ.get('TMPDIR', '/tmp')}/none-{os.getpid()}.db")
+        MlflowClient().get_registered_model("no-such-model")
+    assert store.fault_reason(missing.value) is None
+    assert store.fault_reason(ValueError("a bug")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("API request to endpoint /x failed with error code 503 != 200", "HTTP 503"),
+        ("API request to endpoint /x failed with error code 429 != 200", "HTTP 429"),
+        ("API request to endpoint /x failed with error code 404 != 200", None),
+        ("API request to endpoint /x failed with error code 400 != 200", None),
+        ("Max retries exceeded (Caused by ResponseError('too many 502 error responses'))",
+         "repeated 502 answers"),
+    ],
+)  # fmt: skip
+def test_only_5xx_timeouts_and_rate_limits_are_transient_answers(text, reason):
+    assert store.fault_reason(RuntimeError(text)) == reason
+
+
+def test_the_policy_bounds_mlflows_retries_unless_the_environment_sets_them(monkeypatch):
+    for key in store.MLFLOW_RETRY_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(store, "_SET_BY_USER", frozenset({"MLFLOW_HTTP_REQUEST_TIMEOUT"}))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    store.RetryPolicy(retries=3, backoff_seconds=2, timeout_seconds=30).apply()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    assert store.RetryPolicy(retries=4, backoff_seconds=1).budget_seconds() == 2 + 4 + 8
+
+
+def test_a_retry_is_one_plain_line_naming_the_request_and_the_fault():
+    from urllib3.util.retry import Retry
+
+    retry = Retry(total=3).increment("GET", "/api/2.0/mlflow/runs/get", error=ConnectionError())
+    record = logging.LogRecord(
+        "urllib3.util.retry", logging.DEBUG, __file__, 1,
+        "Incremented Retry for (url='%s'): %r", ("/api/2.0/mlflow/runs/get", retry), None,
+    )  # fmt: skip
+    assert store.PlainRetryLines().filter(record)
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "HTTP GET /api/2.0/mlflow/runs/get failed (connection broken): retrying, 2 tries left"
+    )
+    noisy = logging.LogRecord(
+        "urllib3.connectionpool",
+        logging.WARNING,
+        __file__,
+        1,
+        "Retrying (%r) after %r",
+        (1, 2),
+        None,
+    )
+    assert not store.PlainRetryLines().filter(noisy)
+
+
+def test_a_store_that_never_answers_stops_register_plainly_and_changes_nothing(
+    tmp_path, monkeypatch
+):
+    _quick(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(StoreUnavailable) as stopped:
+        baseline_run(tmp_path).register()
+    message = str(stopped.value)
+    assert message.startswith(f"the MLflow tracking store at {uri} did not answer while ")
+    assert "(connection refused; 2 tries per request" in message
+    assert "Nothing was changed: no @champion moved" in message
+    assert message.endswith("rerun this stage alone: stockcast run register --single-item --force")
+    assert not (tmp_path / store.JOURNAL).exists()
+
+
+def test_a_password_in_the_store_uri_is_never_shown():
+    shown = store.shown_uri("postgresql://mlflow:s3cret@db.example:5432/mlflow")
+    assert shown == "postgresql://***@db.example:5432/mlflow"
+
+
+def test_a_failed_attempt_ends_its_runs_failed_with_the_reason(sqlite_store, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("the registry refused the version")
+
+    monkeypatch.setattr(tracking, "register_best", broken)
+    with pytest.raises(ValueError, match="refused"):
+        baseline_run(tmp_path).register()
+    runs = _runs(sqlite_store)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    (parent,) = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["error"] == "ValueError: the registry refused the version"
+    children = [r for r in runs if r is not parent]
+    assert children and {r.info.status for r in children} == {"FINISHED"}  # logged before it
+    assert not (tmp_path / store.JOURNAL).exists()
+
+
+KILLED_MID_REGISTER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {project!r})
+from stockcast import tracking
+from tests.model.baseline_run import CLEAN, baseline_run
+
+def hang(*args, **kwargs):  # the runs are open; the version is not registered yet
+    Path("hanging").write_text("")
+    time.sleep(600)
+
+tracking.register_best = hang
+baseline_run(Path.cwd()).register()
+"""
+
+
+def test_runs_a_killed_attempt_left_running_are_ended_killed_by_the_next(sqlite_store, tmp_path):
+    first = baseline_run(tmp_path).register()["TEST"]
+    champion = sqlite_store.get_model_version_by_alias("stockcast-TEST", "champion").version
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_MID_REGISTER.format(project=str(PROJECT)))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "hanging").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "never reached register"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = {r.info.run_id for r in _runs(sqlite_store, "RUNNING")}
+    assert left  # its parent run at least
+    journal = json.loads((tmp_path / store.JOURNAL).read_text())
+    assert journal["failed"] is None and journal["project"] == store.project_id(tmp_path)
+
+    again = baseline_run(tmp_path).register(tags={**CLEAN, "prefect_flow_run_id": "f-2"})
+    assert again["TEST"]["version"] == first["version"]
+    assert not _runs(sqlite_store, "RUNNING")
+    killed = _runs(sqlite_store, "KILLED")
+    assert {r.info.run_id for r in killed} == left
+    for r in killed:
+        assert r.data.tags[store.ENDED_BY_TAG] == "the register stage of Prefect flow run f-2"
+        assert r.data.tags["error"].startswith("its process died mid-run; ended KILLED by ")
+    now = sqlite_store.get_model_version_by_alias("stockcast-TEST", "champion").version
+    assert now == champion
+    assert not (tmp_path / store.JOURNAL).exists()
+
+
+def test_a_journal_of_a_failure_ends_the_runs_failed_with_its_reason(sqlite_store, tmp_path):
+    client = tracking.client_for(tmp_path)
+    experiment = tracking.ensure_experiment(client, "stockcast", tmp_path)
+    mine = client.create_run(experiment, tags={store.PROJECT_TAG: store.project_id(tmp_path)})
+    other = client.create_run(experiment, tags={store.PROJECT_TAG: "another-project"})
+    store.open_journal(tmp_path, tracking.tracking_uri(tmp_path), experiment)
+    store.journal_failure(tmp_path, "the register stage failed: StoreUnavailable: ...")
+    ended = store.end_dead_runs(tracking.client_at, tmp_path, "pipeline 'next'")
+    assert ended == [mine.info.run_id]
+    assert client.get_run(mine.info.run_id).info.status == "FAILED"
+    assert client.get_run(mine.info.run_id).data.tags["error"] == (
+        "the register stage failed: StoreUnavailable: ...; ended FAILED by pipeline 'next'"
+    )
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"  # not ours to end
+    assert store.end_dead_runs(tracking.client_at, tmp_path, "again") == []
