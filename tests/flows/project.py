@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -173,3 +174,73 @@ def mlflow_server(backend: str, artifacts: Path, cwd: Path, env: dict[str, str])
         yield uri
     finally:
         stop(server)
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 in front of ``target`` (host:port) that resets the first
+    ``drop`` connections it accepts, answers the next ``unavailable`` with HTTP 503, then
+    forwards; each forwarded request waits ``delay`` seconds first (a slow store)."""
+
+    def __init__(self, target: str, drop: int = 0, unavailable: int = 0, delay: float = 0.0):
+        import socket
+
+        self.target = target.removeprefix("http://")
+        self.drop, self.unavailable, self.delay = drop, unavailable, delay
+        self.dropped = self.refused = self.forwarded = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.uri = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def __enter__(self) -> FlakyProxy:
+        import threading
+
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.close()
+
+    def _accept(self) -> None:
+        import socket
+        import struct
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if self.dropped < self.drop:
+                self.dropped += 1  # a reset, as a server that went away gives
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            elif self.refused < self.unavailable:
+                self.refused += 1
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")  # fmt: skip
+                conn.close()
+            else:
+                self.forwarded += 1
+                threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
+
+    def _forward(self, conn: Any) -> None:
+        import socket
+        import threading
+
+        host, port = self.target.split(":")
+        upstream = socket.create_connection((host, int(port)))
+
+        def pump(src: Any, dst: Any, wait: float) -> None:
+            try:
+                while data := src.recv(65536):
+                    time.sleep(wait)
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=pump, args=(upstream, conn, 0.0), daemon=True).start()
+        pump(conn, upstream, self.delay)

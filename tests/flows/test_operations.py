@@ -369,6 +369,83 @@ def test_a_locked_retrain_exits_3_and_alerts_nobody(served):
     assert posted == []
 
 
+def _champion(uri: str) -> str:
+    return _client(uri).get_model_version_by_alias("stockcast-SH600519", "champion").version
+
+
+def _register(root: Path, env: dict[str, str], **more: str) -> subprocess.CompletedProcess:
+    """The register stage alone, as the README says to rerun it."""
+    args = [sys.executable, "-m", "flows.repro", "register", "--single-item", "--force"]
+    return run(args, root, {**env, **more}, timeout=600)
+
+
+def test_a_store_that_drops_connections_then_answers_is_retried(served):
+    from tests.flows.project import FlakyProxy
+
+    root, env, uri, _, _ = served
+    champion = _champion(uri)
+    with FlakyProxy(uri, drop=2, unavailable=1) as proxy:
+        result = _register(root, env, MLFLOW_TRACKING_URI=proxy.uri)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said[-4000:]
+    assert (proxy.dropped, proxy.refused) == (2, 1) and proxy.forwarded > 0
+    assert re.search(r"failed \(connection broken\): retrying, \d tries left", said), said[-3000:]
+    assert "failed (HTTP 503): retrying" in said
+    assert "Traceback" not in said
+    assert _champion(uri) == champion  # the same data again: a tie never promotes
+
+
+def test_a_store_that_never_answers_exits_1_plainly_and_changes_nothing(served):
+    root, env, uri, _, _ = served
+    champion, kept = _champion(uri), ("reports/registry.json", "dvc.lock")
+    before = {name: (root / name).read_bytes() for name in kept}
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = _register(root, env, MLFLOW_TRACKING_URI=dead, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
+    assert result.returncode == 1
+    assert f"the MLflow tracking store at {dead} did not answer while " in result.stderr
+    assert "(connection refused; 5 tries per request" in result.stderr
+    assert "Nothing was changed: no @champion moved" in result.stderr
+    assert "rerun this stage alone: stockcast run register --single-item --force" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert {name: (root / name).read_bytes() for name in kept} == before
+    assert _champion(uri) == champion
+
+
+def test_a_register_killed_mid_write_leaves_no_mlflow_run_running(served):
+    from stockcast.store import ENDED_BY_TAG, JOURNAL, PROJECT_TAG, project_id
+    from tests.flows.project import FlakyProxy
+
+    root, env, uri, _, _ = served
+    champion, client = _champion(uri), _client(uri)
+    experiment = client.get_experiment_by_name("stockcast").experiment_id
+    ours = f"attributes.status = 'RUNNING' and tags.`{PROJECT_TAG}` = '{project_id(root)}'"
+    with FlakyProxy(uri, delay=0.2) as slow:  # a slow store: the kill lands mid-register
+        args = [sys.executable, "-m", "flows.repro", "register", "--single-item", "--force"]
+        proc = subprocess.Popen(
+            args, cwd=root, env={**env, "MLFLOW_TRACKING_URI": slow.uri},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not client.search_runs([experiment], ours):
+            assert proc.poll() is None and time.monotonic() < deadline, "register never began"
+            time.sleep(0.2)
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    left = {r.info.run_id for r in client.search_runs([experiment], ours)}
+    assert left and (root / JOURNAL).exists()
+    assert _champion(uri) == champion
+
+    result = _register(root, env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert not client.search_runs([experiment], ours)
+    for run_id in left:
+        ended = client.get_run(run_id)
+        assert ended.info.status == "KILLED"
+        assert ended.data.tags[ENDED_BY_TAG].startswith("pipeline ")
+    assert not (root / JOURNAL).exists()
+    assert _champion(uri) == champion
+
+
 def test_fits_past_their_timeout_on_dask_are_recorded_and_the_stage_fails(served):
     # one variant timing out while the other finishes: tests/flows/test_train_flow.py
     root, env, _, _, _ = served
