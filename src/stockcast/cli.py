@@ -215,12 +215,32 @@ def _serve(args: argparse.Namespace) -> int:
         f"`stockcast request --ticker {args.ticker}` prints a request body",
         flush=True,
     )
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(Path.cwd())}
-    mlflow = str(Path(sys.executable).parent / "mlflow")
-    command = [mlflow, "models", "serve", "-m", f"models:/{name}@{CHAMPION}"]
-    command += ["--env-manager", "local", "--host", args.host, "--port", str(args.port)]
-    os.execve(mlflow, command, env)
+    command, env = serve_command(
+        f"models:/{name}@{CHAMPION}", args.host, args.port, args.workers, tracking_uri(Path.cwd())
+    )
+    os.execve(command[0], command, env)
     return 0  # not reached: the server replaces this process
+
+
+def serve_command(
+    model_uri: str, host: str, port: int, workers: int, store: str
+) -> tuple[list[str], dict[str, str]]:
+    """``mlflow models serve`` of ``model_uri`` from this environment, and its environment.
+
+    MLflow starts ``uvicorn`` through ``bash -c``, found on ``PATH``: this interpreter's
+    folder goes first, so ``.venv/bin/stockcast serve`` works from a shell whose ``PATH``
+    lacks the venv. No artifact download bar.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": store,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri]
+    command += ["--env-manager", "local", "--host", host, "--port", str(port)]
+    return [*command, "--workers", str(workers)], env
 
 
 def _exec(command: list[str], env: dict[str, str] | None = None) -> int:
@@ -254,6 +274,13 @@ def _ui(args: argparse.Namespace) -> int:
     command += ["--default-artifact-root", str(root / "mlruns"), "--workers", "1"]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
     return _exec(command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ticker", required=True, help="whose @champion to serve")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=SERVE_PORT, help="port (the UI has 5000)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="server processes, each with the model loaded (default 1; on 2 cores see "
+        "benchmarks/serving.py)",
+    )
     serve.add_argument("--params", default="params.yaml", help="the parameters file")
     serve.set_defaults(handler=_serve)
     request = commands.add_parser(
