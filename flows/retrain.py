@@ -168,8 +168,8 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
     run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
     run_stages(ROOT, ["drift"], params=params)
     drift = json.loads(paths.drift.read_text(encoding="utf-8"))
-    if cfg.drift.on_drift == "retrain" and not drift["drift"] and not force:
-        message = "no drift: data refreshed and validated, models kept (drift.on_drift: retrain)"
+    retrain, message = ops.retrain_decision(cfg.drift.on_drift, bool(drift["drift"]), force)
+    if not retrain:
         logger.info(message)
         _artifact(ops.summary_markdown({}, {}, drift) + f"\n{message}\n")
         return {"status": "no drift", "tickers": news.tickers, "drift": False}

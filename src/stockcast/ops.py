@@ -90,6 +90,22 @@ class NewData:
         )
 
 
+def retrain_decision(on_drift: str, drifted: bool, force: bool) -> tuple[bool, str]:
+    """Whether the daily run retrains after refreshing the data, and why.
+
+    ``drift.on_drift: warn`` retrains every run (drift is recorded); ``retrain`` retrains
+    only when some ticker drifted, or when forced.
+    """
+    if on_drift == "retrain" and not drifted and not force:
+        return (
+            False,
+            "no drift: data refreshed and validated, models kept (drift.on_drift: retrain)",
+        )
+    if drifted:
+        return True, f"drift: retraining (drift.on_drift: {on_drift})"
+    return True, "forced: retraining" if force and on_drift == "retrain" else "retraining"
+
+
 def new_data(sources_frame: pd.DataFrame, ingested: Path) -> NewData:
     """Compare the sources' newest day per ticker with the last ingested table's."""
     import pandas as pd
