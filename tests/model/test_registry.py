@@ -108,5 +108,9 @@ def test_rollback_as_a_command(store, tmp_path: Path, capsys):
         "stockcast-TEST: @champion moved back from v2 to v1 (bad fills)" in capsys.readouterr().out
     )
     assert str(client.get_model_version_by_alias("stockcast-TEST", "champion").version) == "1"
+    # each version says what happened to it, for a person reading the registry later
+    assert client.get_model_version("stockcast-TEST", "2").tags["rolled_back"] == "bad fills"
+    restored = client.get_model_version("stockcast-TEST", "1").tags
+    assert restored["restored_by_rollback_from"] == "2"
     assert main(["rollback", "--ticker", "TEST"]) == 1  # v1 replaced nothing
     assert "v1 replaced no earlier champion" in capsys.readouterr().err

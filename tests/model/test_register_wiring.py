@@ -1,0 +1,85 @@
+"""The register stage's decision path on a real SQLite store, without a fit: which span
+chooses, which gates the choice hears, and that only a promoted version moves @champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stockcast import tracking
+from stockcast.evaluate import CandidateForecasts, baseline_candidates, score_candidates
+from tests.model.baseline_run import CLEAN, baseline_run, config
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    yield MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(None)
+
+
+def test_a_rejected_version_never_moves_the_champion(store, tmp_path):
+    run = baseline_run(tmp_path)
+    first = run.register()["TEST"]
+    assert first["promote"] and str(first["version"]) == "1"
+    # new params, the same rule and data: a second version that only ties the champion
+    second = run.register(tags={**CLEAN, "params_hash": "p2"})["TEST"]
+    assert str(second["version"]) == "2" and not second["promote"]
+    assert str(store.get_model_version_by_alias("stockcast-TEST", "champion").version) == "1"
+    assert store.get_model_version("stockcast-TEST", "2").tags["promotion"] == "rejected"
+
+
+@pytest.mark.parametrize(("folds", "span"), [(3, "backtest"), (0, "val")])
+def test_the_backtest_chooses_or_else_validation_never_the_test_span(folds, span):
+    assert tracking.selection_span(config(backtest={"folds": folds})) == span
+
+
+def test_the_registered_version_says_the_span_that_chose_it(store, tmp_path):
+    baseline_run(tmp_path).register()
+    version = store.get_model_version("stockcast-TEST", "1")
+    assert version.tags["selected_on"] == "val rmse"
+
+
+def _with_network(run, shrink: float, noise: float) -> dict:
+    """The baselines and a network that is ``last_close`` moved ``shrink`` of the way to the
+    truth, plus noise: a small edge on every span."""
+    ws = run.ws
+    forecasts = baseline_candidates(ws, [], 5)
+    rule, rng = forecasts["last_close"], np.random.default_rng(3)
+
+    def nudge(predicted: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        actual = ws.prices[idx]
+        return predicted + shrink * (actual - predicted) + rng.normal(0, noise, len(idx))
+
+    forecasts["gru"] = CandidateForecasts(
+        "network", nudge(rule.test, ws.test_idx), nudge(rule.val, ws.val_idx)
+    )
+    return score_candidates(ws, [], forecasts, (0.8, 0.95))
+
+
+def _choose(scores: dict, **register) -> str:
+    cfg = config(register={"max_p_value": None, **register})
+    return tracking.choose_registration(None, cfg, "TEST", scores, {}).name
+
+
+def test_min_improvement_reaches_the_choice(tmp_path):
+    scores = _with_network(baseline_run(tmp_path), shrink=0.05, noise=0.0)
+    edge = scores["gru"].val.rmse / scores["last_close"].val.rmse
+    assert 0.9 < edge < 1.0  # the network leads by a few percent
+    assert _choose(scores) == "gru"
+    assert _choose(scores, min_improvement=0.2) == "last_close"
+
+
+def test_max_p_value_reaches_the_choice(tmp_path):
+    scores = _with_network(baseline_run(tmp_path), shrink=0.1, noise=0.3)
+    assert scores["gru"].val.rmse < scores["last_close"].val.rmse
+    assert scores["gru"].val.dm_p_value > 0.05  # a lead chance could give
+    assert _choose(scores) == "gru"
+    assert _choose(scores, max_p_value=0.05) == "last_close"
