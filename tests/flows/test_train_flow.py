@@ -15,6 +15,9 @@ from stockcast.paths import Paths
 from stockcast.windows import make_windows, write_windows
 from tests.conftest import synthetic_prices
 
+# trains networks (`make mutate` needs fast tests) and starts a Prefect server
+pytestmark = [pytest.mark.fits, pytest.mark.e2e]
+
 
 def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monkeypatch):
     from prefect import tags
