@@ -175,14 +175,11 @@ def log_pipeline_run(
         experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
         store.open_journal(paths.root, uri, experiment_id)
         tags = {**tags, store.PROJECT_TAG: store.project_id(paths.root)}
-        opened: list[str] = []
+        attempt = Attempt(client, experiment_id, tags, decisions, [], step)
         try:
-            _log_tree(
-                client, cfg, paths, experiment_id, sets, reports, trained, tags, decisions,
-                opened, step, progress,
-            )  # fmt: skip
+            _log_tree(attempt, cfg, paths, sets, reports, trained, progress)
         except BaseException as exc:
-            _end_failed(client, opened, exc, paths.root)
+            _end_failed(client, attempt.opened, exc, paths.root)
             raise
         store.close_journal(paths.root)
     return decisions
@@ -220,22 +217,32 @@ def _end_failed(client: Any, opened: list[str], exc: BaseException, root: Path) 
     store.close_journal(root)
 
 
+@dataclass
+class Attempt:
+    """One register attempt against the store: its client, experiment and run tags; the
+    decisions made so far, the runs it opened and has not ended, and what it is doing."""
+
+    client: Any
+    experiment_id: str
+    tags: dict[str, str]
+    decisions: dict[str, Any]
+    opened: list[str]
+    step: store.Step
+
+
 def _log_tree(
-    client: Any,
+    attempt: Attempt,
     cfg: Config,
     paths: Paths,
-    experiment_id: str,
     sets: list[WindowSet],
     reports: dict[str, TickerReport],
     trained: dict[str, dict[str, TrainResult]],
-    tags: dict[str, str],
-    decisions: dict[str, Any],
-    opened: list[str],
-    step: store.Step,
     progress: Callable[[str], None] | None,
 ) -> None:
-    """The run tree and the registrations (see :func:`log_pipeline_run`); ``decisions`` and
-    ``opened`` (runs not yet ended) grow as it goes."""
+    """The run tree and the registrations (see :func:`log_pipeline_run`); the attempt's
+    decisions and open runs grow as it goes."""
+    client, experiment_id, tags = attempt.client, attempt.experiment_id, attempt.tags
+    decisions, opened, step = attempt.decisions, attempt.opened, attempt.step
     import mlflow
     from mlflow.entities import Param
 

@@ -3,8 +3,6 @@ chooses, which gates the choice hears, and that only a promoted version moves @c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,27 +11,15 @@ from stockcast.evaluate import CandidateForecasts, baseline_candidates, score_ca
 from tests.model.baseline_run import CLEAN, baseline_run, config
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch):
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    yield MlflowClient(tracking_uri=uri)
-    mlflow.set_tracking_uri(None)
-
-
-def test_a_rejected_version_never_moves_the_champion(store, tmp_path):
+def test_a_rejected_version_never_moves_the_champion(sqlite_store, tmp_path):
     run = baseline_run(tmp_path)
     first = run.register()["TEST"]
     assert first["promote"] and str(first["version"]) == "1"
     # new params, the same rule and data: a second version that only ties the champion
     second = run.register(tags={**CLEAN, "params_hash": "p2"})["TEST"]
     assert str(second["version"]) == "2" and not second["promote"]
-    assert str(store.get_model_version_by_alias("stockcast-TEST", "champion").version) == "1"
-    assert store.get_model_version("stockcast-TEST", "2").tags["promotion"] == "rejected"
+    assert str(sqlite_store.get_model_version_by_alias("stockcast-TEST", "champion").version) == "1"
+    assert sqlite_store.get_model_version("stockcast-TEST", "2").tags["promotion"] == "rejected"
 
 
 @pytest.mark.parametrize(("folds", "span"), [(3, "backtest"), (0, "val")])
@@ -41,9 +27,9 @@ def test_the_backtest_chooses_or_else_validation_never_the_test_span(folds, span
     assert tracking.selection_span(config(backtest={"folds": folds})) == span
 
 
-def test_the_registered_version_says_the_span_that_chose_it(store, tmp_path):
+def test_the_registered_version_says_the_span_that_chose_it(sqlite_store, tmp_path):
     baseline_run(tmp_path).register()
-    version = store.get_model_version("stockcast-TEST", "1")
+    version = sqlite_store.get_model_version("stockcast-TEST", "1")
     assert version.tags["selected_on"] == "val rmse"
 
 

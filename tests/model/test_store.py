@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,18 +19,6 @@ from stockcast import store, tracking
 from stockcast.errors import StoreUnavailable
 from tests.conftest import PROJECT
 from tests.model.baseline_run import CLEAN, baseline_run
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path, monkeypatch):
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    yield MlflowClient(tracking_uri=uri)
-    mlflow.set_tracking_uri(None)
 
 
 def _runs(client, status: str | None = None) -> list:
