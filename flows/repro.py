@@ -196,11 +196,11 @@ def end_dead_mlflow_runs(root: Path) -> list[str]:
     from prefect import get_run_logger
     from prefect.runtime import flow_run
 
-    from stockcast import store, tracking
+    from stockcast import store
 
     logger = get_run_logger()
     try:
-        ended = store.end_dead_runs(tracking.client_at, root, f"pipeline {flow_run.get_name()!r}")
+        ended = store.end_dead_runs(store.client_at, root, f"pipeline {flow_run.get_name()!r}")
     except Exception as exc:  # noqa: BLE001 - a store down now is the register stage's to report
         logger.warning("could not end the MLflow runs a dead run left RUNNING: %s", exc)
         return []

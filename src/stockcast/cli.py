@@ -82,7 +82,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     from stockcast.config import load_config
     from stockcast.ingest import sanitize_ticker
-    from stockcast.tracking import client_for, rollback
+    from stockcast.registry import rollback
+    from stockcast.store import client_for
 
     cfg = load_config(args.params)
     name = cfg.register.model_name(sanitize_ticker(args.ticker))
@@ -96,7 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from stockcast.config import load_config
     from stockcast.paths import Paths
-    from stockcast.tracking import CHAMPION, load_champion
+    from stockcast.registry import CHAMPION, load_champion
 
     cfg = load_config(args.params)
     paths = Paths(Path.cwd())
@@ -128,7 +129,7 @@ def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int)
     """One ticker's next ``horizon`` trading days from its champion, with intervals."""
     import pandas as pd
 
-    from stockcast.tracking import forecast
+    from stockcast.serving import forecast
 
     last = pd.Timestamp(group["date"].iloc[-1])
     ohlcv = group[["open", "high", "low", "close", "volume"]].to_numpy()
@@ -163,7 +164,7 @@ def _champion_meta(args: argparse.Namespace) -> tuple[str, Any, dict]:
     """The ticker's registered model name, its @champion pyfunc and that model's metadata."""
     from stockcast.config import load_config
     from stockcast.ingest import sanitize_ticker
-    from stockcast.tracking import CHAMPION, load_champion
+    from stockcast.registry import CHAMPION, load_champion
 
     cfg = load_config(args.params)
     name = cfg.register.model_name(sanitize_ticker(args.ticker))
@@ -183,7 +184,7 @@ def _request(args: argparse.Namespace) -> int:
     from stockcast.config import load_config
     from stockcast.ingest import sanitize_ticker
     from stockcast.paths import Paths
-    from stockcast.tracking import model_inputs
+    from stockcast.serving import model_inputs
 
     _, _, meta = _champion_meta(args)
     paths = Paths(Path.cwd())
@@ -204,7 +205,8 @@ def _request(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """``mlflow models serve`` of the ticker's @champion, in this environment (no rebuild)."""
-    from stockcast.tracking import CHAMPION, tracking_uri
+    from stockcast.registry import CHAMPION
+    from stockcast.store import tracking_uri
 
     name, _, meta = _champion_meta(args)
     context = meta.get("context", meta.get("window"))
@@ -266,7 +268,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from stockcast.tracking import tracking_uri
+    from stockcast.store import tracking_uri
 
     root = Path.cwd()
     command = [str(Path(sys.executable).parent / "mlflow"), "server"]

@@ -198,3 +198,50 @@ def window_problem(raw: np.ndarray, read: list[str]) -> str | None:
             value = float(raw[w, d, transforms.OHLCV.index(column)])
             return f"{where}{newest}, column {column}: {value!r} {what}{tail}"
     return None
+
+
+def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -> np.ndarray:
+    """Raw OHLCV windows in the layout a logged model takes (see
+    :func:`stockcast.serving.input_layout`)."""
+    from stockcast.serving import input_layout
+
+    if input_layout(meta) == "ohlcv":
+        return ohlcv_windows
+    from stockcast.transforms import OHLCV
+
+    return ohlcv_windows[..., OHLCV.index(target)]
+
+
+def forecast(model: Any, ohlcv: np.ndarray, horizon: int, target: str) -> list[dict[str, float]]:
+    """The next ``horizon`` days from a logged model and the raw OHLCV history.
+
+    Each forecast is fed back as a flat day (open = high = low = close = the forecast, the
+    last volume) to forecast the next. The intervals are calibrated for one day ahead; for
+    step h their log half-width is widened by sqrt(h), as for a random walk: an
+    approximation, not a calibrated interval.
+
+    Returns:
+        One mapping per step: ``forecast`` and ``lower_<level>`` / ``upper_<level>``.
+    """
+    import math
+
+    from stockcast.evaluate import interval
+    from stockcast.serving import point_forecast
+
+    meta = model.metadata.metadata or {}
+    needed = int(meta.get("context", meta.get("window")))
+    widths = meta.get("intervals", {})  # none for a model logged before intervals
+    history = np.asarray(ohlcv, dtype="float64")
+    if len(history) < needed:
+        raise ValueError(f"need {needed} days of history, have {len(history)}")
+    history = history[-needed:]
+    out = []
+    for step in range(1, horizon + 1):
+        point = float(point_forecast(model.predict(model_inputs(meta, history[None], target)))[0])
+        values = {"forecast": point}
+        for level, width in widths.items():
+            lower, upper = interval(point, width * math.sqrt(step))
+            values[f"lower_{level}"], values[f"upper_{level}"] = float(lower), float(upper)
+        out.append(values)
+        history = np.vstack([history[1:], [point, point, point, point, history[-1, 4]]])
+    return out

@@ -229,6 +229,22 @@ def shown_uri(uri: str) -> str:
     return uri
 
 
+def client_for(root: Path, policy: RetryPolicy | None = None) -> Any:
+    """An MLflow client on the project's store (and MLflow's own calls pointed at it), its
+    requests retried on transient faults by ``policy`` (default: the params' defaults)."""
+    return client_at(tracking_uri(root), policy)
+
+
+def client_at(uri: str, policy: RetryPolicy | None = None) -> Any:
+    """An MLflow client on the store at ``uri`` (see :func:`client_for`)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    (policy or RetryPolicy()).apply()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient()
+
+
 # -- runs left RUNNING ----------------------------------------------------------------------
 
 

@@ -11,11 +11,9 @@ import contextlib
 import json
 import os
 import re
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -23,25 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from stockcast import store
+from stockcast import registry, store
 from stockcast.config import Config
 from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
 from stockcast.paths import Paths, read_json
 from stockcast.promotion import (
-    Decision,
-    choose_candidate,
-    decide_promotion,
-    gate_values,
-    gates,
     leaders,
 )
 from stockcast.scores import CandidateScores, TickerReport
-from stockcast.store import tracking_uri
 from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
 
-CHAMPION = "champion"
 # What MLflow says on every model logged: its advice against pickled models (ours are pickled
 # on purpose, with their code beside them) and its input-example check's announcement.
 LOG_MODEL_NOISE = re.compile(
@@ -49,53 +40,10 @@ LOG_MODEL_NOISE = re.compile(
 )
 
 
-@contextmanager
-def sys_path_kept() -> Iterator[None]:
-    """Undo what loading a logged model does to ``sys.path``: MLflow puts the model's code
-    folder first, for good, so every model loaded makes every later import and package
-    lookup search one more folder (registering a thousand tickers went quadratic: 0.3 s a
-    ticker at 100, 0.7 s at 1000). This process has ``stockcast`` installed; a model served
-    elsewhere still gets its logged code."""
-    saved = list(sys.path)
-    try:
-        yield
-    finally:
-        sys.path = saved
-
-
-def client_for(root: Path, policy: store.RetryPolicy | None = None) -> Any:
-    """An MLflow client on the project's store (and MLflow's own calls pointed at it), its
-    requests retried on transient faults by ``policy`` (default: the params' defaults)."""
-    return client_at(tracking_uri(root), policy)
-
-
-def client_at(uri: str, policy: store.RetryPolicy | None = None) -> Any:
-    """An MLflow client on the store at ``uri`` (see :func:`client_for`)."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    (policy or store.RetryPolicy()).apply()
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient()
-
-
 def prepare_store(root: Path) -> None:
     """Open the project's tracking store once. A new SQLite store is created by MLflow's
     migrations (about 3 s), which ``make pipeline`` runs while the models fit."""
-    client_for(root).search_experiments(max_results=1)
-
-
-def load_champion(root: Path, name: str) -> Any | None:
-    """The ``@champion`` of registered model ``name`` as a pyfunc; None when there is none."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client_for(root)
-    try:
-        with sys_path_kept():
-            return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
-    except MlflowException:
-        return None
+    store.client_for(root).search_experiments(max_results=1)
 
 
 PARENT = "mlflow.parentRunId"  # the tag that nests a run under another in the UI
@@ -133,14 +81,6 @@ def flat_params(cfg: Config) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A logged candidate of one ticker: its scores and the URI of its logged model."""
-
-    scores: CandidateScores
-    model_uri: str
-
-
 def log_pipeline_run(
     cfg: Config,
     paths: Paths,
@@ -170,8 +110,8 @@ def log_pipeline_run(
     uri = store.tracking_uri(paths.root)
     decisions: dict[str, Any] = {}
     with store.store_faults(uri, policy, partial(_changed_before, decisions)) as step:
-        client = client_for(paths.root, policy)
-        store.end_dead_runs(client_at, paths.root, f"the register stage of {_who(tags)}")
+        client = store.client_for(paths.root, policy)
+        store.end_dead_runs(store.client_at, paths.root, f"the register stage of {_who(tags)}")
         experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
         store.open_journal(paths.root, uri, experiment_id)
         tags = {**tags, store.PROJECT_TAG: store.project_id(paths.root)}
@@ -257,7 +197,7 @@ def _log_tree(
         run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
     ).info.run_id
     opened.append(parent)
-    source = selection_span(cfg)
+    source = registry.selection_span(cfg)
     inputs = {ws.ticker: _dataset_input(ws, paths, tags) for ws in sets}
     step("logging the parent run's params and data reports")
     log_batch(client, parent, [], [Param(k, v) for k, v in flat_params(cfg).items()], [])
@@ -268,9 +208,9 @@ def _log_tree(
     for done, ws in enumerate(sets, start=1):
         step(f"logging and registering {ws.ticker}")
         report = reports[ws.ticker]
-        choice = choose_registration(client, cfg, ws.ticker, report.candidates, tags)
+        choice = registry.choose_registration(client, cfg, ws.ticker, report.candidates, tags)
         logged = models_to_log(cfg, report, choice)
-        candidates = {n: Candidate(c, "") for n, c in report.candidates.items()}
+        candidates = {n: registry.Candidate(c, "") for n, c in report.candidates.items()}
         for name in [*report.errors, *runs_of(report, source)]:
             # by the client: the fluent API would resolve the run's context (a dozen
             # environment probes) and re-read the parent, every ticker's metrics, per child
@@ -292,9 +232,11 @@ def _log_tree(
                 mlflow, client, child, ws, scores, cfg, result, plot, name in logged
             )
             opened.remove(child)
-            candidates[name] = Candidate(scores, uri)
+            candidates[name] = registry.Candidate(scores, uri)
         summary += _ticker_summary(client, parent, paths, report, source)
-        decisions[ws.ticker] = register_best(mlflow, client, cfg, ws, candidates, tags, choice)
+        decisions[ws.ticker] = registry.register_best(
+            mlflow, client, cfg, ws, candidates, tags, choice
+        )
         if progress and done in report_at:
             progress(f"logged and registered {done} of {len(sets)} tickers")
     step("ending the parent run")
@@ -303,36 +245,7 @@ def _log_tree(
     opened.remove(parent)
 
 
-def selection_span(cfg: Config) -> str:
-    """The span that chooses and gates registration: the backtest with folds, else validation."""
-    return "backtest" if cfg.backtest.folds else "val"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A ticker's registration, decided before anything is logged: the candidate, why, its
-    fingerprint and the version already registered with that fingerprint (None: register)."""
-
-    name: str
-    why: str
-    fingerprint: str
-    earlier: Any | None
-
-
-def choose_registration(
-    client: Any, cfg: Config, ticker: str, scores: dict[str, CandidateScores], tags: dict[str, str]
-) -> Choice:
-    """The candidate to register (:func:`choose_candidate` on the selection span) and
-    whether this very registration exists already."""
-    r = cfg.register
-    source = selection_span(cfg)
-    name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
-    fingerprint = registration_fingerprint(tags, name, scores[name])
-    earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
-    return Choice(name, why, fingerprint, earlier)
-
-
-def models_to_log(cfg: Config, report: TickerReport, choice: Choice) -> set[str]:
+def models_to_log(cfg: Config, report: TickerReport, choice: registry.Choice) -> set[str]:
     """The candidates whose forecaster is logged as a model: the one to register (unless this
     very registration exists already) and, with ``train.scope: per_ticker``, every network,
     each a model trained for this ticker. A baseline rule that is not registered has no
@@ -438,128 +351,6 @@ def pipeline_run_name(tickers: list[str], params_hash: str, now: float | None = 
     return f"{when} {shown} params {params_hash[:7]}".strip()
 
 
-def register_best(
-    mlflow: Any,
-    client: Any,
-    cfg: Config,
-    ws: WindowSet,
-    candidates: dict[str, Candidate],
-    tags: dict[str, str],
-    choice: Choice | None = None,
-) -> dict[str, Any]:
-    """Register the best forecaster of the selection span, network or baseline, and move
-    ``@champion`` to it if it passes the gates and beats the current champion. ``choice``:
-    the registration already decided (:func:`choose_registration`), else decided here."""
-    source = selection_span(cfg)
-    if choice is None:
-        scores = {n: c.scores for n, c in candidates.items()}
-        choice = choose_registration(client, cfg, ws.ticker, scores, tags)
-    name, why, fingerprint = choice.name, choice.why, choice.fingerprint
-    chosen = candidates[name]
-    model_name = cfg.register.model_name(ws.ticker)
-    if choice.earlier is not None:
-        return _already_registered(
-            client, model_name, choice.earlier, name, chosen.scores.kind, why
-        )
-    current = champion_rmse(mlflow, client, model_name, ws)
-    decision = decide_promotion(
-        chosen.scores.test.rmse,
-        current[0] if current else None,
-        gate_values(chosen.scores, source),
-        gates(cfg),
-        current[1] if current else None,
-        source,
-    )
-    version = mlflow.register_model(
-        chosen.model_uri,
-        model_name,
-        tags={
-            "variant": name,
-            "kind": chosen.scores.kind,
-            "selected_on": f"{source} rmse",
-            "selection": why,
-            **({"fingerprint": fingerprint} if fingerprint else {}),
-            **tags,
-            **decision_tags(decision),
-        },
-    )
-    client.update_model_version(
-        model_name, version.version, description=_description(name, chosen.scores, decision)
-    )
-    if decision.promote:  # the very last step: a failure before it never moves the alias
-        client.set_registered_model_alias(model_name, CHAMPION, version.version)
-    return {
-        "model": model_name,
-        "version": version.version,
-        "variant": name,
-        "kind": chosen.scores.kind,
-        "selection": why,
-        **asdict(decision),
-    }
-
-
-def registration_fingerprint(tags: dict[str, str], name: str, scores: CandidateScores) -> str:
-    """What makes a registration the same as an earlier one: a clean git commit, the effective
-    parameters, the windowed dataset, the candidate and every score it got. Empty (always
-    register) when the code is uncommitted or unknown, or the dataset hash is missing."""
-    import hashlib
-
-    commit, dirty = tags.get("git_commit", "unknown"), tags.get("git_dirty", "True")
-    if commit == "unknown" or dirty != "False" or not tags.get("dvc_dataset_md5"):
-        return ""
-    parts = [commit, tags.get("params_hash", ""), tags["dvc_dataset_md5"], name]
-    parts.append(json.dumps(scores.flat(), sort_keys=True, default=str))
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def _registered_as(client: Any, model_name: str, fingerprint: str) -> Any | None:
-    """The version registered earlier with this fingerprint, if any."""
-    found = client.search_model_versions(
-        f"name = '{model_name}' and tags.fingerprint = '{fingerprint}'"
-    )
-    return min(found, key=lambda v: int(v.version)) if found else None
-
-
-def _already_registered(
-    client: Any, model_name: str, version: Any, name: str, kind: str, why: str
-) -> dict[str, Any]:
-    """Nothing new to register: the earlier version's decision stands."""
-    try:
-        champion = client.get_model_version_by_alias(model_name, CHAMPION).version
-    except Exception:  # noqa: BLE001 - no champion
-        champion = None
-    reason = (
-        f"already registered as v{version.version} (same code, params, data and scores); "
-        f"its decision stands: {version.tags.get('promotion_reason', '?')}"
-    )
-    print(f"{model_name}: {name} {reason}", flush=True)
-    return {
-        "model": model_name,
-        "version": version.version,
-        "variant": name,
-        "kind": kind,
-        "selection": why,
-        "promote": str(champion) == str(version.version),
-        "reason": reason,
-        "candidate_rmse": None,
-        "champion_rmse": None,
-        "previous_version": version.tags.get("previous_champion"),
-        "already_registered": True,
-    }
-
-
-def _description(name: str, scores: CandidateScores, decision: Decision) -> str:
-    """A registered version's headline: its test figures beside the strongest baseline's, and
-    the promotion decision."""
-    test = scores.test
-    return (
-        f"{name} ({scores.kind}). Test RMSE {test.rmse:.4f}, {test.rmse_vs_best_baseline:.4f}x "
-        f"the best baseline ({test.best_baseline}), {test.rmse_vs_naive:.4f}x naive; MAE "
-        f"{test.mae:.4f}, MAPE {test.mape:.2f}%, direction right {test.directional_accuracy:.1%}."
-        f" {'Promoted' if decision.promote else 'Not promoted'}: {decision.reason}."
-    )
-
-
 def log_candidate(
     mlflow: Any,
     client: Any,
@@ -643,15 +434,6 @@ def log_batch(client: Any, run_id: str, metrics: list, params: list, tags: list)
         metrics, params, tags = metrics[1000:], params[100:], tags[100:]
 
 
-def decision_tags(decision: Decision) -> dict[str, str]:
-    """The promotion decision as a registered version's tags."""
-    return {
-        "promotion": "promoted" if decision.promote else "rejected",
-        "promotion_reason": decision.reason,
-        "previous_champion": decision.previous_version or "none",
-    }
-
-
 def _curves(result: TrainResult, now: int) -> list[Any]:
     """Per-epoch loss and val_loss as MLflow metrics, one step per epoch."""
     from mlflow.entities import Metric
@@ -716,7 +498,7 @@ def log_forecaster(
         forecaster.load_context(type("Context", (), {"artifacts": artifacts})())
         example = ws.raw_inputs(ws.test_idx[:3])  # raw, as a user has it
         # MLflow loads the model back to check its input example
-        with sys_path_kept(), muted_logs("mlflow.pyfunc", LOG_MODEL_NOISE):
+        with registry.sys_path_kept(), muted_logs("mlflow.pyfunc", LOG_MODEL_NOISE):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=forecaster,
@@ -766,40 +548,6 @@ def _requirements() -> list[str]:
     ]
 
 
-def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -> np.ndarray:
-    """Raw OHLCV windows in the layout a logged model takes (see
-    :func:`stockcast.serving.input_layout`)."""
-    from stockcast.serving import input_layout
-
-    if input_layout(meta) == "ohlcv":
-        return ohlcv_windows
-    from stockcast.transforms import OHLCV
-
-    return ohlcv_windows[..., OHLCV.index(target)]
-
-
-def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[float, str] | None:
-    """Score the current champion on this run's test targets; None when there is none."""
-    from mlflow.exceptions import MlflowException
-
-    from stockcast.evaluate import regression_metrics
-    from stockcast.serving import point_forecast
-
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-    with sys_path_kept():
-        model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
-    meta = model.metadata.metadata or {}
-    needed = int(meta.get("context", meta.get("window", ws.window)))
-    idx = ws.test_idx
-    inputs = model_inputs(meta, ws.raw_inputs(idx, needed), ws.target)  # champion's layout
-    predicted = point_forecast(model.predict(inputs))
-    rmse = regression_metrics(ws.prices[idx], predicted)["rmse"]
-    return rmse, str(version.version)
-
-
 def log_failed_validation(
     project_root: Path,
     experiment: str,
@@ -810,7 +558,7 @@ def log_failed_validation(
     """Record a run stopped by the validation gate, with its report, as a FAILED MLflow run."""
     import mlflow
 
-    experiment_id = ensure_experiment(client_for(project_root), experiment, project_root)
+    experiment_id = ensure_experiment(store.client_for(project_root), experiment, project_root)
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"{time.strftime('%Y-%m-%d %H:%M')} stopped at validate",
@@ -821,66 +569,3 @@ def log_failed_validation(
             mlflow.log_artifacts(str(report_dir), artifact_path="validation")
         mlflow.end_run(status="FAILED")
     return run.info.run_id
-
-
-def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
-    """Move ``@champion`` back to the version the current champion replaced.
-
-    Returns:
-        (the version rolled back from, the version now champion).
-
-    Raises:
-        StockcastError: no champion, or the champion records no previous one.
-    """
-    from mlflow.exceptions import MlflowException
-
-    from stockcast.errors import StockcastError
-
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as exc:
-        raise StockcastError(f"{name} has no @{CHAMPION} to roll back") from exc
-    previous = current.tags.get("previous_champion", "none")
-    if previous in ("", "none"):
-        raise StockcastError(
-            f"{name} v{current.version} replaced no earlier champion: nothing to roll back to"
-        )
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_model_version_tag(name, current.version, "rolled_back", reason)
-    client.set_model_version_tag(name, previous, "restored_by_rollback_from", current.version)
-    return str(current.version), str(previous)
-
-
-def forecast(model: Any, ohlcv: np.ndarray, horizon: int, target: str) -> list[dict[str, float]]:
-    """The next ``horizon`` days from a logged model and the raw OHLCV history.
-
-    Each forecast is fed back as a flat day (open = high = low = close = the forecast, the
-    last volume) to forecast the next. The intervals are calibrated for one day ahead; for
-    step h their log half-width is widened by sqrt(h), as for a random walk: an
-    approximation, not a calibrated interval.
-
-    Returns:
-        One mapping per step: ``forecast`` and ``lower_<level>`` / ``upper_<level>``.
-    """
-    import math
-
-    from stockcast.evaluate import interval
-    from stockcast.serving import point_forecast
-
-    meta = model.metadata.metadata or {}
-    needed = int(meta.get("context", meta.get("window")))
-    widths = meta.get("intervals", {})  # none for a model logged before intervals
-    history = np.asarray(ohlcv, dtype="float64")
-    if len(history) < needed:
-        raise ValueError(f"need {needed} days of history, have {len(history)}")
-    history = history[-needed:]
-    out = []
-    for step in range(1, horizon + 1):
-        point = float(point_forecast(model.predict(model_inputs(meta, history[None], target)))[0])
-        values = {"forecast": point}
-        for level, width in widths.items():
-            lower, upper = interval(point, width * math.sqrt(step))
-            values[f"lower_{level}"], values[f"upper_{level}"] = float(lower), float(upper)
-        out.append(values)
-        history = np.vstack([history[1:], [point, point, point, point, history[-1, 4]]])
-    return out

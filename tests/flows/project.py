@@ -190,6 +190,13 @@ class FlakyProxy:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.uri = f"http://127.0.0.1:{self.server.getsockname()[1]}"
 
+    def reset(self, drop: int = 0, unavailable: int = 0, delay: float = 0.0) -> FlakyProxy:
+        """New faults from now on (the address stays: a store records the address it was
+        reached at in what it logs, and a later run reads those records back)."""
+        self.drop, self.unavailable, self.delay = drop, unavailable, delay
+        self.dropped = self.refused = self.forwarded = 0
+        return self
+
     def __enter__(self) -> FlakyProxy:
         import threading
 

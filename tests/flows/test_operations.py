@@ -379,13 +379,21 @@ def _register(root: Path, env: dict[str, str], **more: str) -> subprocess.Comple
     return run(args, root, {**env, **more}, timeout=600)
 
 
-def test_a_store_that_drops_connections_then_answers_is_retried(served):
+@pytest.fixture(scope="module")
+def proxy(served):
+    """One loopback proxy in front of the served store for the fault tests: MLflow records
+    the address a model was logged through, so every run of these tests uses this one."""
     from tests.flows.project import FlakyProxy
 
+    with FlakyProxy(served[2]) as running:
+        yield running
+
+
+def test_a_store_that_drops_connections_then_answers_is_retried(served, proxy):
     root, env, uri, _, _ = served
     champion = _champion(uri)
-    with FlakyProxy(uri, drop=2, unavailable=1) as proxy:
-        result = _register(root, env, MLFLOW_TRACKING_URI=proxy.uri)
+    proxy.reset(drop=2, unavailable=1)
+    result = _register(root, env, MLFLOW_TRACKING_URI=proxy.uri)
     said = result.stdout + result.stderr
     assert result.returncode == 0, said[-4000:]
     assert (proxy.dropped, proxy.refused) == (2, 1) and proxy.forwarded > 0
@@ -411,31 +419,30 @@ def test_a_store_that_never_answers_exits_1_plainly_and_changes_nothing(served):
     assert _champion(uri) == champion
 
 
-def test_a_register_killed_mid_write_leaves_no_mlflow_run_running(served):
+def test_a_register_killed_mid_write_leaves_no_mlflow_run_running(served, proxy):
     from stockcast.store import ENDED_BY_TAG, JOURNAL, PROJECT_TAG, project_id
-    from tests.flows.project import FlakyProxy
 
     root, env, uri, _, _ = served
     champion, client = _champion(uri), _client(uri)
     experiment = client.get_experiment_by_name("stockcast").experiment_id
     ours = f"attributes.status = 'RUNNING' and tags.`{PROJECT_TAG}` = '{project_id(root)}'"
-    with FlakyProxy(uri, delay=0.2) as slow:  # a slow store: the kill lands mid-register
-        args = [sys.executable, "-m", "flows.repro", "register", "--single-item", "--force"]
-        proc = subprocess.Popen(
-            args, cwd=root, env={**env, "MLFLOW_TRACKING_URI": slow.uri},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 300
-        while not client.search_runs([experiment], ours):
-            assert proc.poll() is None and time.monotonic() < deadline, "register never began"
-            time.sleep(0.2)
-        os.killpg(proc.pid, 9)
-        proc.wait()
+    slow = proxy.reset(delay=0.2)  # a slow store: the kill lands mid-register
+    args = [sys.executable, "-m", "flows.repro", "register", "--single-item", "--force"]
+    proc = subprocess.Popen(
+        args, cwd=root, env={**env, "MLFLOW_TRACKING_URI": slow.uri},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not client.search_runs([experiment], ours):
+        assert proc.poll() is None and time.monotonic() < deadline, "register never began"
+        time.sleep(0.2)
+    os.killpg(proc.pid, 9)
+    proc.wait()
     left = {r.info.run_id for r in client.search_runs([experiment], ours)}
     assert left and (root / JOURNAL).exists()
     assert _champion(uri) == champion
 
-    result = _register(root, env)
+    result = _register(root, env, MLFLOW_TRACKING_URI=proxy.reset().uri)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert not client.search_runs([experiment], ours)
     for run_id in left:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stockcast import tracking
+from stockcast import registry
 from stockcast.evaluate import CandidateForecasts, baseline_candidates, score_candidates
 from tests.model.baseline_run import CLEAN, baseline_run, config
 
@@ -24,7 +24,7 @@ def test_a_rejected_version_never_moves_the_champion(sqlite_store, tmp_path):
 
 @pytest.mark.parametrize(("folds", "span"), [(3, "backtest"), (0, "val")])
 def test_the_backtest_chooses_or_else_validation_never_the_test_span(folds, span):
-    assert tracking.selection_span(config(backtest={"folds": folds})) == span
+    assert registry.selection_span(config(backtest={"folds": folds})) == span
 
 
 def test_the_registered_version_says_the_span_that_chose_it(sqlite_store, tmp_path):
@@ -52,7 +52,7 @@ def _with_network(run, shrink: float, noise: float) -> dict:
 
 def _choose(scores: dict, **register) -> str:
     cfg = config(register={"max_p_value": None, **register})
-    return tracking.choose_registration(None, cfg, "TEST", scores, {}).name
+    return registry.choose_registration(None, cfg, "TEST", scores, {}).name
 
 
 def test_min_improvement_reaches_the_choice(tmp_path):

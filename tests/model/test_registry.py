@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stockcast import tracking
+from stockcast import registry, tracking
 from stockcast.config import config_from_dict
 from stockcast.evaluate import baseline_candidates, score_candidates
 from stockcast.windows import make_windows
@@ -39,7 +39,7 @@ def _candidates(mlflow, ws):
     out = {}
     for rule, s in scores.items():
         with mlflow.start_run():
-            out[rule] = tracking.Candidate(
+            out[rule] = registry.Candidate(
                 s, tracking.log_forecaster(mlflow, ws, None, WIDTHS, rule)
             )
     return out
@@ -50,7 +50,7 @@ def test_the_same_registration_twice_is_already_registered(store):
     ws = make_windows(synthetic_prices(200, "TEST"), "open", 10, 40, 40)
     cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "backtest": {"folds": 0}})
     candidates = _candidates(mlflow, ws)
-    first = tracking.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
+    first = registry.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
     assert str(first["version"]) == "1" and first["promote"] and "already_registered" not in first
     version = client.get_model_version("stockcast-TEST", "1")
     chosen = candidates[first["variant"]].scores.test
@@ -59,7 +59,7 @@ def test_the_same_registration_twice_is_already_registered(store):
     assert f"({chosen.best_baseline})" in version.description
     assert "Promoted: no champion yet" in version.description
 
-    again = tracking.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
+    again = registry.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
     assert again["already_registered"] and str(again["version"]) == "1" and again["promote"]
     assert again["reason"].startswith("already registered as v1 (same code, params, data")
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
@@ -67,7 +67,7 @@ def test_the_same_registration_twice_is_already_registered(store):
     # uncommitted code, other params or other data: registered anew
     for changed in ({"git_dirty": "True"}, {"params_hash": "p2"}, {"dvc_dataset_md5": "d2"}):
         tags = {**CLEAN, **changed}
-        out = tracking.register_best(mlflow, client, cfg, ws, candidates, tags)
+        out = registry.register_best(mlflow, client, cfg, ws, candidates, tags)
         assert "already_registered" not in out, changed
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 4
     second = client.get_model_version("stockcast-TEST", "2")
@@ -76,9 +76,9 @@ def test_the_same_registration_twice_is_already_registered(store):
 
 def test_a_fingerprint_needs_clean_known_code_and_data():
     scores = None  # never reached: each case below is refused before the scores are read
-    assert tracking.registration_fingerprint({**CLEAN, "git_dirty": "True"}, "gru", scores) == ""
-    assert tracking.registration_fingerprint({**CLEAN, "git_commit": "unknown"}, "x", scores) == ""
-    assert tracking.registration_fingerprint({**CLEAN, "dvc_dataset_md5": ""}, "x", scores) == ""
+    assert registry.registration_fingerprint({**CLEAN, "git_dirty": "True"}, "gru", scores) == ""
+    assert registry.registration_fingerprint({**CLEAN, "git_commit": "unknown"}, "x", scores) == ""
+    assert registry.registration_fingerprint({**CLEAN, "dvc_dataset_md5": ""}, "x", scores) == ""
 
 
 def test_pipeline_run_names_read_well():

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from flows.server import free_port
-from stockcast import store, tracking
+from stockcast import registry, store, tracking
 from stockcast.errors import StoreUnavailable
 from tests.conftest import PROJECT
 from tests.model.baseline_run import CLEAN, baseline_run
@@ -44,7 +44,7 @@ def test_a_refused_connection_is_a_transient_fault_and_a_missing_model_is_not(mo
         dead.search_experiments(max_results=1)
     assert store.fault_reason(refused.value) == "connection refused"
     with pytest.raises(MlflowException) as missing:
-        tracking.client_at(f"sqlite:///{os.environ.get('TMPDIR', '/tmp')}/none-{os.getpid()}.db")
+        store.client_at(f"sqlite:///{os.environ.get('TMPDIR', '/tmp')}/none-{os.getpid()}.db")
         MlflowClient().get_registered_model("no-such-model")
     assert store.fault_reason(missing.value) is None
     assert store.fault_reason(ValueError("a bug")) is None
@@ -128,7 +128,7 @@ def test_a_failed_attempt_ends_its_runs_failed_with_the_reason(sqlite_store, tmp
     def broken(*args, **kwargs):
         raise ValueError("the registry refused the version")
 
-    monkeypatch.setattr(tracking, "register_best", broken)
+    monkeypatch.setattr(registry, "register_best", broken)
     with pytest.raises(ValueError, match="refused"):
         baseline_run(tmp_path).register()
     runs = _runs(sqlite_store)
@@ -145,14 +145,14 @@ KILLED_MID_REGISTER = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {project!r})
-from stockcast import tracking
+from stockcast import registry
 from tests.model.baseline_run import CLEAN, baseline_run
 
 def hang(*args, **kwargs):  # the runs are open; the version is not registered yet
     Path("hanging").write_text("")
     time.sleep(600)
 
-tracking.register_best = hang
+registry.register_best = hang
 baseline_run(Path.cwd()).register()
 """
 
@@ -188,17 +188,17 @@ def test_runs_a_killed_attempt_left_running_are_ended_killed_by_the_next(sqlite_
 
 
 def test_a_journal_of_a_failure_ends_the_runs_failed_with_its_reason(sqlite_store, tmp_path):
-    client = tracking.client_for(tmp_path)
+    client = store.client_for(tmp_path)
     experiment = tracking.ensure_experiment(client, "stockcast", tmp_path)
     mine = client.create_run(experiment, tags={store.PROJECT_TAG: store.project_id(tmp_path)})
     other = client.create_run(experiment, tags={store.PROJECT_TAG: "another-project"})
-    store.open_journal(tmp_path, tracking.tracking_uri(tmp_path), experiment)
+    store.open_journal(tmp_path, store.tracking_uri(tmp_path), experiment)
     store.journal_failure(tmp_path, "the register stage failed: StoreUnavailable: ...")
-    ended = store.end_dead_runs(tracking.client_at, tmp_path, "pipeline 'next'")
+    ended = store.end_dead_runs(store.client_at, tmp_path, "pipeline 'next'")
     assert ended == [mine.info.run_id]
     assert client.get_run(mine.info.run_id).info.status == "FAILED"
     assert client.get_run(mine.info.run_id).data.tags["error"] == (
         "the register stage failed: StoreUnavailable: ...; ended FAILED by pipeline 'next'"
     )
     assert client.get_run(other.info.run_id).info.status == "RUNNING"  # not ours to end
-    assert store.end_dead_runs(tracking.client_at, tmp_path, "again") == []
+    assert store.end_dead_runs(store.client_at, tmp_path, "again") == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stockcast import tracking
+from stockcast import registry, serving, store, tracking
 from stockcast.config import TrainConfig
 from stockcast.evaluate import predict_prices
 from stockcast.serving import point_forecast
@@ -41,9 +41,9 @@ def mlflow_store(tmp_path: Path, monkeypatch):
 
 def test_tracking_uri_defaults_to_sqlite_at_the_root(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert store.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
+    assert store.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
 
 
 WIDTHS = {"80": 0.01, "95": 0.02}
@@ -91,14 +91,14 @@ def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
     mlflow = mlflow_store
     _, ws, result = trained
     client = MlflowClient()
-    assert tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws) is None
+    assert registry.champion_rmse(mlflow, client, "stockcast-TEST", ws) is None
     path = list(sys.path)
     with mlflow.start_run():
         uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     version = mlflow.register_model(uri, "stockcast-TEST")
-    client.set_registered_model_alias("stockcast-TEST", tracking.CHAMPION, version.version)
-    rmse, champion_version = tracking.champion_rmse(mlflow, client, "stockcast-TEST", ws)
-    assert tracking.load_champion(Path.cwd(), "stockcast-TEST") is not None
+    client.set_registered_model_alias("stockcast-TEST", registry.CHAMPION, version.version)
+    rmse, champion_version = registry.champion_rmse(mlflow, client, "stockcast-TEST", ws)
+    assert registry.load_champion(Path.cwd(), "stockcast-TEST") is not None
     # logging (MLflow loads the model back) and loading put no model's code folder on
     # sys.path: a thousand tickers would make every later import search a thousand folders
     assert sys.path == path
@@ -123,7 +123,7 @@ def test_log_return_model_forecasts_ahead_feeding_its_forecasts_back(mlflow_stor
     idx = ws.test_idx
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
     np.testing.assert_allclose(point_forecast(model.predict(ws.raw_inputs(idx))), direct, rtol=1e-5)
-    ahead = tracking.forecast(model, ws.ohlcv, horizon=3, target="open")
+    ahead = serving.forecast(model, ws.ohlcv, horizon=3, target="open")
     assert len(ahead) == 3
     first = point_forecast(model.predict(ws.ohlcv[-11:][None]))[0]
     assert ahead[0]["forecast"] == pytest.approx(first)
@@ -145,19 +145,19 @@ def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_st
     client = MlflowClient()
     name = "stockcast-ROLL"
     with pytest.raises(StockcastError, match="has no @champion"):
-        tracking.rollback(client, name, "x")
+        registry.rollback(client, name, "x")
     versions = []
     for _ in range(2):
         with mlflow.start_run():
             uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
         versions.append(mlflow.register_model(uri, name).version)
-    client.set_registered_model_alias(name, tracking.CHAMPION, versions[0])
+    client.set_registered_model_alias(name, registry.CHAMPION, versions[0])
     with pytest.raises(StockcastError, match="nothing to roll back to"):
-        tracking.rollback(client, name, "x")
+        registry.rollback(client, name, "x")
     client.set_model_version_tag(name, versions[1], "previous_champion", str(versions[0]))
-    client.set_registered_model_alias(name, tracking.CHAMPION, versions[1])
-    assert tracking.rollback(client, name, "bad fills on Monday") == ("2", "1")
-    assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "1"
+    client.set_registered_model_alias(name, registry.CHAMPION, versions[1])
+    assert registry.rollback(client, name, "bad fills on Monday") == ("2", "1")
+    assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == "1"
     assert client.get_model_version(name, "2").tags["rolled_back"] == "bad fills on Monday"
     assert client.get_model_version(name, "1").tags["restored_by_rollback_from"] == "2"
 
@@ -179,7 +179,7 @@ def test_model_with_extra_inputs_and_a_close_anchor_takes_raw_ohlcv(mlflow_store
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, idx)
     via = point_forecast(model.predict(ws.raw_inputs(idx)))
     np.testing.assert_allclose(via, direct, rtol=1e-5)
-    (one,) = tracking.forecast(model, ws.ohlcv, 1, "open")
+    (one,) = serving.forecast(model, ws.ohlcv, 1, "open")
     assert np.isfinite(one["forecast"]) and one["lower_80"] < one["forecast"] < one["upper_80"]
 
 

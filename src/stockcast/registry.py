@@ -1,0 +1,269 @@
+"""The model registry: which candidate a run registers, the gate on ``@champion``, the
+champion's score on this run's test span, and rollback.
+
+The rules it applies live in :mod:`stockcast.promotion`; the run tree it registers from,
+in :mod:`stockcast.tracking`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stockcast.config import Config
+from stockcast.promotion import Decision, choose_candidate, decide_promotion, gate_values, gates
+from stockcast.scores import CandidateScores
+from stockcast.store import client_for
+from stockcast.windows import WindowSet
+
+CHAMPION = "champion"
+
+
+@contextmanager
+def sys_path_kept() -> Iterator[None]:
+    """Undo what loading a logged model does to ``sys.path``: MLflow puts the model's code
+    folder first, for good, so every model loaded makes every later import and package
+    lookup search one more folder (registering a thousand tickers went quadratic: 0.3 s a
+    ticker at 100, 0.7 s at 1000). This process has ``stockcast`` installed; a model served
+    elsewhere still gets its logged code."""
+    saved = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path = saved
+
+
+def load_champion(root: Path, name: str) -> Any | None:
+    """The ``@champion`` of registered model ``name`` as a pyfunc; None when there is none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client_for(root)
+    try:
+        with sys_path_kept():
+            return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A logged candidate of one ticker: its scores and the URI of its logged model."""
+
+    scores: CandidateScores
+    model_uri: str
+
+
+def selection_span(cfg: Config) -> str:
+    """The span that chooses and gates registration: the backtest with folds, else validation."""
+    return "backtest" if cfg.backtest.folds else "val"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A ticker's registration, decided before anything is logged: the candidate, why, its
+    fingerprint and the version already registered with that fingerprint (None: register)."""
+
+    name: str
+    why: str
+    fingerprint: str
+    earlier: Any | None
+
+
+def choose_registration(
+    client: Any, cfg: Config, ticker: str, scores: dict[str, CandidateScores], tags: dict[str, str]
+) -> Choice:
+    """The candidate to register (:func:`choose_candidate` on the selection span) and
+    whether this very registration exists already."""
+    r = cfg.register
+    source = selection_span(cfg)
+    name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
+    fingerprint = registration_fingerprint(tags, name, scores[name])
+    earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
+    return Choice(name, why, fingerprint, earlier)
+
+
+def register_best(
+    mlflow: Any,
+    client: Any,
+    cfg: Config,
+    ws: WindowSet,
+    candidates: dict[str, Candidate],
+    tags: dict[str, str],
+    choice: Choice | None = None,
+) -> dict[str, Any]:
+    """Register the best forecaster of the selection span, network or baseline, and move
+    ``@champion`` to it if it passes the gates and beats the current champion. ``choice``:
+    the registration already decided (:func:`choose_registration`), else decided here."""
+    source = selection_span(cfg)
+    if choice is None:
+        scores = {n: c.scores for n, c in candidates.items()}
+        choice = choose_registration(client, cfg, ws.ticker, scores, tags)
+    name, why, fingerprint = choice.name, choice.why, choice.fingerprint
+    chosen = candidates[name]
+    model_name = cfg.register.model_name(ws.ticker)
+    if choice.earlier is not None:
+        return _already_registered(
+            client, model_name, choice.earlier, name, chosen.scores.kind, why
+        )
+    current = champion_rmse(mlflow, client, model_name, ws)
+    decision = decide_promotion(
+        chosen.scores.test.rmse,
+        current[0] if current else None,
+        gate_values(chosen.scores, source),
+        gates(cfg),
+        current[1] if current else None,
+        source,
+    )
+    version = mlflow.register_model(
+        chosen.model_uri,
+        model_name,
+        tags={
+            "variant": name,
+            "kind": chosen.scores.kind,
+            "selected_on": f"{source} rmse",
+            "selection": why,
+            **({"fingerprint": fingerprint} if fingerprint else {}),
+            **tags,
+            **decision_tags(decision),
+        },
+    )
+    client.update_model_version(
+        model_name, version.version, description=_description(name, chosen.scores, decision)
+    )
+    if decision.promote:  # the very last step: a failure before it never moves the alias
+        client.set_registered_model_alias(model_name, CHAMPION, version.version)
+    return {
+        "model": model_name,
+        "version": version.version,
+        "variant": name,
+        "kind": chosen.scores.kind,
+        "selection": why,
+        **asdict(decision),
+    }
+
+
+def registration_fingerprint(tags: dict[str, str], name: str, scores: CandidateScores) -> str:
+    """What makes a registration the same as an earlier one: a clean git commit, the effective
+    parameters, the windowed dataset, the candidate and every score it got. Empty (always
+    register) when the code is uncommitted or unknown, or the dataset hash is missing."""
+    import hashlib
+
+    commit, dirty = tags.get("git_commit", "unknown"), tags.get("git_dirty", "True")
+    if commit == "unknown" or dirty != "False" or not tags.get("dvc_dataset_md5"):
+        return ""
+    parts = [commit, tags.get("params_hash", ""), tags["dvc_dataset_md5"], name]
+    parts.append(json.dumps(scores.flat(), sort_keys=True, default=str))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _registered_as(client: Any, model_name: str, fingerprint: str) -> Any | None:
+    """The version registered earlier with this fingerprint, if any."""
+    found = client.search_model_versions(
+        f"name = '{model_name}' and tags.fingerprint = '{fingerprint}'"
+    )
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _already_registered(
+    client: Any, model_name: str, version: Any, name: str, kind: str, why: str
+) -> dict[str, Any]:
+    """Nothing new to register: the earlier version's decision stands."""
+    try:
+        champion = client.get_model_version_by_alias(model_name, CHAMPION).version
+    except Exception:  # noqa: BLE001 - no champion
+        champion = None
+    reason = (
+        f"already registered as v{version.version} (same code, params, data and scores); "
+        f"its decision stands: {version.tags.get('promotion_reason', '?')}"
+    )
+    print(f"{model_name}: {name} {reason}", flush=True)
+    return {
+        "model": model_name,
+        "version": version.version,
+        "variant": name,
+        "kind": kind,
+        "selection": why,
+        "promote": str(champion) == str(version.version),
+        "reason": reason,
+        "candidate_rmse": None,
+        "champion_rmse": None,
+        "previous_version": version.tags.get("previous_champion"),
+        "already_registered": True,
+    }
+
+
+def _description(name: str, scores: CandidateScores, decision: Decision) -> str:
+    """A registered version's headline: its test figures beside the strongest baseline's, and
+    the promotion decision."""
+    test = scores.test
+    return (
+        f"{name} ({scores.kind}). Test RMSE {test.rmse:.4f}, {test.rmse_vs_best_baseline:.4f}x "
+        f"the best baseline ({test.best_baseline}), {test.rmse_vs_naive:.4f}x naive; MAE "
+        f"{test.mae:.4f}, MAPE {test.mape:.2f}%, direction right {test.directional_accuracy:.1%}."
+        f" {'Promoted' if decision.promote else 'Not promoted'}: {decision.reason}."
+    )
+
+
+def decision_tags(decision: Decision) -> dict[str, str]:
+    """The promotion decision as a registered version's tags."""
+    return {
+        "promotion": "promoted" if decision.promote else "rejected",
+        "promotion_reason": decision.reason,
+        "previous_champion": decision.previous_version or "none",
+    }
+
+
+def champion_rmse(mlflow: Any, client: Any, name: str, ws: WindowSet) -> tuple[float, str] | None:
+    """Score the current champion on this run's test targets; None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    from stockcast.evaluate import regression_metrics
+    from stockcast.serving import model_inputs, point_forecast
+
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    with sys_path_kept():
+        model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    meta = model.metadata.metadata or {}
+    needed = int(meta.get("context", meta.get("window", ws.window)))
+    idx = ws.test_idx
+    inputs = model_inputs(meta, ws.raw_inputs(idx, needed), ws.target)  # champion's layout
+    predicted = point_forecast(model.predict(inputs))
+    rmse = regression_metrics(ws.prices[idx], predicted)["rmse"]
+    return rmse, str(version.version)
+
+
+def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
+    """Move ``@champion`` back to the version the current champion replaced.
+
+    Returns:
+        (the version rolled back from, the version now champion).
+
+    Raises:
+        StockcastError: no champion, or the champion records no previous one.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from stockcast.errors import StockcastError
+
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        raise StockcastError(f"{name} has no @{CHAMPION} to roll back") from exc
+    previous = current.tags.get("previous_champion", "none")
+    if previous in ("", "none"):
+        raise StockcastError(
+            f"{name} v{current.version} replaced no earlier champion: nothing to roll back to"
+        )
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_model_version_tag(name, current.version, "rolled_back", reason)
+    client.set_model_version_tag(name, previous, "restored_by_rollback_from", current.version)
+    return str(current.version), str(previous)
