@@ -161,3 +161,14 @@ def test_a_data_error_shows_five_example_rows_not_every_one():
     text = str(error)
     assert text.count("\n    row ") == 5 and "row 4" in text and "row 5\n" not in text
     assert text.startswith("prices.csv: dates that do not parse\n  column: date\n  rows:\n")
+
+
+def test_a_series_error_names_ticker_problem_column_and_what_would_work():
+    from stockcast.errors import SeriesError
+
+    error = SeriesError("SH600519", "has 12 rows", "open", "at least 600 rows")
+    assert str(error) == (
+        "ticker SH600519: has 12 rows\n  column: open\n  expected: at least 600 rows"
+    )
+    assert error.args == (str(error),)
+    assert str(SeriesError("X", "is constant")) == "ticker X: is constant"

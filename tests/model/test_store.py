@@ -202,3 +202,40 @@ def test_a_journal_of_a_failure_ends_the_runs_failed_with_its_reason(sqlite_stor
     )
     assert client.get_run(other.info.run_id).info.status == "RUNNING"  # not ours to end
     assert store.end_dead_runs(store.client_at, tmp_path, "again") == []
+
+
+def test_uris_without_a_password_are_shown_as_they_are():
+    assert store.shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert store.shown_uri("sqlite:////srv/mlflow.db") == "sqlite:////srv/mlflow.db"
+    assert store.shown_uri("http://u:p@h:1/a@b") == "http://***@b"
+
+
+def test_the_effective_policy_is_the_environments_where_set(monkeypatch):
+    for key in store.MLFLOW_RETRY_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    assert store.RetryPolicy(3, 2, 9).effective() == store.RetryPolicy(3, 2, 9)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    assert store.RetryPolicy(3, 2, 9).effective() == store.RetryPolicy(1, 2, 5)
+    assert store.RetryPolicy(retries=0).budget_seconds() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(500, True), (503, True), (599, True), (408, True), (429, True), (499, False), (404, False),
+     (400, False), (409, False)],
+)  # fmt: skip
+def test_which_statuses_are_worth_another_try(status, transient):
+    assert store.transient(status) is transient
+
+
+def test_a_journal_failure_is_kept_only_while_a_journal_is_open(tmp_path):
+    store.journal_failure(tmp_path, "no journal: nothing to write")
+    assert not (tmp_path / store.JOURNAL).exists()
+    store.open_journal(tmp_path, "sqlite:///x.db", "1")
+    store.journal_failure(tmp_path, "x" * 3000)
+    record = json.loads((tmp_path / store.JOURNAL).read_text())
+    assert record["failed"] == "x" * 2000 and record["experiment_id"] == "1"
+    assert record["uri"] == "sqlite:///x.db" and record["pid"] == os.getpid()
+    store.close_journal(tmp_path)
+    assert not (tmp_path / store.JOURNAL).exists()

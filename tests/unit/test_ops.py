@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flows.server import free_port
+from stockcast import ops
 from stockcast.config import config_from_dict
 from stockcast.drift import detect_drift
 from stockcast.errors import RunLocked
@@ -203,3 +205,164 @@ def test_a_long_step_reports_every_item_up_to_ten_then_about_every_tenth_and_the
     assert progress_points(100) == set(range(10, 101, 10))
     assert progress_points(25) == {*range(2, 25, 2), 25}
     assert progress_points(1000, parts=4) == {250, 500, 750, 1000}
+
+
+def test_a_candidate_row_shows_every_figure_and_a_dash_for_what_is_missing():
+    from stockcast.ops import _candidate_row
+
+    full = {
+        "kind": "baseline",
+        "test_rmse": 11.2482,
+        "rmse_vs_naive": 0.57634,
+        "test_mae": 8.1234,
+        "test_rmse_vs_best_baseline": 1.0,
+        "test_best_baseline": "last_close",
+        "test_dm_p_value": 0.99912,
+        "test_directional_accuracy": 0.51234,
+        "backtest_rmse_vs_best_baseline": 0.99687,
+        "backtest_best_baseline": "naive",
+        "test_coverage_80": 0.733,
+        "test_coverage_95": 0.953,
+    }
+    assert _candidate_row("last_close", full) == (
+        "| last_close | baseline | 11.248 | 1.0000 last_close (p=0.999) | 0.5763 | 8.123 | "
+        "0.512 | 0.9969 (naive) | 0.73 / 0.95 |"
+    )
+    bare = {"test_rmse": 11.2482, "rmse_vs_naive": 0.57634}
+    assert _candidate_row("gru", bare) == (
+        "| gru | network | 11.248 | nan ? (p=nan) | 0.5763 | nan | nan | — | nan / nan |"
+    )
+    assert _candidate_row("lstm", {"error": "boom"}) == "| lstm | failed | | | | | | | |"
+
+
+def test_the_whole_summary_reads_as_written():
+    metrics = {
+        "BBB": {
+            "baselines": {},
+            "naive": {"kind": "baseline", "test_rmse": 2.0, "rmse_vs_naive": 1.0},
+        },
+        "AAA": {
+            "baselines": {"naive_rmse": 2.5, "naive_mae": 1.0, "last_close_rmse": 1.25},
+            "gru": {"error": "boom"},
+        },
+    }
+    registry = {"AAA": {"version": 2, "variant": "last_close", "promote": True, "reason": "best"}}
+    drift = {"tickers": [{"ticker": "AAA", "ks_p_value": 0.5, "levene_p_value": 0.25,
+                          "volatility_ratio": 1.0, "drift": False}]}  # fmt: skip
+    header = (
+        "| candidate | kind | test RMSE | × best baseline (DM p) | × naive | MAE | dir. acc. "
+        "| backtest × best baseline | 80% / 95% coverage |"
+    )
+    assert (
+        summary_markdown(metrics, registry, drift)
+        == "\n".join(
+            [
+                "# stockcast retrain",
+                "",
+                "## AAA",
+                "",
+                "**v2 (last_close): promoted to @champion** — best",
+                "",
+                header,
+                "|---|---|---|---|---|---|---|---|---|",
+                "| gru | failed | | | | | | | |",
+                "",
+                "Baseline RMSE: last_close 1.250, naive 2.500",
+                "",
+                "## BBB",
+                "",
+                "**v? (?): not promoted** — no decision recorded",
+                "",
+                header,
+                "|---|---|---|---|---|---|---|---|---|",
+                "| naive | baseline | 2.000 | nan ? (p=nan) | 1.0000 | nan | nan | — | nan / nan |",
+                "",
+                "## Drift",
+                "",
+                "| ticker | KS p | Levene p | vol. ratio | drift |",
+                "|---|---|---|---|---|",
+                "| AAA | 0.5000 | 0.2500 | 1.000 | no |",
+            ]
+        )
+        + "\n"
+    )
+    assert summary_markdown({}, {}) == "# stockcast retrain\n\n"
+
+
+def test_retrain_decisions_say_why():
+    assert ops.retrain_decision("warn", True, False) == (
+        True,
+        "drift: retraining (drift.on_drift: warn)",
+    )
+    assert ops.retrain_decision("retrain", True, True) == (
+        True, "drift: retraining (drift.on_drift: retrain)"
+    )  # fmt: skip
+    assert ops.retrain_decision("retrain", False, True) == (True, "forced: retraining")
+    assert ops.retrain_decision("warn", False, True) == (True, "retraining")
+    assert ops.retrain_decision("warn", False, False) == (True, "retraining")
+
+
+def test_new_data_says_which_tickers_moved_from_which_day_to_which():
+    found = ops.NewData(
+        {"AAA": "2024-01-03", "BBB": "2024-01-02"}, {"AAA": "2024-01-02", "BBB": "2024-01-02"}
+    )
+    assert found.tickers == ["AAA"]
+    assert found.message() == "new trading days: AAA 2024-01-02 -> 2024-01-03"
+    fresh = ops.NewData({"CCC": "2024-01-02"}, {})
+    assert fresh.message() == "new trading days: CCC none -> 2024-01-02"
+    none = ops.NewData({"AAA": "2024-01-02"}, {"BBB": "2024-01-01", "AAA": "2024-01-02"})
+    assert none.message() == (
+        "no source has a new trading day (newest already ingested: AAA 2024-01-02, BBB 2024-01-01)"
+    )
+
+
+def test_a_dvc_remote_is_seen_in_the_config_or_the_local_config(tmp_path):
+    assert not ops.dvc_remote_configured(tmp_path)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc/config").write_text("[core]\n    analytics = false\n")
+    assert not ops.dvc_remote_configured(tmp_path)
+    (tmp_path / ".dvc/config.local").write_text("['remote \"store\"']\n    url = /tmp/x\n")
+    assert ops.dvc_remote_configured(tmp_path)
+    (tmp_path / ".dvc/config.local").unlink()
+    (tmp_path / ".dvc/config").write_text(
+        "[core]\n    remote = s\n['remote \"s\"']\n    url = /x\n"
+    )
+    assert ops.dvc_remote_configured(tmp_path)
+
+
+def test_a_failure_notice_goes_to_every_apprise_url_in_the_variable(tmp_path, monkeypatch):
+    import http.server
+    import json
+    import threading
+
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server spelling
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        assert ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b") is None  # no variable: no notice
+        assert ops.notify(None, "t", "b") is None
+        urls = f"json://127.0.0.1:{port}/a json://127.0.0.1:{port}/b"
+        monkeypatch.setenv("STOCKCAST_TEST_NOTIFY", urls)
+        assert ops.notify("STOCKCAST_TEST_NOTIFY", "stockcast: FAILED", "exit 1") == 2
+        assert [(g["title"], g["message"], g["type"]) for g in got] == [
+            ("stockcast: FAILED", "exit 1", "failure")
+        ] * 2
+        monkeypatch.setenv("STOCKCAST_TEST_NOTIFY", "notascheme://x")
+        with pytest.raises(RuntimeError, match=r"holds an URL Apprise cannot use: notascheme://"):
+            ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b")
+        monkeypatch.setenv("STOCKCAST_TEST_NOTIFY", f"json://127.0.0.1:{free_port()}/dead")
+        with pytest.raises(RuntimeError, match=r"the notice to \$STOCKCAST_TEST_NOTIFY was not"):
+            ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b")
+    finally:
+        server.shutdown()
