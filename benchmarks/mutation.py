@@ -1,6 +1,6 @@
 """The mutation score per module, from the last ``mutmut run`` (``make mutate`` runs both).
 
-    python benchmarks/mutation.py [--out benchmarks/MUTATION.md]
+    python benchmarks/mutation.py [--out benchmarks/MUTATION.md] [--only stockcast.ops ...]
 
 Reads ``mutmut results --all true`` and writes a markdown report: per module the mutants
 killed (a test failed, or it timed out), survived, and left without a test, the score
@@ -19,6 +19,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 KILLED = {"killed", "timeout", "caught by type check"}
+# Survivors that change nothing a caller can observe, each with the reason (name: reason).
+EQUIVALENT_FILE = Path(__file__).with_name("equivalent_mutants.txt")
+
+
+def equivalents() -> dict[str, str]:
+    """Mutant name -> why it is equivalent, from ``equivalent_mutants.txt``."""
+    if not EQUIVALENT_FILE.exists():
+        return {}
+    out = {}
+    for line in EQUIVALENT_FILE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, why = line.partition(":")
+            out[name.strip()] = why.strip()
+    return out
+
+
+def commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
 LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 
 
@@ -49,43 +71,49 @@ def diff(mutmut: str, mutant: str) -> str:
     return "\n".join(lines[:6])
 
 
-def report(found: dict[str, str], mutmut: str) -> str:
+def report(found: dict[str, str], mutmut: str, note: str = "") -> str:
     by_module: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
+    equivalent = equivalents()
     for name, status in sorted(found.items()):
         module = module_of(name)
         key = "killed" if status in KILLED else status
+        if key == "survived" and name in equivalent:
+            key = "equivalent"
         by_module[module][key] += 1
         if status in ("survived", "no tests", "suspicious"):
             survivors[module].append(name)
     rows = [
-        "| module | mutants | not run yet | killed | survived | no test | score | of those run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| module | mutants | not run yet | killed | survived | equivalent | no test | score "
+        "| score without the equivalent |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     total = Counter()
     for module, counts in [*sorted(by_module.items()), ("**all**", None)]:
         counts = counts if counts is not None else total
         n = sum(counts.values())
-        run = n - counts["not checked"]
+        real = n - counts["equivalent"]
         if module != "**all**":
             total.update(counts)
             module = f"`{module}`"
         rows.append(
             f"| {module} | {n} | {counts['not checked']} | {counts['killed']} | "
-            f"{counts['survived']} | {counts['no tests']} | "
+            f"{counts['survived']} | {counts['equivalent']} | {counts['no tests']} | "
             f"{100 * counts['killed'] / max(n, 1):.1f}% | "
-            f"{100 * counts['killed'] / max(run, 1):.1f}% |"
+            f"{100 * counts['killed'] / max(real, 1):.1f}% |"
         )
     parts = [
         "# Mutation testing (`make mutate`)",
         "",
         f"mutmut against `tests/unit`, `tests/data` and the `tests/model` tests that fit no "
-        f"network (`-m 'not fits'`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Score = killed "
+        f"network (`-m 'not fits'`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, the code and tests "
+        f"as of commit {commit()}. Score = killed "
         "(a test failed or timed out) / every mutant; a mutant no test reaches counts as "
         'not killed. An interrupted run leaves mutants not run yet: "of those run" is the '
         "score over the rest, and `mutmut run` picks up where it stopped. Plot rendering is "
         "excluded (`# pragma: no mutate block`).",
         "",
+        *([note, ""] if note else []),
         *rows,
         "",
         "## Surviving mutants",
@@ -93,20 +121,25 @@ def report(found: dict[str, str], mutmut: str) -> str:
     for module, names in sorted(survivors.items()):
         parts += ["", f"### `{module}` ({len(names)})", ""]
         for name in names:
-            parts += [f"- `{name}` ({found[name]})", "", "```diff", diff(mutmut, name), "```"]
+            why = f"equivalent: {equivalent[name]}" if name in equivalent else found[name]
+            parts += [f"- `{name}` ({why})", "", "```diff", diff(mutmut, name), "```"]
     return "\n".join(parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/MUTATION.md")
+    parser.add_argument("--only", nargs="*", default=[], help="report only these modules")
+    parser.add_argument("--note", default="", help="a paragraph to put above the table")
     args = parser.parse_args(argv)
     mutmut = str(Path(sys.executable).parent / "mutmut")
     found = results(mutmut)
+    if args.only:
+        found = {k: v for k, v in found.items() if module_of(k) in args.only}
     if not found:
         print("no mutmut results: run `make mutate` (or `mutmut run`) first", file=sys.stderr)
         return 1
-    text = report(found, mutmut)
+    text = report(found, mutmut, args.note)
     Path(args.out).write_text(text, encoding="utf-8")
     print(text.split("## Surviving mutants")[0])
     print(f"written to {args.out}")
