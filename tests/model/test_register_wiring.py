@@ -69,3 +69,26 @@ def test_max_p_value_reaches_the_choice(tmp_path):
     assert scores["gru"].val.dm_p_value > 0.05  # a lead chance could give
     assert _choose(scores) == "gru"
     assert _choose(scores, max_p_value=0.05) == "last_close"
+
+
+def test_the_champion_loads_as_a_pyfunc_and_a_model_without_one_is_none(sqlite_store, tmp_path):
+    baseline_run(tmp_path).register()
+    model = registry.load_champion(tmp_path, "stockcast-TEST")
+    assert model is not None and model.metadata.metadata["variant"] == "last_close"
+    assert registry.load_champion(tmp_path, "stockcast-NONE") is None
+
+
+@pytest.mark.parametrize("previous", ["", "none"])
+def test_a_champion_that_replaced_nothing_cannot_be_rolled_back(sqlite_store, tmp_path, previous):
+    from stockcast.errors import StockcastError
+
+    baseline_run(tmp_path).register()
+    sqlite_store.set_model_version_tag("stockcast-TEST", "1", "previous_champion", previous)
+    with pytest.raises(StockcastError, match="v1 replaced no earlier champion"):
+        registry.rollback(sqlite_store, "stockcast-TEST", "x")
+
+
+def test_a_variants_models_live_under_its_ticker(tmp_path):
+    from stockcast.paths import Paths
+
+    assert Paths(tmp_path).variant_dir("SH600519", "gru") == tmp_path / "models/SH600519/gru"

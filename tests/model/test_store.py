@@ -239,3 +239,8 @@ def test_a_journal_failure_is_kept_only_while_a_journal_is_open(tmp_path):
     assert record["uri"] == "sqlite:///x.db" and record["pid"] == os.getpid()
     store.close_journal(tmp_path)
     assert not (tmp_path / store.JOURNAL).exists()
+
+
+def test_a_uri_with_a_second_scheme_in_it_is_masked_from_the_first():
+    uri = "https://u:secret@host:443/api?next=http://other"
+    assert store.shown_uri(uri) == "https://***@host:443/api?next=http://other"

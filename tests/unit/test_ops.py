@@ -366,3 +366,16 @@ def test_a_failure_notice_goes_to_every_apprise_url_in_the_variable(tmp_path, mo
             ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b")
     finally:
         server.shutdown()
+
+
+def test_a_summary_copes_with_a_ticker_without_baselines_and_drift_without_tickers():
+    text = summary_markdown({"AAA": {}}, {}, {"drift": False})
+    assert text.endswith(
+        "|---|---|---|---|---|---|---|---|---|\n\n## Drift\n\n"
+        "| ticker | KS p | Levene p | vol. ratio | drift |\n|---|---|---|---|---|\n"
+    )
+
+
+def test_new_data_lists_every_ticker_with_a_newer_day_in_order():
+    found = ops.NewData({"BBB": "2024-01-03", "AAA": "2024-01-04"}, {})
+    assert found.message() == ("new trading days: AAA none -> 2024-01-04, BBB none -> 2024-01-03")
