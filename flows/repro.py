@@ -146,9 +146,9 @@ def pipeline_flow() -> Any:
 
 def project_tag(root: Path) -> str:
     """The tag on every flow run of this project's runs (one Prefect server may serve many)."""
-    import hashlib
+    from stockcast.store import project_id
 
-    return f"stockcast-project:{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]}"
+    return f"stockcast-project:{project_id(root)}"
 
 
 def mark_orphans(root: Path) -> list[str]:

@@ -184,7 +184,6 @@ class Step:
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self.done: list[str] = []
 
     def __call__(self, what: str) -> None:
         self.what = what
