@@ -54,7 +54,7 @@ def prepare(root: Path) -> None:
 def one(root: Path, runner: str, workers: int, tf_threads: int, epochs: int) -> dict:
     """Train the three variants once with this runner; returns wall and fit seconds."""
     import flows.env  # noqa: F401
-    from flows.stages.train import task_runner
+    from flows.runners import task_runner
     from flows.stages.train import train_variants as _train
     from stockcast.config import config_from_dict
     from stockcast.paths import Paths

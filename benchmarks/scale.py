@@ -68,7 +68,7 @@ def one(
 ) -> dict:
     """Every stage for ``n`` tickers in this process; seconds per stage and peak RSS."""
     import flows.env  # noqa: F401
-    from flows.stages.train import task_runner
+    from flows.runners import task_runner
     from flows.stages.train import train_variants as _train
     from stockcast import stages
     from stockcast.config import config_from_dict

@@ -37,7 +37,7 @@ VARIANTS = ("simple_rnn", "lstm", "gru")
 
 def one(root: Path, scope: str, epochs: int) -> dict:
     import flows.env  # noqa: F401
-    from flows.stages.train import task_runner
+    from flows.runners import task_runner
     from flows.stages.train import train_variants as _train
     from stockcast import stages
     from stockcast.config import config_from_dict

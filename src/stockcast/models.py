@@ -64,6 +64,30 @@ def load_network(path: str | Path) -> Any:
     return model
 
 
+def network_bytes(model: Any) -> bytes:
+    """A network as the bytes of its ``.keras`` file, written in memory: the same archive
+    ``model.save("x.keras")`` writes (Keras 3's ``saving_lib.save_model``, which its public
+    ``save`` calls with an open file), so a fit run anywhere sends its model back as data
+    and it is written once, where it ends up."""
+    import io
+
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    saving_lib.save_model(model, buffer)
+    return buffer.getvalue()
+
+
+def network_from_bytes(data: bytes) -> Any:
+    """The network a ``.keras`` file's bytes hold (uncompiled), read in memory."""
+    import io
+
+    import_keras()
+    from keras.src.saving import saving_lib
+
+    return saving_lib.load_model(io.BytesIO(data), compile=False)
+
+
 @contextmanager
 def filtered_stderr(noise: re.Pattern[str]) -> Iterator[None]:
     """Capture file descriptor 2 (native code's stderr too) for the block; afterwards write

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ import numpy as np
 
 from stockcast.config import ExecutionConfig, TrainConfig
 from stockcast.errors import FitTimedOut, StockcastError, TrainingDiverged
-from stockcast.models import build_model, import_keras
-from stockcast.paths import atomic_write, write_json
+from stockcast.models import build_model, import_keras, network_bytes, network_from_bytes
+from stockcast.paths import MODEL_FILE, atomic_write, write_json
 from stockcast.windows import WindowSet
 
 
@@ -187,36 +186,16 @@ def run_job(
     progress: Callable[[str], None] | None = None,
     init: bytes | None = None,
 ) -> Fitted:
-    """Fit a job on its windows (stacked for a global model) in a scratch folder of the
-    process that runs it, and return the fit as data: its record, the ``.keras`` bytes and
-    any traceback. ``progress`` gets a line per epoch; ``init`` is the ``.keras`` file whose
-    weights it starts from (a warm start), None for a cold start."""
+    """Fit a job on its windows (stacked for a global model) and return the fit as data: its
+    record, the ``.keras`` bytes and any traceback; nothing is written to disk. ``progress``
+    gets a line per epoch; ``init`` is the ``.keras`` file whose weights it starts from (a
+    warm start), None for a cold start."""
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
-    with tempfile.TemporaryDirectory(prefix="stockcast-fit-") as scratch:
-        out = Path(scratch)
-        start = None
-        if init is not None:
-            start = out / "init.keras"
-            start.write_bytes(init)
-        result = fit_variant(
-            data,
-            job.variant,
-            cfg,
-            seed,
-            out,
-            execution or ExecutionConfig(),
-            progress,
-            job.name,
-            start,
-        )
-        result.fold = job.fold
-        result.model_path = None  # the scratch folder is gone once this returns
-        model, error = out / "model.keras", out / "error.txt"
-        return Fitted(
-            result,
-            model.read_bytes() if result.ok and model.exists() else None,
-            error.read_text(encoding="utf-8") if error.exists() else "",
-        )
+    fitted = fit(
+        data, job.variant, cfg, seed, execution or ExecutionConfig(), progress, job.name, init
+    )
+    fitted.result.fold = job.fold
+    return fitted
 
 
 @dataclass
@@ -319,6 +298,56 @@ class StackedWindows:
         )
 
 
+def fit(
+    ws: WindowSet,
+    variant: str,
+    cfg: TrainConfig,
+    seed: int,
+    execution: ExecutionConfig = ExecutionConfig(),  # noqa: B008 - frozen, shared safely
+    progress: Callable[[str], None] | None = None,
+    name: str = "",
+    init: bytes | None = None,
+) -> Fitted:
+    """Train ``variant`` on ``ws`` and return the best-on-validation model as ``.keras``
+    bytes with its record. ``init``: a ``.keras`` file (bytes) of the same architecture to
+    start from instead of the seeded initial weights.
+
+    Never raises for a failing fit: the error is recorded in the result (and the traceback
+    kept), so one failing variant leaves the others alone.
+    """
+    import multiprocessing
+    import os
+
+    import_keras()  # a worker's first fit imports TensorFlow: without its start-up lines
+    worker = f"{multiprocessing.current_process().name} pid {os.getpid()}"
+    result = TrainResult(ws.ticker, variant, worker=worker)
+    try:
+        label = name or f"{ws.ticker}/{variant}"
+        callbacks = [epoch_log(progress, label, cfg.epochs)] if progress else []
+        model = _fit(ws, variant, cfg, seed, result, execution, callbacks, init)
+    except Exception as exc:  # noqa: BLE001 - recorded, reported, and the stage decides
+        result.error = f"{type(exc).__name__}: {exc}"
+        return Fitted(result, None, traceback.format_exc())
+    return Fitted(result, model)
+
+
+def keep(fitted: Fitted, out_dir: Path, shown: Path | None = None) -> TrainResult:
+    """Write a fit where it ends up, once: ``model.keras`` (through a temporary name), any
+    traceback as ``error.txt`` and the record as ``result.json``. The record's
+    ``model_path`` names the model file under ``shown`` (``out_dir`` by default: a folder
+    built aside names its place once swapped in)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = None
+    if (model := fitted.model) is not None:
+        atomic_write(out_dir / MODEL_FILE, lambda tmp: tmp.write_bytes(model))
+        model_path = str((shown or out_dir) / MODEL_FILE)
+    if fitted.traceback:
+        (out_dir / "error.txt").write_text(fitted.traceback, encoding="utf-8")
+    result = replace(fitted.result, model_path=model_path)
+    result.save(out_dir / "result.json")
+    return result
+
+
 def fit_variant(
     ws: WindowSet,
     variant: str,
@@ -330,29 +359,9 @@ def fit_variant(
     name: str = "",
     init: Path | None = None,
 ) -> TrainResult:
-    """Train ``variant`` on ``ws``; save the best-on-validation model to ``out_dir``.
-    ``init``: a ``.keras`` file of the same architecture to start from instead of the seeded
-    initial weights.
-
-    Never raises for a failing fit: the error is recorded in the result, so one failing
-    variant leaves the others alone. The model file is written through a temporary name.
-    """
-    import multiprocessing
-    import os
-
-    import_keras()  # a worker's first fit imports TensorFlow: without its start-up lines
-    worker = f"{multiprocessing.current_process().name} pid {os.getpid()}"
-    result = TrainResult(ws.ticker, variant, worker=worker)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        label = name or f"{ws.ticker}/{variant}"
-        callbacks = [epoch_log(progress, label, cfg.epochs)] if progress else []
-        _fit(ws, variant, cfg, seed, out_dir, result, execution, callbacks, init)
-    except Exception as exc:  # noqa: BLE001 - recorded, reported, and the stage decides
-        result.error = f"{type(exc).__name__}: {exc}"
-        (out_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-    result.save(out_dir / "result.json")
-    return result
+    """:func:`fit`, kept in ``out_dir`` (:func:`keep`); ``init`` is a ``.keras`` file."""
+    start = init.read_bytes() if init is not None else None
+    return keep(fit(ws, variant, cfg, seed, execution, progress, name, start), out_dir)
 
 
 def _fit(
@@ -360,12 +369,11 @@ def _fit(
     variant: str,
     cfg: TrainConfig,
     seed: int,
-    out_dir: Path,
     result: TrainResult,
     execution: ExecutionConfig,
     extra_callbacks: list[Any],
-    init: Path | None = None,
-) -> None:
+    init: bytes | None = None,
+) -> bytes:
     import keras
 
     _set_threads(execution.tf_threads)
@@ -374,7 +382,7 @@ def _fit(
     spec += (seed, cfg.unroll)  # build_model's arguments, in its order
     with fresh_model(spec) as model:
         if init is not None:  # the weights only: a fresh optimiser on the longer span
-            model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+            model.set_weights(network_from_bytes(init).get_weights())
         budget = time_budget(execution.timeout_seconds)
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.patience, restore_best_weights=True
@@ -399,7 +407,7 @@ def _fit(
                 f"after {len(result.history.get('loss', []))} epochs; no model kept"
             )
         _record_best(result, f"{ws.ticker}/{variant}")
-        result.model_path = str(atomic_write(out_dir / "model.keras", model.save))
+        return network_bytes(model)
 
 
 @dataclass

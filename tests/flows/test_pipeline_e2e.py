@@ -378,16 +378,16 @@ def test_bad_raw_file_stops_at_the_gate_and_loses_nothing(project):
 LSTM_TASK_DIES = """
 import stockcast.train as train
 
-real_fit = train.fit_variant
+real_fit = train.fit
 
 
-def fit_variant(ws, variant, *args, **kwargs):
+def fit(ws, variant, *args, **kwargs):
     if variant == "lstm":  # raised outside the fit's own guard: the lstm task dies
         raise OSError("injected: the lstm worker lost its disk")
     return real_fit(ws, variant, *args, **kwargs)
 
 
-train.fit_variant = fit_variant
+train.fit = fit
 """
 
 

@@ -43,16 +43,16 @@ def test_train_flow_runs_the_plan_and_records_a_failed_fit(tmp_path: Path, monke
             "train": {"variants": ["gru", "lstm"], "units": [4], "epochs": 2, "patience": 1},
         }
     )
-    real_fit = train.fit_variant
+    real_fit = train.fit
     fit_tags = []
 
-    def task_dies_on_bbb_lstm_fold1(ws, variant, cfg, seed, out, execution, progress, name, init):
+    def task_dies_on_bbb_lstm_fold1(ws, variant, cfg, seed, execution, progress, name, init):
         fit_tags.append(sorted(task_run.tags))
         if name == "BBB/lstm/fold1":  # raised outside the fit's own guard: the task dies
             raise OSError("no space left on the worker's disk")
-        return real_fit(ws, variant, cfg, seed, out, execution, progress, name, init)
+        return real_fit(ws, variant, cfg, seed, execution, progress, name, init)
 
-    monkeypatch.setattr(train, "fit_variant", task_dies_on_bbb_lstm_fold1)
+    monkeypatch.setattr(train, "fit", task_dies_on_bbb_lstm_fold1)
     flow = train_variants.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
     with tags("stockcast-project:test"):  # as make pipeline runs it
         trained = flow(cfg, paths)
@@ -153,7 +153,7 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     good = _tree(paths.models)
     assert {"AAA/gru/model.keras", "AAA/simple_rnn/model.keras", "train.json"} <= set(good)
 
-    real_keep, kept = stage.keep_fit, []
+    real_keep, kept = stage.keep, []
 
     def dies_after_the_first_fit_is_written(*args, **kwargs):
         if kept:
@@ -161,7 +161,7 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
         kept.append(real_keep(*args, **kwargs))
         return kept[-1]
 
-    monkeypatch.setattr(train_flow, "keep_fit", dies_after_the_first_fit_is_written)
+    monkeypatch.setattr(stage, "keep", dies_after_the_first_fit_is_written)
     cfg = replace(cfg, seed=99)  # other weights: a mix of old and new would show
     with pytest.raises(StockcastError, match="disk filled up"):
         flow(cfg, paths)
@@ -171,7 +171,7 @@ def test_models_are_swapped_in_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     assert not paths.models.with_name("models.tmp").exists()
 
     # a killed run leaves models.tmp/ behind: the next run starts it afresh
-    monkeypatch.setattr(train_flow, "keep_fit", real_keep)
+    monkeypatch.setattr(stage, "keep", real_keep)
     stale = paths.models.with_name("models.tmp") / "AAA/lstm"
     stale.mkdir(parents=True)
     (stale / "model.keras").write_bytes(b"half a model from a killed run")

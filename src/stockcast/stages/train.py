@@ -1,36 +1,194 @@
-"""Stage train, its records: every fit written where the stage builds ``models/`` (aside,
-swapped in whole when the stage succeeds), what every fit left behind
-(``models/train.json``, ``models/backtest.json``) and the global model copied to every
-ticker. The fits themselves are planned by :func:`stockcast.train.plan_fits` and run by the
-flow, in parallel, anywhere: they receive their windows and return their model as data."""
+"""Stage train: every planned fit (:func:`stockcast.train.plan_fits`) run through the
+executor it is given, each as soon as it can start, and every outcome recorded.
+
+The procedure knows nothing of who runs a fit: ``pool(k, n)`` opens chunk ``k`` of ``n``'s
+executor (threads, processes, a Dask cluster; the flow passes Prefect's task runners, a test
+a plain thread pool) and yields a :data:`Submit`. A fit receives its windows and returns its
+model as data, so it needs no shared disk; each is written once, into the models folder being
+built aside (``models/``, swapped in whole when the stage succeeds), with what every fit left
+behind (``models/train.json``, ``models/backtest.json``) and the global model copied to
+every ticker.
+"""
 
 from __future__ import annotations
 
+import logging
+import queue
 import shutil
-from dataclasses import asdict, replace
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from stockcast.paths import Paths, atomic_write, read_json, write_json
-from stockcast.train import MAIN_MODEL, FitJob, Fitted, TrainResult, model_dir
+from stockcast.config import Config
+from stockcast.errors import StockcastError
+from stockcast.paths import MODEL_FILE, Paths, atomic_write, read_json, staged_dir, write_json
+from stockcast.train import (
+    GLOBAL_MODEL,
+    MAIN_MODEL,
+    FitJob,
+    Fitted,
+    TrainResult,
+    chunks,
+    collect,
+    keep,
+    model_dir,
+    plan_fits,
+    warm_sources,
+)
+from stockcast.windows import WindowSet, read_manifest
 
 Trained = dict[str, dict[str, TrainResult]]  # ticker -> variant -> the main model's result
+# A fit handed to an executor: (job, its windows, the .keras bytes it starts from or None)
+# -> a future of the fit, or of why the task running it failed (a worker died, ...).
+Submit = Callable[[FitJob, list[WindowSet], bytes | None], "Future[Fitted | str]"]
+Log = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
 
 
-def keep_fit(fitted: Fitted, job: FitJob, folder: Path, models: Path) -> TrainResult:
-    """Write one fit (its model, record and any traceback) into ``folder``, the models
-    folder being built; its ``model_path`` names the file's place in ``models`` once the
-    built folder is swapped in."""
-    out = folder / job.out
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = None
-    if (model := fitted.model) is not None:
-        atomic_write(out / "model.keras", lambda tmp: tmp.write_bytes(model))
-        model_path = str(models / job.out / "model.keras")
-    if fitted.traceback:
-        (out / "error.txt").write_text(fitted.traceback, encoding="utf-8")
-    result = replace(fitted.result, model_path=model_path)
-    result.save(out / "result.json")
-    return result
+def run(
+    cfg: Config, paths: Paths, pool: Callable[[int, int], AbstractContextManager[Submit]], log: Log
+) -> dict[str, list[str]]:
+    """Run every fit and record it: ticker -> the variants whose main model trained.
+
+    A failed fit is recorded, never fatal, unless every main variant of a ticker fails; then
+    ``models/`` keeps the last good models and this run's fits are kept in
+    ``models.failed/`` to read.
+    """
+    manifest = read_manifest(paths.processed)
+    jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
+    with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
+        progress = Progress(len(jobs), warm_sources(jobs) if cfg.train.warm_start else {})
+        outcomes: list[Fitted | str] = []
+        parts = chunks(jobs, cfg.execution)
+        for k, chunk in enumerate(parts):  # several: fresh worker processes, flat memory
+            with pool(k, len(parts)) as submit:
+                outcomes += fit_all(submit, chunk, paths, progress, log)
+        fits = collect(jobs, outcomes)
+        results = [
+            keep(f, building / job.out, paths.models / job.out)
+            for f, job in zip(fits, jobs, strict=True)
+        ]
+        if any(job.ticker == GLOBAL_MODEL for job in jobs):  # each ticker gets the shared model
+            results = share_global_models(results, list(manifest), paths, building)
+        summary = write_summary(results, paths, building)
+        _log(results, log)
+        trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
+        if empty := [t for t, variants in trained.items() if not variants]:
+            why = "; ".join(f"{t}/{v}: {r.error}" for t in empty for v, r in summary[t].items())
+            raise StockcastError(
+                f"every variant failed for {empty} ({why}); models/ keeps the last good "
+                f"models, this run's fits are in {paths.failed_models.name}/"
+            )
+    return trained
+
+
+@dataclass
+class Progress:
+    """The stage's fits as they go, across chunks: how many are done out of the total and
+    since when (for the time left), and the warm starts: which fit each starts from and the
+    ended fits' models that a fit not yet submitted starts from."""
+
+    total: int
+    starts: dict[str, str] = field(default_factory=dict)  # job name -> the fit it starts from
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    models: dict[str, bytes | None] = field(default_factory=dict)  # ended, awaited as a start
+
+
+def fit_all(
+    submit: Submit, jobs: list[FitJob], paths: Paths, progress: Progress, log: Log
+) -> list[Fitted | str]:
+    """Load the jobs' windows and submit each job with its own as soon as it can start: at
+    once, or with a warm start when the fit it starts from has ended (from that fit's model;
+    cold if that fit failed). Report each fit as it ends. Outcomes in job order."""
+    windows = {
+        name: WindowSet.load(paths.processed / name) for name in {f for j in jobs for f in j.files}
+    }
+    waiting = {job.name: job for job in jobs}
+    running: dict[Future[Fitted | str], tuple[FitJob, str]] = {}  # -> its job and warm start
+    ended: queue.SimpleQueue[Future[Fitted | str]] = queue.SimpleQueue()  # as they end
+    then = {start: name for name, start in progress.starts.items()}  # who starts from it
+    outcomes: dict[str, Fitted | str] = {}
+
+    def start(job: FitJob) -> None:
+        source = progress.starts.get(job.name, "")
+        init = progress.models.pop(source, None) if source else None
+        if source and init is None:
+            log.warning("fit %s starts cold: fit %s left no model", job.name, source)
+        del waiting[job.name]
+        future = submit(job, [windows[f] for f in job.files], init)
+        running[future] = (job, source if init is not None else "")
+        future.add_done_callback(ended.put)
+
+    for job in jobs:
+        source = progress.starts.get(job.name)
+        if source is None or source in progress.models:  # cold, or its start already ended
+            start(job)
+    while running or waiting:
+        if not running:  # a start that will never come (not in this chunk): start it cold
+            start(next(iter(waiting.values())))
+        future = ended.get()
+        job, source = running.pop(future)
+        outcome = outcomes[job.name] = _outcome(future)
+        if isinstance(outcome, Fitted):
+            outcome.result.warm_from = source
+        if (after := then.get(job.name)) is not None:  # a fit starts from this one
+            progress.models[job.name] = outcome.model if isinstance(outcome, Fitted) else None
+            if after in waiting:
+                start(waiting[after])
+        _report(log, job, outcome, progress)
+    return [outcomes[job.name] for job in jobs]
+
+
+def _outcome(future: Future[Fitted | str]) -> Fitted | str:
+    """A finished future's fit, or why the task running it failed."""
+    if (error := future.exception()) is not None:
+        return f"{type(error).__name__}: {error}"
+    return future.result()
+
+
+def _report(log: Log, job: FitJob, outcome: Fitted | str, progress: Progress) -> None:
+    """A fit ended: which, how it went, how many remain, and the time left at the pace so
+    far."""
+    if isinstance(outcome, str):
+        said = f"task failed: {outcome}"
+    elif outcome.result.ok:
+        r = outcome.result
+        said = f"best val_loss {r.best_val_loss:.6f} at epoch {r.best_epoch}"
+        said += f", warm from {r.warm_from}" if r.warm_from else ""
+    else:
+        said = f"failed: {outcome.result.error}"
+    progress.done += 1
+    left = progress.total - progress.done
+    eta = (time.monotonic() - progress.started) / progress.done * left
+    log.info(
+        "fit %s ended (%s): %d of %d done, %d remain (about %.0f s left)",
+        job.name,
+        said,
+        progress.done,
+        progress.total,
+        left,
+        eta,
+    )
+
+
+def _log(results: list[TrainResult], log: Log) -> None:
+    for r in results:
+        if r.ok:
+            log.info(
+                "%s/%s fold %d: best val_loss %.6f at epoch %d of %d (%.1f s)",
+                r.ticker,
+                r.variant,
+                r.fold,
+                r.best_val_loss,
+                r.best_epoch,
+                r.epochs_run,
+                r.fit_seconds,
+            )
+        else:
+            log.error("%s/%s fold %d failed: %s", r.ticker, r.variant, r.fold, r.error)
 
 
 def share_global_models(
@@ -51,9 +209,9 @@ def share_global_models(
             if r.ok and r.model_path:
                 source = folder / Path(r.model_path).relative_to(paths.models)
                 atomic_write(
-                    folder / where / "model.keras", lambda tmp, s=source: shutil.copy2(s, tmp)
+                    folder / where / MODEL_FILE, lambda tmp, s=source: shutil.copy2(s, tmp)
                 )
-                model_path = str(paths.models / where / "model.keras")
+                model_path = str(paths.models / where / MODEL_FILE)
             shared.append(
                 replace(r, ticker=ticker, model_path=model_path, worker=f"global: {r.worker}")
             )
