@@ -8,119 +8,28 @@ columns, a weekly or monthly step) get their own batch."""
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from stockcast.ingest import CANONICAL, PRICES
-from stockcast.paths import atomic_write
+from stockcast.columns import CANONICAL, PRICES
+from stockcast.validation_report import (
+    DATA_DOCS,
+    MAX_ROWS_SHOWN,
+    Failure,
+    TickerResult,
+    ValidationReport,
+    batch_line,
+    format_row,
+    gate_context,
+    plain_english,
+    publish,
+)
 
-logger = logging.getLogger(__name__)
-MAX_ROWS_SHOWN = 5
-
-
-# Each expectation of the suite in one line of plain English, printed beside its GX name.
-PLAIN = {
-    "expect_column_to_exist": "the column must be there",
-    "expect_column_values_to_not_be_null": "every row needs a value",
-    "expect_column_values_to_be_between": "values must lie in the allowed range",
-    "expect_column_values_to_not_be_in_set": "prices must be finite numbers",
-    "expect_column_pair_values_a_to_be_greater_than_b": "a daily bar must be consistent "
-    "(the high above the open, close and low; the low below them)",
-    "expect_compound_columns_to_be_unique": "one row per trading day",
-}
-# Range checks say more when the column is known.
-PLAIN_RANGE = {
-    "date": "no row may be dated after today",
-    "volume": "volume cannot be negative",
-    "daily_move": "an unusually large move from one row to the next (a split or a bad tick?)",
-    "gap_days": "an unusually long gap between rows for the series' frequency (missing data?)",
-    "rows": "the series is too short for the configured spans",
-    "price_stdev": "the price must move (a constant series teaches nothing)",
-}
-# The lower bound on gap_days is the order check, its upper bound the warning above.
-DATES_FORWARD = "dates must go forward (each row after the one before)"
 SERIES = ("rows", "price_stdev")  # the per-ticker table's checked columns
-
-
-@dataclass
-class Failure:
-    """One failed expectation: what was expected, where, and a few offending rows."""
-
-    expectation: str
-    column: str | None
-    detail: str
-    rows: list[str] = field(default_factory=list)
-    plain: str = ""  # the expectation in plain English
-
-
-@dataclass
-class TickerResult:
-    """One ticker's verdict: critical failures stop it, warnings are only reported."""
-
-    ticker: str
-    rows: int
-    success: bool
-    evaluated: int
-    failures: list[Failure] = field(default_factory=list)
-    warnings: list[Failure] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)  # the files the ticker's rows came from
-    absent: list[str] = field(default_factory=list)  # columns its sources lack
-    skipped: list[str] = field(default_factory=list)  # the expectations those would need
-
-
-@dataclass
-class ValidationReport:
-    """The gate's verdict for every ticker, plus where the Data Docs were written."""
-
-    results: list[TickerResult]
-    data_docs: str | None = None
-
-    @property
-    def success(self) -> bool:
-        return all(r.success for r in self.results)
-
-    @property
-    def failed_tickers(self) -> list[str]:
-        return [r.ticker for r in self.results if not r.success]
-
-    def summary(self) -> str:
-        lines = []
-        for r in self.results:
-            verdict = "passed" if r.success else "FAILED"
-            origin = f" (from {', '.join(r.sources)})" if r.sources else ""
-            lines.append(
-                f"{r.ticker}{origin}: {verdict} ({r.evaluated} expectations, {r.rows} rows)"
-            )
-            for label, items in (("", r.failures), ("warning: ", r.warnings)):
-                for f in items:
-                    where = f" column {f.column}:" if f.column else ""
-                    plain = f"{f.plain} " if f.plain else ""
-                    lines.append(f"  - {label}{plain}[{f.expectation}]:{where} {f.detail}")
-                    lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
-            if r.skipped:
-                lines.append(
-                    f"  - skipped {len(r.skipped)} expectations on {', '.join(r.absent)}: "
-                    "not in the source (the list is in validation.json)"
-                )
-        if self.data_docs:
-            lines.append(f"Data Docs: {self.data_docs}")
-        return "\n".join(lines)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "success": self.success,
-                "data_docs": self.data_docs,
-                "results": [asdict(r) for r in self.results],
-            },
-            indent=2,
-        )
 
 
 def build_suite(
@@ -315,8 +224,9 @@ def validate_prices(
     absent: dict[str, list[str]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ValidationReport:
-    """Run the suite on every ticker in one batch per kind of series; write JSON results and
-    HTML Data Docs under ``report_dir``. ``progress`` hears where the stage is.
+    """Judge every ticker (:func:`judge_prices`), then publish the verdict
+    (:func:`stockcast.validation_report.publish`: ``validation.json`` and HTML Data Docs
+    under ``report_dir``). ``progress`` hears where the stage is.
 
     Args:
         frame: the canonical table.
@@ -333,10 +243,35 @@ def validate_prices(
     Returns:
         The report, a result per ticker; ``report.success`` is False when any ticker failed.
     """
-    today = today or pd.Timestamp.now().normalize()
     report_dir.mkdir(parents=True, exist_ok=True)
-    docs_dir = report_dir / "data_docs"
-    context = _context(docs_dir)
+    context = gate_context(report_dir / DATA_DOCS)
+    checks = Checks(min_rows, today or pd.Timestamp.now().normalize(), max_daily_move, max_gap_days)
+    results = judge_prices(frame, context, checks, rows_needed, absent or {}, progress)
+    for result in results:
+        result.sources = list((sources or {}).get(result.ticker, []))
+    return publish(context, results, report_dir)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The suite's thresholds (see :func:`build_suite`)."""
+
+    min_rows: int
+    today: pd.Timestamp
+    max_daily_move: float = 0.25
+    max_gap_days: int = 14
+
+
+def judge_prices(
+    frame: pd.DataFrame,
+    context: Any,
+    checks: Checks,
+    rows_needed: str = "",
+    absent: dict[str, list[str]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[TickerResult]:
+    """Every ticker's verdict, by ticker: the suite run in one batch per kind of series
+    (its absent columns and its step) on ``context``'s checkpoints."""
     batch = {
         level: context.data_sources.add_pandas(f"prices_{level}")
         .add_dataframe_asset(level)
@@ -355,8 +290,11 @@ def validate_prices(
         counts = rows["ticker"].value_counts()  # each ticker's rows
         tables = {"rows": rows, "series": series_table(rows, lacks)}
         for level, table in tables.items():
+            c = checks
             suite = context.suites.add(
-                build_suite(min_rows, today, max_daily_move, max_gap_days, lacks, step, level)
+                build_suite(
+                    c.min_rows, c.today, c.max_daily_move, c.max_gap_days, lacks, step, level
+                )
             )
             name = f"{level}-{'_'.join(sorted(lacks))}-{step}"
             outcome = _checkpoint(context, batch[level], suite, name, level).run(
@@ -367,52 +305,11 @@ def validate_prices(
         for ticker, result in judged.items():
             result.rows = int(counts[ticker])
             result.success = not result.failures
-            result.sources = list((sources or {}).get(ticker, []))
             result.skipped, result.absent = list(skipped), sorted(lacks)
         results.update(judged)
         if progress:
-            failed = [t for t, r in judged.items() if not r.success]
-            more = ", …" if len(failed) > MAX_ROWS_SHOWN else ""
-            named = f" ({', '.join(failed[:MAX_ROWS_SHOWN])}{more})"
-            progress(
-                f"validated {len(results)} of {total} tickers: {len(judged)} in one batch, "
-                f"{len(judged) - len(failed)} passed, {len(failed)} FAILED"
-                + (named if failed else "")
-            )
-    context.build_data_docs(site_names=["stockcast_site"])
-    index = docs_dir / "index.html"
-    ordered = [results[t] for t in sorted(results)]
-    report = ValidationReport(ordered, data_docs=str(index) if index.exists() else None)
-    atomic_write(
-        report_dir / "validation.json",
-        lambda tmp: tmp.write_text(report.to_json(), encoding="utf-8"),
-    )
-    return report
-
-
-def _context(docs_dir: Path) -> Any:
-    """An ephemeral GX context whose Data Docs site writes to ``docs_dir``."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    # its "Created temporary directory ... for ephemeral docs site" on every run is noise: the
-    # site the person opens is ours, named in the report
-    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    backend = {
-        "class_name": "TupleFilesystemStoreBackend",
-        "base_directory": str(docs_dir.resolve()),
-    }
-    context.add_data_docs_site(
-        "stockcast_site",
-        {
-            "class_name": "SiteBuilder",
-            "store_backend": backend,
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
-    return context
+            progress(batch_line(judged, len(results), total))
+    return [results[t] for t in sorted(results)]
 
 
 def _checkpoint(context: Any, batch: Any, suite: Any, name: str, level: str) -> Any:
@@ -463,20 +360,6 @@ def _severity(result: Any) -> str:
     return str(getattr(severity, "value", severity))
 
 
-def plain_english(
-    expectation: str, column: str | None, kwargs: dict[str, Any] | None = None
-) -> str:
-    """One line saying what ``expectation`` on ``column`` asks, for a person."""
-    if expectation == "expect_column_values_to_be_between":
-        if column == "gap_days" and (kwargs or {}).get("min_value") is not None:
-            return DATES_FORWARD
-        if column in PLAIN_RANGE:
-            return PLAIN_RANGE[column]
-        if column in PRICES:
-            return "prices must be above zero"
-    return PLAIN.get(expectation, "")
-
-
 def _failures_by_ticker(
     result: Any, table: pd.DataFrame, counts: pd.Series, rows_needed: str = ""
 ) -> dict[str, Failure]:
@@ -524,19 +407,6 @@ def _failures_by_ticker(
             detail = f"{failing} (expected one row per {' and '.join(kwargs['column_list'])})"
         else:
             detail = f"{failing} {expected}" if expected else failing
-        shown = [_format_row(e) for e in entries[:MAX_ROWS_SHOWN]]
+        shown = [format_row(e) for e in entries[:MAX_ROWS_SHOWN]]
         out[ticker] = Failure(config.type, column, detail, shown, plain)
     return out
-
-
-def _format_row(entry: dict[str, Any]) -> str:
-    """One offending row as ``YYYY-MM-DD: open=…, high=…`` (GX gives its ticker, its date and
-    the columns checked)."""
-    values = ", ".join(
-        f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
-        for k, v in entry.items()
-        if k not in ("ticker", "date")
-    )
-    date = pd.Timestamp(entry["date"])
-    day = "(no date)" if pd.isna(date) else f"{date:%Y-%m-%d}"
-    return f"{day}: {values}" if values else day

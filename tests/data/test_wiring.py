@@ -16,7 +16,8 @@ from stockcast.config import config_from_dict
 from stockcast.errors import DataError, RunLocked
 from stockcast.paths import Paths, atomic_write, write_parquet
 from stockcast.stages import window as window_stage
-from stockcast.validate import MAX_ROWS_SHOWN, validate_prices
+from stockcast.validate import validate_prices
+from stockcast.validation_report import MAX_ROWS_SHOWN
 from tests.conftest import synthetic_prices
 
 TODAY = pd.Timestamp("2026-11-22")

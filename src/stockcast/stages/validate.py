@@ -9,7 +9,8 @@ import pandas as pd
 from stockcast.config import Config
 from stockcast.errors import ValidationFailed
 from stockcast.paths import Paths, read_json, write_parquet
-from stockcast.validate import ValidationReport, validate_prices
+from stockcast.validate import validate_prices
+from stockcast.validation_report import ValidationReport
 
 
 def run(

@@ -1,0 +1,194 @@
+"""The validation gate's verdict as a person reads it: per ticker, each failed expectation in
+plain English with a few offending rows, the JSON record (``validation.json``) and the GX Data
+Docs site it is published to."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stockcast.columns import PRICES
+from stockcast.paths import atomic_write
+
+MAX_ROWS_SHOWN = 5
+DATA_DOCS = "data_docs"  # the Data Docs site's folder, in the report folder
+SITE = "stockcast_site"
+
+
+# Each expectation of the suite in one line of plain English, printed beside its GX name.
+PLAIN = {
+    "expect_column_to_exist": "the column must be there",
+    "expect_column_values_to_not_be_null": "every row needs a value",
+    "expect_column_values_to_be_between": "values must lie in the allowed range",
+    "expect_column_values_to_not_be_in_set": "prices must be finite numbers",
+    "expect_column_pair_values_a_to_be_greater_than_b": "a daily bar must be consistent "
+    "(the high above the open, close and low; the low below them)",
+    "expect_compound_columns_to_be_unique": "one row per trading day",
+}
+# Range checks say more when the column is known.
+PLAIN_RANGE = {
+    "date": "no row may be dated after today",
+    "volume": "volume cannot be negative",
+    "daily_move": "an unusually large move from one row to the next (a split or a bad tick?)",
+    "gap_days": "an unusually long gap between rows for the series' frequency (missing data?)",
+    "rows": "the series is too short for the configured spans",
+    "price_stdev": "the price must move (a constant series teaches nothing)",
+}
+# The lower bound on gap_days is the order check, its upper bound the warning above.
+DATES_FORWARD = "dates must go forward (each row after the one before)"
+
+
+@dataclass
+class Failure:
+    """One failed expectation: what was expected, where, and a few offending rows."""
+
+    expectation: str
+    column: str | None
+    detail: str
+    rows: list[str] = field(default_factory=list)
+    plain: str = ""  # the expectation in plain English
+
+
+@dataclass
+class TickerResult:
+    """One ticker's verdict: critical failures stop it, warnings are only reported."""
+
+    ticker: str
+    rows: int
+    success: bool
+    evaluated: int
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[Failure] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the files the ticker's rows came from
+    absent: list[str] = field(default_factory=list)  # columns its sources lack
+    skipped: list[str] = field(default_factory=list)  # the expectations those would need
+
+
+@dataclass
+class ValidationReport:
+    """The gate's verdict for every ticker, plus where the Data Docs were written."""
+
+    results: list[TickerResult]
+    data_docs: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failed_tickers(self) -> list[str]:
+        return [r.ticker for r in self.results if not r.success]
+
+    def summary(self) -> str:
+        lines = []
+        for r in self.results:
+            verdict = "passed" if r.success else "FAILED"
+            origin = f" (from {', '.join(r.sources)})" if r.sources else ""
+            lines.append(
+                f"{r.ticker}{origin}: {verdict} ({r.evaluated} expectations, {r.rows} rows)"
+            )
+            for label, items in (("", r.failures), ("warning: ", r.warnings)):
+                for f in items:
+                    where = f" column {f.column}:" if f.column else ""
+                    plain = f"{f.plain} " if f.plain else ""
+                    lines.append(f"  - {label}{plain}[{f.expectation}]:{where} {f.detail}")
+                    lines.extend(f"      {row}" for row in f.rows[:MAX_ROWS_SHOWN])
+            if r.skipped:
+                lines.append(
+                    f"  - skipped {len(r.skipped)} expectations on {', '.join(r.absent)}: "
+                    "not in the source (the list is in validation.json)"
+                )
+        if self.data_docs:
+            lines.append(f"Data Docs: {self.data_docs}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "success": self.success,
+                "data_docs": self.data_docs,
+                "results": [asdict(r) for r in self.results],
+            },
+            indent=2,
+        )
+
+
+def gate_context(docs_dir: Path) -> Any:
+    """An ephemeral GX context whose Data Docs site writes to ``docs_dir``."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # its "Created temporary directory ... for ephemeral docs site" on every run is noise: the
+    # site the person opens is ours, named in the report
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    backend = {
+        "class_name": "TupleFilesystemStoreBackend",
+        "base_directory": str(docs_dir.resolve()),
+    }
+    context.add_data_docs_site(
+        SITE,
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": backend,
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context
+
+
+def publish(context: Any, results: list[TickerResult], report_dir: Path) -> ValidationReport:
+    """Build the Data Docs of everything ``context`` validated and write ``validation.json``
+    (atomically) under ``report_dir``: the report of ``results``."""
+    context.build_data_docs(site_names=[SITE])
+    index = report_dir / DATA_DOCS / "index.html"
+    report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
+    atomic_write(
+        report_dir / "validation.json",
+        lambda tmp: tmp.write_text(report.to_json(), encoding="utf-8"),
+    )
+    return report
+
+
+def batch_line(judged: dict[str, TickerResult], done: int, total: int) -> str:
+    """A progress line for one batch judged: how many passed, which failed."""
+    failed = [t for t, r in judged.items() if not r.success]
+    more = ", …" if len(failed) > MAX_ROWS_SHOWN else ""
+    named = f" ({', '.join(failed[:MAX_ROWS_SHOWN])}{more})"
+    return (
+        f"validated {done} of {total} tickers: {len(judged)} in one batch, "
+        f"{len(judged) - len(failed)} passed, {len(failed)} FAILED" + (named if failed else "")
+    )
+
+
+def plain_english(
+    expectation: str, column: str | None, kwargs: dict[str, Any] | None = None
+) -> str:
+    """One line saying what ``expectation`` on ``column`` asks, for a person."""
+    if expectation == "expect_column_values_to_be_between":
+        if column == "gap_days" and (kwargs or {}).get("min_value") is not None:
+            return DATES_FORWARD
+        if column in PLAIN_RANGE:
+            return PLAIN_RANGE[column]
+        if column in PRICES:
+            return "prices must be above zero"
+    return PLAIN.get(expectation, "")
+
+
+def format_row(entry: dict[str, Any]) -> str:
+    """One offending row as ``YYYY-MM-DD: open=…, high=…`` (GX gives its ticker, its date and
+    the columns checked)."""
+    values = ", ".join(
+        f"{k}={float(v):g}" if isinstance(v, int | float) else f"{k}={v}"
+        for k, v in entry.items()
+        if k not in ("ticker", "date")
+    )
+    date = pd.Timestamp(entry["date"])
+    day = "(no date)" if pd.isna(date) else f"{date:%Y-%m-%d}"
+    return f"{day}: {values}" if values else day
