@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stockcast.columns import OHLCV
 from stockcast.errors import StockcastError
 
 
@@ -132,7 +133,7 @@ def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int)
     from stockcast.serving import forecast
 
     last = pd.Timestamp(group["date"].iloc[-1])
-    ohlcv = group[["open", "high", "low", "close", "volume"]].to_numpy()
+    ohlcv = group[list(OHLCV)].to_numpy()
     variant = (model.metadata.metadata or {}).get("variant", "?")
     return [
         {
@@ -197,7 +198,7 @@ def _request(args: argparse.Namespace) -> int:
         raise StockcastError(
             f"{args.ticker}: {len(rows)} validated days, the model takes {context}"
         )
-    ohlcv = rows[["open", "high", "low", "close", "volume"]].to_numpy(dtype="float64")[-context:]
+    ohlcv = rows[list(OHLCV)].to_numpy(dtype="float64")[-context:]
     target = load_config(args.params).data.target
     print(json.dumps({"inputs": model_inputs(meta, ohlcv[None], target).tolist()}))
     return 0

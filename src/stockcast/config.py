@@ -11,18 +11,18 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from stockcast.columns import PRICES
 from stockcast.errors import ConfigError
 
 VARIANTS = ("simple_rnn", "lstm", "gru")
 TRANSFORMS = ("level", "diff", "log_return")
-INPUTS = ("open", "high", "low", "close", "volume_change", "range", "intraday")
+INPUTS = (*PRICES, "volume_change", "range", "intraday")
 ANCHORS = ("target", "close")
 RUNNERS = ("processes", "threads", "dask")
 ON_DRIFT = ("warn", "retrain")
 SCOPES = ("per_ticker", "global")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
-PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ class Source:
     def __post_init__(self) -> None:
         if self.columns is None:
             return
-        if "date" not in self.columns or not set(PRICE_COLUMNS) & set(self.columns):
+        if "date" not in self.columns or not set(PRICES) & set(self.columns):
             raise ConfigError(
                 f"data.sources[{self.path}]: the columns mapping needs date and at least the "
-                f"target price (one of {list(PRICE_COLUMNS)}); it has {sorted(self.columns)}. "
+                f"target price (one of {list(PRICES)}); it has {sorted(self.columns)}. "
                 "open, high, low, close and volume are optional when the file lacks them "
                 "(an index level, an FX rate or a fund's NAV: map it as the target)"
             )
@@ -66,9 +66,9 @@ class DataConfig:
         _check_choice("data.date_order", self.date_order, DATE_ORDERS)
         if not self.sources:
             raise ConfigError("data.sources is empty: name at least one CSV file")
-        if self.target not in PRICE_COLUMNS:
+        if self.target not in PRICES:
             raise ConfigError(
-                f"data.target={self.target!r} is not supported; choose one of {PRICE_COLUMNS}"
+                f"data.target={self.target!r} is not supported; choose one of {PRICES}"
             )
         for source in self.sources:
             if source.columns is not None and self.target not in source.columns:

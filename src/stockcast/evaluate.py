@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from stockcast.columns import OHLCV
 from stockcast.scores import CandidateScores, FoldScore, SpanScores
-from stockcast.transforms import OHLCV
 from stockcast.windows import WindowSet
 
 BASELINES = ("naive", "drift", "moving_average", "last_close")

@@ -11,12 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stockcast.config import PRICE_COLUMNS
+from stockcast.columns import CANONICAL, OHLCV, PRICES
 from stockcast.errors import ConfigError, DataError, SeriesError
-
-CANONICAL = ("date", "ticker", "open", "high", "low", "close", "volume")
-NUMERIC = ("open", "high", "low", "close", "volume")
-PRICES = PRICE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ class Layout:
 
 def _columns(**renamed: str) -> dict[str, str]:
     """Canonical name -> vendor column: the canonical name itself unless renamed."""
-    return {name: renamed.get(name, name) for name in ("date", *NUMERIC)}
+    return {name: renamed.get(name, name) for name in ("date", *OHLCV)}
 
 
 LAYOUTS: tuple[Layout, ...] = (
@@ -219,7 +215,7 @@ def read_prices(
         for name, safe in renamed.items()
         if safe != name
     ]
-    absent = [c for c in NUMERIC if c not in layout.columns]
+    absent = [c for c in OHLCV if c not in layout.columns]
     if absent:
         repairs.append(
             f"{path}: no {', '.join(absent)} column(s) in the mapping: left empty; "
@@ -227,7 +223,7 @@ def read_prices(
         )
     for column in absent:
         frame[column] = np.nan
-    for column in (c for c in NUMERIC if c in layout.columns):
+    for column in (c for c in OHLCV if c in layout.columns):
         source = layout.columns[column]
         values, notes = _parse_numbers(
             raw[source].rename(original[source]), column, path, frame["date"]
@@ -272,7 +268,7 @@ def combine(results: Iterable[IngestResult], tickers: Iterable[str] = ()) -> Ing
     kept = set(frame["ticker"])
     # a column is absent for a ticker when every source of it lacks the column
     absent = {
-        t: [c for c in NUMERIC if all(c in r.absent.get(t, []) for r in holders)]
+        t: [c for c in OHLCV if all(c in r.absent.get(t, []) for r in holders)]
         for t in kept
         if (holders := [r for r in results if t in r.origin])
     }

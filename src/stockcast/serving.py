@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stockcast import transforms
+from stockcast.columns import OHLCV
 
 
 def forecast_frame(point: np.ndarray, half_widths: dict[str, float]) -> pd.DataFrame:
@@ -134,7 +135,7 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
             raise refused(f"expected input of shape {shape}; got {raw.shape}")
         if self.layout == "prices":  # target prices only: lay them out as the target's column
             ohlcv = np.full(raw.shape + (5,), np.nan)
-            ohlcv[..., transforms.OHLCV.index(self.target)] = raw
+            ohlcv[..., OHLCV.index(self.target)] = raw
             raw = ohlcv
         read = [self.target] if self.layout == "prices" else self._columns_read()
         if problem := window_problem(raw, read):
@@ -161,7 +162,7 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
         out = np.asarray(self.model.predict_on_batch(scaled)).reshape(-1)
         values = out * (high[0] - low[0]) + low[0]
         anchor = transforms.anchor_column(self.target, self.anchor)
-        last = raw[:, -1, transforms.OHLCV.index(anchor)]
+        last = raw[:, -1, OHLCV.index(anchor)]
         return transforms.inverse(values, last, self.transform)
 
 
@@ -181,7 +182,7 @@ def window_problem(raw: np.ndarray, read: list[str]) -> str | None:
     value in a column the model reads (a column it never reads may be empty), a price not
     above zero, a high below the low, a negative volume. Names the first offence by window,
     day and column, and how many values share it."""
-    col = {c: raw[..., transforms.OHLCV.index(c)] for c in transforms.OHLCV}
+    col = {c: raw[..., OHLCV.index(c)] for c in OHLCV}
     checks = [(c, ~np.isfinite(col[c]), "is missing or not a finite number") for c in read] + [
         (c, np.isfinite(col[c]) & (col[c] <= 0), "is not a price: prices must be above 0")
         for c in PRICES
@@ -195,7 +196,7 @@ def window_problem(raw: np.ndarray, read: list[str]) -> str | None:
             where = f"window {w + 1} of {raw.shape[0]}, day {d + 1} of {raw.shape[1]}"
             newest = " (the newest)" if d == raw.shape[1] - 1 else ""
             tail = f" ({more} more value(s) like it)" if more else ""
-            value = float(raw[w, d, transforms.OHLCV.index(column)])
+            value = float(raw[w, d, OHLCV.index(column)])
             return f"{where}{newest}, column {column}: {value!r} {what}{tail}"
     return None
 
@@ -207,7 +208,6 @@ def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -
 
     if input_layout(meta) == "ohlcv":
         return ohlcv_windows
-    from stockcast.transforms import OHLCV
 
     return ohlcv_windows[..., OHLCV.index(target)]
 

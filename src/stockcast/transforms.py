@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stockcast.columns import OHLCV
 from stockcast.config import INPUTS, TRANSFORMS
 
 
@@ -44,9 +45,6 @@ def inverse(values: np.ndarray, previous: np.ndarray, transform: str) -> np.ndar
     if transform == "log_return":
         return np.asarray(previous, dtype="float64") * np.exp(values)
     raise ValueError(f"unknown transform {transform!r}; choose one of {list(TRANSFORMS)}")
-
-
-OHLCV = ("open", "high", "low", "close", "volume")
 
 
 def context(window: int, transform: str, inputs: tuple[str, ...] = ()) -> int:

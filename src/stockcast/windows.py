@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stockcast import transforms
+from stockcast.columns import OHLCV
 from stockcast.errors import SeriesError
 from stockcast.paths import atomic_write, write_json
 
@@ -93,7 +94,7 @@ class WindowSet:
         """The anchor's price the day before each target: what a forecast change adds to."""
         if self.anchor == "target" or self.ohlcv is None:
             return self.naive(idx)
-        column = transforms.OHLCV.index(transforms.anchor_column(self.target, self.anchor))
+        column = OHLCV.index(transforms.anchor_column(self.target, self.anchor))
         return self.ohlcv[np.asarray(idx) - 1, column]
 
     def inputs(self, idx: np.ndarray) -> np.ndarray:
@@ -201,7 +202,7 @@ def make_windows(
         anchor: ``target`` | ``close``: the price a forecast change is measured from.
 
     Raises:
-        DataError: too few rows for the three spans.
+        SeriesError: too few rows for the three spans.
     """
     ticker = str(frame["ticker"].iloc[0])
     n = len(frame)
@@ -214,7 +215,7 @@ def make_windows(
             expected=f"at least {test_days + val_days + 2 * window} rows "
             f"(window {window}, validation {val_days}, test {test_days})",
         )
-    ohlcv = frame[list(transforms.OHLCV)].to_numpy(dtype="float64")
+    ohlcv = frame[list(OHLCV)].to_numpy(dtype="float64")
     features = transforms.feature_matrix(ohlcv, target, transform, tuple(extra_inputs), anchor)
     first = transforms.context(0, transform, tuple(extra_inputs))  # changes lack row 0
     try:
@@ -225,7 +226,7 @@ def make_windows(
     return WindowSet(
         ticker=ticker,
         dates=frame["date"].to_numpy(dtype="datetime64[D]"),
-        prices=ohlcv[:, transforms.OHLCV.index(target)],
+        prices=ohlcv[:, OHLCV.index(target)],
         scaled=scaled.astype("float32"),
         scaler=scalers[0],
         window=window,

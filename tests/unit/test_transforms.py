@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stockcast import transforms
+from stockcast.columns import OHLCV
 from stockcast.windows import make_windows
 
 
@@ -97,7 +98,7 @@ def test_each_price_input_is_transformed_like_the_target_and_the_anchor_defaults
     got = transforms.feature_matrix(ohlcv, "open", "log_return", prices)
     assert got.shape == (40, 5)
     for k, name in enumerate(prices, start=1):  # each price column's own log returns
-        column = ohlcv[:, transforms.OHLCV.index(name)]
+        column = ohlcv[:, OHLCV.index(name)]
         np.testing.assert_allclose(got[:, k], transforms.forward(column, "log_return"))
     np.testing.assert_allclose(got[:, 0], transforms.forward(ohlcv[:, 0], "log_return"))
     anchored = transforms.feature_matrix(ohlcv, "open", "log_return", (), anchor="target")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from stockcast import transforms
+from stockcast.columns import OHLCV
 from stockcast.config import Config
 from stockcast.errors import ConfigError
 from stockcast.paths import Paths, staged_dir
@@ -28,7 +29,7 @@ def run(cfg: Config, paths: Paths) -> list[WindowSet]:
             settings = dict.fromkeys(why for c in lacking for why in needs[c])
             raise ConfigError(
                 f"{ticker} has no {', '.join(lacking)} column (its source maps only "
-                f"{', '.join(c for c in transforms.OHLCV if group[c].notna().any())}), "
+                f"{', '.join(c for c in OHLCV if group[c].notna().any())}), "
                 f"which {' and '.join(settings)} need(s); for a series with one price, "
                 "set features.anchor: target and features.inputs: []"
             )
