@@ -47,12 +47,6 @@ def gates(cfg: Config) -> tuple[Gate, ...]:
     )
 
 
-def selection_source(candidates: dict[str, CandidateScores]) -> str:
-    """The span that chooses: the backtest when the candidates were backtested, else
-    validation."""
-    return "backtest" if any(c.backtest is not None for c in candidates.values()) else "val"
-
-
 def leaders(candidates: dict[str, CandidateScores], source: str) -> tuple[str | None, str]:
     """(the best network, the best baseline) by RMSE in prices on ``source``; None for the
     network when no network has a finite score there.

@@ -17,7 +17,7 @@ from typing import Any
 
 from stockcast.config import Config
 from stockcast.promotion import Decision, choose_candidate, decide_promotion, gate_values, gates
-from stockcast.scores import CandidateScores
+from stockcast.scores import CandidateScores, selection_span
 from stockcast.store import client_for
 from stockcast.windows import WindowSet
 
@@ -59,11 +59,6 @@ class Candidate:
     model_uri: str
 
 
-def selection_span(cfg: Config) -> str:
-    """The span that chooses and gates registration: the backtest with folds, else validation."""
-    return "backtest" if cfg.backtest.folds else "val"
-
-
 @dataclass(frozen=True)
 class Choice:
     """A ticker's registration, decided before anything is logged: the candidate, why, its
@@ -81,8 +76,8 @@ def choose_registration(
     """The candidate to register (:func:`choose_candidate` on the selection span) and
     whether this very registration exists already."""
     r = cfg.register
-    source = selection_span(cfg)
-    name, why = choose_candidate(scores, source, r.min_improvement, r.max_p_value)
+    span = selection_span(cfg.backtest.folds)
+    name, why = choose_candidate(scores, span, r.min_improvement, r.max_p_value)
     fingerprint = registration_fingerprint(tags, name, scores[name])
     earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
     return Choice(name, why, fingerprint, earlier)
@@ -100,7 +95,7 @@ def register_best(
     """Register the best forecaster of the selection span, network or baseline, and move
     ``@champion`` to it if it passes the gates and beats the current champion. ``choice``:
     the registration already decided (:func:`choose_registration`), else decided here."""
-    source = selection_span(cfg)
+    span = selection_span(cfg.backtest.folds)
     if choice is None:
         scores = {n: c.scores for n, c in candidates.items()}
         choice = choose_registration(client, cfg, ws.ticker, scores, tags)
@@ -115,10 +110,10 @@ def register_best(
     decision = decide_promotion(
         chosen.scores.test.rmse,
         current[0] if current else None,
-        gate_values(chosen.scores, source),
+        gate_values(chosen.scores, span),
         gates(cfg),
         current[1] if current else None,
-        source,
+        span,
     )
     version = mlflow.register_model(
         chosen.model_uri,
@@ -126,7 +121,7 @@ def register_best(
         tags={
             "variant": name,
             "kind": chosen.scores.kind,
-            "selected_on": f"{source} rmse",
+            "selected_on": f"{span} rmse",
             "selection": why,
             **({"fingerprint": fingerprint} if fingerprint else {}),
             **tags,

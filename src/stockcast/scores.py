@@ -10,6 +10,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+
+def selection_span(folds: int) -> str:
+    """The span that chooses and gates registration: the walk-forward backtest when there
+    are ``folds``, else validation; never the test span."""
+    return "backtest" if folds else "val"
+
+
 SPANS = ("test", "val", "backtest")
 NAN = float("nan")
 
@@ -79,7 +86,7 @@ class CandidateScores:
 
     @property
     def selection_span(self) -> str:
-        return "backtest" if self.expected_folds else "val"
+        return selection_span(self.expected_folds)
 
     def fold_mean(self, key: str) -> float:
         """Mean of a fold metric; NaN unless every expected fold was scored."""

@@ -29,7 +29,7 @@ from stockcast.paths import Paths, read_json
 from stockcast.promotion import (
     leaders,
 )
-from stockcast.scores import CandidateScores, TickerReport
+from stockcast.scores import CandidateScores, TickerReport, selection_span
 from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
 
@@ -197,7 +197,7 @@ def _log_tree(
         run_name=pipeline_run_name([ws.ticker for ws in sets], tags.get("params_hash", "")),
     ).info.run_id
     opened.append(parent)
-    source = registry.selection_span(cfg)
+    span = selection_span(cfg.backtest.folds)
     inputs = {ws.ticker: _dataset_input(ws, paths, tags) for ws in sets}
     step("logging the parent run's params and data reports")
     log_batch(client, parent, [], [Param(k, v) for k, v in flat_params(cfg).items()], [])
@@ -211,7 +211,7 @@ def _log_tree(
         choice = registry.choose_registration(client, cfg, ws.ticker, report.candidates, tags)
         logged = models_to_log(cfg, report, choice)
         candidates = {n: registry.Candidate(c, "") for n, c in report.candidates.items()}
-        for name in [*report.errors, *runs_of(report, source)]:
+        for name in [*report.errors, *runs_of(report, span)]:
             # by the client: the fluent API would resolve the run's context (a dozen
             # environment probes) and re-read the parent, every ticker's metrics, per child
             child = client.create_run(
@@ -233,7 +233,7 @@ def _log_tree(
             )
             opened.remove(child)
             candidates[name] = registry.Candidate(scores, uri)
-        summary += _ticker_summary(client, parent, paths, report, source)
+        summary += _ticker_summary(client, parent, paths, report, span)
         decisions[ws.ticker] = registry.register_best(
             mlflow, client, cfg, ws, candidates, tags, choice
         )

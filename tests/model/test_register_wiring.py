@@ -8,6 +8,7 @@ import pytest
 
 from stockcast import registry
 from stockcast.evaluate import CandidateForecasts, baseline_candidates, score_candidates
+from stockcast.scores import selection_span
 from tests.model.baseline_run import CLEAN, baseline_run, config
 
 
@@ -24,7 +25,7 @@ def test_a_rejected_version_never_moves_the_champion(sqlite_store, tmp_path):
 
 @pytest.mark.parametrize(("folds", "span"), [(3, "backtest"), (0, "val")])
 def test_the_backtest_chooses_or_else_validation_never_the_test_span(folds, span):
-    assert registry.selection_span(config(backtest={"folds": folds})) == span
+    assert selection_span(config(backtest={"folds": folds}).backtest.folds) == span
 
 
 def test_the_registered_version_says_the_span_that_chose_it(sqlite_store, tmp_path):

@@ -3,8 +3,6 @@ relative to baselines on the same span, then the champion on the same test span.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from stockcast.config import config_from_dict
@@ -14,9 +12,8 @@ from stockcast.promotion import (
     decide_promotion,
     gates,
     leaders,
-    selection_source,
 )
-from stockcast.scores import CandidateScores, SpanScores
+from stockcast.scores import CandidateScores, SpanScores, selection_span
 
 LIMITS = (Gate("rmse_vs_best_baseline", 1.0), Gate("rmse_vs_naive", 1.0))
 GOOD = {"rmse_vs_best_baseline": 0.98, "rmse_vs_naive": 0.7, "mase": 4.5}
@@ -129,10 +126,8 @@ def test_the_leaders_are_the_best_network_and_the_best_baseline_of_the_span():
 
 
 def test_the_backtest_chooses_when_there_is_one():
-    scores = _scores(naive=1.0, gru=2.0)
-    assert selection_source(scores) == "backtest"
-    unbacktested = {n: replace(c, backtest=None) for n, c in scores.items()}
-    assert selection_source(unbacktested) == "val"
+    assert selection_span(3) == "backtest"
+    assert selection_span(0) == "val"
 
 
 def test_without_baselines_there_is_no_choice():

@@ -25,7 +25,7 @@ from stockcast.evaluate import (
     score_candidates,
 )
 from stockcast.paths import Paths, read_json, write_json
-from stockcast.promotion import leaders, selection_source
+from stockcast.promotion import leaders
 from stockcast.scores import TickerReport
 from stockcast.stages.train import read_backtest_summary, read_summary
 from stockcast.train import TrainResult
@@ -133,8 +133,8 @@ def _write_forecasts(
     for name, forecast in forecasts.items():
         table[name] = forecast.test
     scores = report.candidates
-    source = selection_source(scores)
-    network, baseline = leaders(scores, source)
+    span = next(iter(scores.values())).selection_span  # the span that chooses
+    network, baseline = leaders(scores, span)
     draw(
         plot_candidates,
         ws,
@@ -142,7 +142,7 @@ def _write_forecasts(
         {n: f.test for n, f in forecasts.items()},
         {n: c.kind for n, c in scores.items()},
         (network, baseline),
-        source,
+        span,
         paths.forecast_plot(ws.ticker),
         scores[network or baseline].interval_halfwidths,
     )
