@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+MODEL_FILE = "model.keras"  # a trained network's file, in its fit's folder
+
 
 @dataclass(frozen=True)
 class Paths:
