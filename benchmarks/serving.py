@@ -35,9 +35,9 @@ def log_models(store: str, variant: str) -> tuple[str, str, bytes]:
     import mlflow
 
     from stockcast.config import load_config
+    from stockcast.packaging import log_forecaster
     from stockcast.paths import Paths
     from stockcast.stages.evaluate import read_reports
-    from stockcast.tracking import log_forecaster
     from stockcast.windows import read_windows
 
     cfg, paths = load_config(ROOT / "params.yaml"), Paths(ROOT)
@@ -51,7 +51,7 @@ def log_models(store: str, variant: str) -> tuple[str, str, bytes]:
     for rule, path in (("last_close", None), (variant, keras)):
         with mlflow.start_run(run_name=f"serving benchmark {rule}"):
             widths = scores[rule].interval_halfwidths
-            uris.append(log_forecaster(mlflow, ws, path, widths, rule, cfg))
+            uris.append(log_forecaster(mlflow, ws, path, widths, rule, cfg.features.moving_average))
     newest = ws.raw_inputs([len(ws.prices)], ws.context)  # the days before tomorrow
     return uris[0], uris[1], json.dumps({"inputs": newest.tolist()}).encode()
 

@@ -27,7 +27,8 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
-from flows.repro import mark_orphans, project_tag, run_stages
+from flows.orphans import mark_orphans, project_tag
+from flows.plan import run_stages
 from flows.server import BIN, prefect_api
 from stockcast import ops
 from stockcast.config import Config, load_config
@@ -164,7 +165,7 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
         return {"status": "up to date", "message": news.message()}
     # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
-    # The stages run as subflows of this run, in this process (flows.repro.run_stages).
+    # The stages run as subflows of this run, in this process (flows.plan.run_stages).
     run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
     run_stages(ROOT, ["drift"], params=params)
     drift = json.loads(paths.drift.read_text(encoding="utf-8"))

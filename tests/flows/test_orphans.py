@@ -70,7 +70,7 @@ def _ppid(proc: Path) -> int:
 def test_the_next_run_marks_a_killed_runs_flow_runs_crashed(tmp_path, tmp_path_factory):
     from prefect.client.orchestration import get_client
 
-    from flows.repro import project_tag
+    from flows.orphans import project_tag
 
     home = tmp_path_factory.mktemp("prefect-home")
     saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_API_URL")}
@@ -84,7 +84,7 @@ def test_the_next_run_marks_a_killed_runs_flow_runs_crashed(tmp_path, tmp_path_f
                 "import sys, time\n"
                 "from pathlib import Path\n"
                 "from prefect import flow, tags\n"
-                "from flows.repro import project_tag\n"
+                "from flows.orphans import project_tag\n"
                 "@flow(name='train-variants')\n"
                 "def inner():\n"
                 "    print('running', flush=True); time.sleep(600)\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stockcast import registry, tracking
+from stockcast import packaging, registry, tracking
 from stockcast.config import config_from_dict
 from stockcast.evaluate import baseline_candidates, score_candidates
 from stockcast.windows import make_windows
@@ -40,7 +40,7 @@ def _candidates(mlflow, ws):
     for rule, s in scores.items():
         with mlflow.start_run():
             out[rule] = registry.Candidate(
-                s, tracking.log_forecaster(mlflow, ws, None, WIDTHS, rule)
+                s, packaging.log_forecaster(mlflow, ws, None, WIDTHS, rule)
             )
     return out
 
@@ -98,7 +98,7 @@ def test_rollback_as_a_command(store, tmp_path: Path, capsys):
     assert main(["rollback", "--ticker", "TEST"]) == 1
     assert "stockcast-TEST has no @champion to roll back" in capsys.readouterr().err
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, None, WIDTHS, "naive")
+        uri = packaging.log_forecaster(mlflow, ws, None, WIDTHS, "naive")
     for _ in range(2):
         mlflow.register_model(uri, "stockcast-TEST")
     client.set_model_version_tag("stockcast-TEST", "2", "previous_champion", "1")

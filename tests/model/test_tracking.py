@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stockcast import registry, serving, store, tracking
+from stockcast import packaging, registry, serving, store
 from stockcast.config import TrainConfig
 from stockcast.evaluate import predict_prices
 from stockcast.serving import point_forecast
@@ -55,7 +55,7 @@ def test_logged_pyfunc_takes_raw_ohlcv_and_matches_keras(trained, mlflow_store):
     mlflow = mlflow_store
     _, ws, result = trained
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
+        uri = packaging.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.signature is not None
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 10, 5)
@@ -76,7 +76,7 @@ def test_a_baseline_is_logged_and_served_like_a_network(trained, mlflow_store):
     mlflow = mlflow_store
     _, ws, _ = trained
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, None, WIDTHS, "last_close")
+        uri = packaging.log_forecaster(mlflow, ws, None, WIDTHS, "last_close")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.metadata["kind"] == "baseline"
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 10, 5)
@@ -94,7 +94,7 @@ def test_champion_is_scored_on_the_callers_span(trained, mlflow_store):
     assert registry.champion_rmse(mlflow, client, "stockcast-TEST", ws) is None
     path = list(sys.path)
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
+        uri = packaging.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     version = mlflow.register_model(uri, "stockcast-TEST")
     client.set_registered_model_alias("stockcast-TEST", registry.CHAMPION, version.version)
     rmse, champion_version = registry.champion_rmse(mlflow, client, "stockcast-TEST", ws)
@@ -117,7 +117,7 @@ def test_log_return_model_forecasts_ahead_feeding_its_forecasts_back(mlflow_stor
     ws = make_windows(synthetic_prices(300), "open", 10, 40, 40, "log_return")
     result = fit_variant(ws, "simple_rnn", TrainConfig(units=(4,), epochs=1), 2, tmp_path / "s")
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "simple_rnn")
+        uri = packaging.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "simple_rnn")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.metadata["context"] == 11  # a change needs one more day
     idx = ws.test_idx
@@ -149,7 +149,7 @@ def test_rollback_restores_the_previous_champion_and_says_why(trained, mlflow_st
     versions = []
     for _ in range(2):
         with mlflow.start_run():
-            uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
+            uri = packaging.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
         versions.append(mlflow.register_model(uri, name).version)
     client.set_registered_model_alias(name, registry.CHAMPION, versions[0])
     with pytest.raises(StockcastError, match="nothing to roll back to"):
@@ -172,7 +172,7 @@ def test_model_with_extra_inputs_and_a_close_anchor_takes_raw_ohlcv(mlflow_store
     result = fit_variant(ws, "gru", TrainConfig(units=(4,), epochs=1), 2, tmp_path / "g")
     assert result.ok, result.error
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
+        uri = packaging.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 11, 5)
     idx = ws.test_idx
@@ -195,7 +195,7 @@ def test_a_one_price_series_logs_and_serves(tmp_path: Path, mlflow_store):
     result = fit_variant(ws, "gru", TrainConfig(units=(4,), epochs=1), 3, tmp_path / "g")
     assert result.ok, result.error
     with mlflow.start_run():
-        uri = tracking.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
+        uri = packaging.log_forecaster(mlflow, ws, Path(result.model_path), WIDTHS, "gru")
     out = mlflow.pyfunc.load_model(uri).predict(ws.raw_inputs(ws.test_idx))
     direct = predict_prices(keras.saving.load_model(result.model_path), ws, ws.test_idx)
     assert np.isfinite(out["forecast"]).all()

@@ -79,6 +79,7 @@ def code_dependencies(
     """Every file of ours that ``start`` loads, transitively, ``start`` included, as paths
     relative to ``root``; what a file of :data:`NOT_SHAPING` loads is not followed, nor
     ``skip`` (files that are not followed and not counted)."""
+
     def rel(path: Path) -> str:
         return str(path.relative_to(root if path.is_relative_to(root) else ROOT))
 

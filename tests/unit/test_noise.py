@@ -7,8 +7,8 @@ import logging
 import re
 
 from stockcast.models import muted_logs
+from stockcast.packaging import LOG_MODEL_NOISE
 from stockcast.stages.evaluate import RETRACING
-from stockcast.tracking import LOG_MODEL_NOISE
 
 # As TensorFlow 2.21 and MLflow 3 print them in a default run (evaluate, register).
 TF_RETRACING = (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from flows.repro import AFTER_TRAIN, BEFORE_VALIDATE, preload, stage_settings
+from flows.plan import stage_settings
+from flows.warmup import AFTER_TRAIN, BEFORE_VALIDATE, preload
 
 
 def test_preload_imports_in_the_background_and_leaves_a_failing_module_to_its_stage():

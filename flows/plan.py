@@ -1,0 +1,148 @@
+"""The stages a run brings up to date, from DVC's own graph and judgement: their order and
+upstream (``dvc.yaml``), which are stale (``dvc status``), each run as its Prefect flow in
+this process and recorded (``dvc commit``) as ``dvc repro`` would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from flows.server import BIN
+from flows.warmup import AFTER_TRAIN, preload
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def dvc(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> int:
+    """Run the venv's ``dvc`` with its ``python`` first on PATH (stage commands use it)."""
+    env = dict(env or os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run([str(BIN / "dvc"), *args], env=env, stdout=out, stderr=out).returncode
+
+
+def stage_order(
+    repo: Any, targets: list[str] | None = None, single_item: bool = False
+) -> list[str]:
+    """The stages to consider, upstream first, from DVC's graph: every stage, or the targets
+    and their upstream (only the targets with ``single_item``)."""
+    from dvc.repo.reproduce import plan_repro
+
+    from stockcast.errors import StockcastError
+
+    graph = repo.index.graph
+    by_name = {stage.addressing: stage for stage in graph}
+    if unknown := sorted(set(targets or []) - set(by_name)):
+        raise StockcastError(f"unknown stage(s) {unknown}; dvc.yaml has {sorted(by_name)}")
+    if single_item and targets:
+        order = [s.addressing for s in plan_repro(graph)]
+        return [name for name in order if name in targets]
+    chosen = [by_name[t] for t in targets] if targets else None
+    return [s.addressing for s in plan_repro(graph, chosen)]
+
+
+def planned_stages(
+    root: Path, targets: list[str] | None = None, force: bool = False, single_item: bool = False
+) -> list[str]:
+    """What a run would run now: the stale stages (per ``dvc status``) and every stage
+    downstream of one, in DVC's order."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        order = stage_order(repo, targets, single_item)
+        graph = repo.index.graph
+        by_name = {stage.addressing: stage for stage in graph}
+        stale = {name for name in order if force or repo.status(targets=[name])}
+        # edges point from a stage to its upstream: a stage's ancestors are its downstream
+        reached = stale | {d.addressing for s in stale for d in nx.ancestors(graph, by_name[s])}
+    return [name for name in order if name in reached]
+
+
+def run_stages(
+    root: Path,
+    targets: list[str] | None = None,
+    force: bool = False,
+    single_item: bool = False,
+    params: str = DEFAULT_PARAMS,
+) -> list[str]:
+    """Run the stale stages in this process, as Prefect flows, upstream first.
+
+    DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
+    records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
+    file other than ``params.yaml``, DVC's record does not describe the run: every selected
+    stage runs and nothing is committed.
+
+    Returns:
+        The stages that ran.
+
+    Raises:
+        StockcastError: a stage failed (its own message, e.g. the validation report).
+    """
+    from dvc.repo import Repo
+
+    from flows.stages import stage_flows
+
+    own_params = params == DEFAULT_PARAMS
+    flows_by_stage = stage_flows()
+    ran = []
+    with Repo(str(root)) as repo:
+        order = stage_order(repo, targets, single_item)
+        warming = None
+        try:
+            for name in order:
+                if own_params and not force and not repo.status(targets=[name]):
+                    print(f"Stage '{name}' didn't change, skipping", flush=True)
+                    continue
+                print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
+                warming = _warm_while(name, order, root, warming)
+                _run_stage(flows_by_stage[name], name, params)
+                if own_params:
+                    repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
+                ran.append(name)
+        finally:  # a failed stage waits for a store's migrations to end, never cuts them
+            if warming is not None:
+                warming.join()
+    if not own_params:
+        print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
+    return ran
+
+
+def _warm_while(name: str, order: list[str], root: Path, warming: Any) -> Any:
+    """While train runs, import what evaluate and register need (and open the tracking
+    store); before any later stage, wait for that: never two migrations of one store."""
+    from stockcast.tracking import prepare_store
+
+    if name == "train" and {"evaluate", "register"} & set(order):
+        store = partial(prepare_store, root) if "register" in order else None
+        return preload(AFTER_TRAIN, then=store)
+    if warming is not None:  # done long ago
+        warming.join()
+    return warming
+
+
+def _run_stage(flow: Any, name: str, params: str) -> None:
+    """One stage's flow; its failure names the stage."""
+    from stockcast.errors import StockcastError
+
+    try:
+        with stage_settings():
+            flow(params=params)
+    except StockcastError as exc:
+        raise StockcastError(f"stockcast {name} stopped:\n{exc}") from exc
+
+
+def stage_settings() -> Any:
+    """Prefect settings for a stage's flow run inside the pipeline flow run: no heartbeat.
+
+    A flow run's heartbeat thread sleeps in 1 s steps, and the run's end waits for it to
+    wake: about 1 s at the end of every flow run, 8 s over a default run's stage flows. A
+    stage flow runs in the pipeline flow run's process, whose own heartbeat goes on, and
+    ``mark_orphans`` marks Crashed whatever a dead process left Running.
+    """
+    from prefect.settings import temporary_settings
+
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
