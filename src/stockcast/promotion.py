@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stockcast.config import Config
+from stockcast.config import RegisterConfig
 from stockcast.evaluate import ratio
 from stockcast.scores import CandidateScores
 
@@ -37,9 +37,8 @@ class Gate:
     strict: bool = False  # True: the value must be below the limit; False: at most it
 
 
-def gates(cfg: Config) -> tuple[Gate, ...]:
+def gates(r: RegisterConfig) -> tuple[Gate, ...]:
     """The configured gates, each relative to baselines scored on the same span."""
-    r = cfg.register
     return (
         Gate("rmse_vs_best_baseline", r.max_rmse_vs_best_baseline),
         Gate("rmse_vs_naive", r.max_rmse_vs_naive),

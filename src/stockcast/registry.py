@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from stockcast.config import Config
+from stockcast.config import RegisterConfig
 from stockcast.promotion import Decision, choose_candidate, decide_promotion, gate_values, gates
-from stockcast.scores import CandidateScores, selection_span
+from stockcast.scores import CandidateScores
 from stockcast.store import client_for
 from stockcast.windows import WindowSet
 
@@ -71,12 +71,16 @@ class Choice:
 
 
 def choose_registration(
-    client: Any, cfg: Config, ticker: str, scores: dict[str, CandidateScores], tags: dict[str, str]
+    client: Any,
+    r: RegisterConfig,
+    span: str,
+    ticker: str,
+    scores: dict[str, CandidateScores],
+    tags: dict[str, str],
 ) -> Choice:
-    """The candidate to register (:func:`choose_candidate` on the selection span) and
-    whether this very registration exists already."""
-    r = cfg.register
-    span = selection_span(cfg.backtest.folds)
+    """The candidate to register (:func:`choose_candidate` on ``span``, the selection span:
+    :func:`stockcast.scores.selection_span`) and whether this very registration exists
+    already."""
     name, why = choose_candidate(scores, span, r.min_improvement, r.max_p_value)
     fingerprint = registration_fingerprint(tags, name, scores[name])
     earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
@@ -86,22 +90,23 @@ def choose_registration(
 def register_best(
     mlflow: Any,
     client: Any,
-    cfg: Config,
+    r: RegisterConfig,
+    span: str,
     ws: WindowSet,
     candidates: dict[str, Candidate],
     tags: dict[str, str],
     choice: Choice | None = None,
 ) -> dict[str, Any]:
-    """Register the best forecaster of the selection span, network or baseline, and move
-    ``@champion`` to it if it passes the gates and beats the current champion. ``choice``:
-    the registration already decided (:func:`choose_registration`), else decided here."""
-    span = selection_span(cfg.backtest.folds)
+    """Register the best forecaster of ``span`` (the selection span), network or baseline,
+    and move ``@champion`` to it if it passes the gates and beats the current champion.
+    ``choice``: the registration already decided (:func:`choose_registration`), else decided
+    here."""
     if choice is None:
         scores = {n: c.scores for n, c in candidates.items()}
-        choice = choose_registration(client, cfg, ws.ticker, scores, tags)
+        choice = choose_registration(client, r, span, ws.ticker, scores, tags)
     name, why, fingerprint = choice.name, choice.why, choice.fingerprint
     chosen = candidates[name]
-    model_name = cfg.register.model_name(ws.ticker)
+    model_name = r.model_name(ws.ticker)
     if choice.earlier is not None:
         return _already_registered(
             client, model_name, choice.earlier, name, chosen.scores.kind, why
@@ -111,7 +116,7 @@ def register_best(
         chosen.scores.test.rmse,
         current[0] if current else None,
         gate_values(chosen.scores, span),
-        gates(cfg),
+        gates(r),
         current[1] if current else None,
         span,
     )

@@ -197,8 +197,10 @@ def _log_tree(
     for done, ws in enumerate(sets, start=1):
         step(f"logging and registering {ws.ticker}")
         report = reports[ws.ticker]
-        choice = registry.choose_registration(client, cfg, ws.ticker, report.candidates, tags)
-        logged = models_to_log(cfg, report, choice)
+        choice = registry.choose_registration(
+            client, cfg.register, span, ws.ticker, report.candidates, tags
+        )
+        logged = models_to_log(cfg.train.scope, report, choice)
         candidates = {n: registry.Candidate(c, "") for n, c in report.candidates.items()}
         for name in [*report.errors, *runs_of(report, span)]:
             # by the client: the fluent API would resolve the run's context (a dozen
@@ -224,7 +226,7 @@ def _log_tree(
             candidates[name] = registry.Candidate(scores, uri)
         summary += _ticker_summary(client, parent, paths, report, span)
         decisions[ws.ticker] = registry.register_best(
-            mlflow, client, cfg, ws, candidates, tags, choice
+            mlflow, client, cfg.register, span, ws, candidates, tags, choice
         )
         if progress and done in report_at:
             progress(f"logged and registered {done} of {len(sets)} tickers")
@@ -234,7 +236,7 @@ def _log_tree(
     opened.remove(parent)
 
 
-def models_to_log(cfg: Config, report: TickerReport, choice: registry.Choice) -> set[str]:
+def models_to_log(scope: str, report: TickerReport, choice: registry.Choice) -> set[str]:
     """The candidates whose forecaster is logged as a model: the one to register (unless this
     very registration exists already) and, with ``train.scope: per_ticker``, every network,
     each a model trained for this ticker. A baseline rule that is not registered has no
@@ -242,7 +244,7 @@ def models_to_log(cfg: Config, report: TickerReport, choice: registry.Choice) ->
     the same network a thousand times over would make registering a thousand tickers take
     hours (the child run still holds every candidate's scores, curves and chart)."""
     chosen = set() if choice.earlier is not None else {choice.name}
-    if cfg.train.scope != "per_ticker":
+    if scope != "per_ticker":
         return chosen
     return chosen | {n for n, c in report.candidates.items() if c.kind == "network"}
 

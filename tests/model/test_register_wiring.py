@@ -53,7 +53,7 @@ def _with_network(run, shrink: float, noise: float) -> dict:
 
 def _choose(scores: dict, **register) -> str:
     cfg = config(register={"max_p_value": None, **register})
-    return registry.choose_registration(None, cfg, "TEST", scores, {}).name
+    return registry.choose_registration(None, cfg.register, "val", "TEST", scores, {}).name
 
 
 def test_min_improvement_reaches_the_choice(tmp_path):

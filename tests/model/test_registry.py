@@ -17,6 +17,7 @@ from stockcast.windows import make_windows
 from tests.conftest import synthetic_prices
 
 WIDTHS = {"80": 0.01, "95": 0.02}
+SPAN = "val"  # backtest.folds: 0 below: validation chooses
 CLEAN = {"git_commit": "abc123", "git_dirty": "False", "params_hash": "p1", "dvc_dataset_md5": "d1"}
 
 
@@ -50,7 +51,7 @@ def test_the_same_registration_twice_is_already_registered(store):
     ws = make_windows(synthetic_prices(200, "TEST"), "open", 10, 40, 40)
     cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "backtest": {"folds": 0}})
     candidates = _candidates(mlflow, ws)
-    first = registry.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
+    first = registry.register_best(mlflow, client, cfg.register, SPAN, ws, candidates, CLEAN)
     assert str(first["version"]) == "1" and first["promote"] and "already_registered" not in first
     version = client.get_model_version("stockcast-TEST", "1")
     chosen = candidates[first["variant"]].scores.test
@@ -59,7 +60,7 @@ def test_the_same_registration_twice_is_already_registered(store):
     assert f"({chosen.best_baseline})" in version.description
     assert "Promoted: no champion yet" in version.description
 
-    again = registry.register_best(mlflow, client, cfg, ws, candidates, CLEAN)
+    again = registry.register_best(mlflow, client, cfg.register, SPAN, ws, candidates, CLEAN)
     assert again["already_registered"] and str(again["version"]) == "1" and again["promote"]
     assert again["reason"].startswith("already registered as v1 (same code, params, data")
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
@@ -67,7 +68,7 @@ def test_the_same_registration_twice_is_already_registered(store):
     # uncommitted code, other params or other data: registered anew
     for changed in ({"git_dirty": "True"}, {"params_hash": "p2"}, {"dvc_dataset_md5": "d2"}):
         tags = {**CLEAN, **changed}
-        out = registry.register_best(mlflow, client, cfg, ws, candidates, tags)
+        out = registry.register_best(mlflow, client, cfg.register, SPAN, ws, candidates, tags)
         assert "already_registered" not in out, changed
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 4
     second = client.get_model_version("stockcast-TEST", "2")

@@ -68,7 +68,7 @@ def test_validation_is_the_gate_without_folds():
 
 def test_default_gates_are_relative_to_baselines_and_mase_is_off():
     cfg = config_from_dict({"data": {"sources": ["x.csv"]}})
-    by_metric = {g.metric: g for g in gates(cfg)}
+    by_metric = {g.metric: g for g in gates(cfg.register)}
     assert by_metric["rmse_vs_best_baseline"].limit == 1.0
     assert by_metric["mase"].limit is None  # scaled by another span: reported, never a gate
 
@@ -174,7 +174,7 @@ def test_gates_read_every_limit_from_params():
             "register": {"max_rmse_vs_best_baseline": 0.9, "max_rmse_vs_naive": 0.8, "max_mase": 2},
         }
     )
-    assert gates(cfg) == (
+    assert gates(cfg.register) == (
         Gate("rmse_vs_best_baseline", 0.9),
         Gate("rmse_vs_naive", 0.8),
         Gate("mase", 2, strict=True),
