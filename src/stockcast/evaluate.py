@@ -394,7 +394,7 @@ def plot_candidates(
     forecasts: dict[str, np.ndarray],
     kinds: dict[str, str],
     leaders: tuple[str | None, str],
-    source: str,
+    span: str,
     path: Path,
     half_widths: dict[str, float] | None = None,
 ) -> Path:
@@ -405,7 +405,7 @@ def plot_candidates(
     Args:
         forecasts: each candidate's forecasts for ``idx``.
         kinds: each candidate's kind (network | baseline).
-        leaders: (the best network, the best baseline) on ``source``, the span that chooses.
+        leaders: (the best network, the best baseline) on ``span``, the span that chooses.
         half_widths: the banded candidate's conformal half-widths by level name.
     """
     network, baseline = leaders
@@ -439,8 +439,7 @@ def plot_candidates(
     for name in sorted(n for n, k in kinds.items() if k == "network" and n in forecasts):
         ax.plot(dates, forecasts[name], label=name, color=next(colors, None), linewidth=1.0)
     ax.set_title(
-        f"{ws.ticker}, test span (best on {source}: network {network or 'none'}, "
-        f"baseline {baseline})"
+        f"{ws.ticker}, test span (best on {span}: network {network or 'none'}, baseline {baseline})"
     )
     ax.set_ylabel("price")
     ax.legend(loc="upper left", fontsize="small")

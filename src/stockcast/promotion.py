@@ -46,33 +46,33 @@ def gates(r: RegisterConfig) -> tuple[Gate, ...]:
     )
 
 
-def leaders(candidates: dict[str, CandidateScores], source: str) -> tuple[str | None, str]:
-    """(the best network, the best baseline) by RMSE in prices on ``source``; None for the
+def leaders(candidates: dict[str, CandidateScores], span: str) -> tuple[str | None, str]:
+    """(the best network, the best baseline) by RMSE in prices on ``span``; None for the
     network when no network has a finite score there.
 
     Raises:
-        ValueError: no baseline has a score on ``source``.
+        ValueError: no baseline has a score on ``span``.
     """
 
     def rmse(name: str) -> float:
-        return candidates[name].on(source).rmse
+        return candidates[name].on(span).rmse
 
     def of_kind(kind: str) -> list[str]:
         return [n for n, c in candidates.items() if c.kind == kind and math.isfinite(rmse(n))]
 
     baselines, networks = of_kind("baseline"), of_kind("network")
     if not baselines:
-        raise ValueError(f"no baseline scored on {source}: nothing to compare the networks with")
+        raise ValueError(f"no baseline scored on {span}: nothing to compare the networks with")
     return (min(networks, key=rmse) if networks else None), min(baselines, key=rmse)
 
 
 def choose_candidate(
     candidates: dict[str, CandidateScores],
-    source: str,
+    span: str,
     min_improvement: float = 0.0,
     max_p_value: float | None = None,
 ) -> tuple[str, str]:
-    """The candidate to register: the best forecaster of ``source``, network or baseline.
+    """The candidate to register: the best forecaster of ``span``, network or baseline.
 
     The best network (lowest RMSE in prices) is chosen over the best baseline only when its
     RMSE is below the baseline's by ``min_improvement`` (a fraction) and, with
@@ -83,7 +83,7 @@ def choose_candidate(
 
     Args:
         candidates: every candidate of one ticker.
-        source: ``backtest`` or ``val``.
+        span: ``backtest`` or ``val``.
         min_improvement: the share of the baseline's RMSE a network must win by.
         max_p_value: the p-value a network's win must be under; None: no test.
 
@@ -92,14 +92,14 @@ def choose_candidate(
     """
 
     def rmse(name: str) -> float:
-        return candidates[name].on(source).rmse
+        return candidates[name].on(span).rmse
 
-    net, base = leaders(candidates, source)
+    net, base = leaders(candidates, span)
     if net is None:
-        return base, f"best baseline on {source}; no network has a {source} score"
+        return base, f"best baseline on {span}; no network has a {span} score"
     versus = ratio(rmse(net), rmse(base))
-    p_value = candidates[net].on(source).dm_p_value
-    said = f"{net} {source} rmse {versus:.4f}x {base} (DM p={p_value:.3g})"
+    p_value = candidates[net].on(span).dm_p_value
+    said = f"{net} {span} rmse {versus:.4f}x {base} (DM p={p_value:.3g})"
     if versus >= 1.0 - min_improvement:
         return base, f"{said}: the network does not beat the best baseline"
     if max_p_value is not None and not p_value < max_p_value:
@@ -113,7 +113,7 @@ def decide_promotion(
     gate: dict[str, float],
     limits: tuple[Gate, ...],
     previous_version: str | None = None,
-    gate_source: str = "backtest",
+    gate_span: str = "backtest",
 ) -> Decision:
     """Promote only past every gate and ahead of the champion on the same test span.
 
@@ -123,7 +123,7 @@ def decide_promotion(
         gate: the candidate's gate metrics on the gate span, by name.
         limits: the gates; a missing value (a failed fold) rejects.
         previous_version: the current champion's version, recorded on promotion.
-        gate_source: where ``gate`` was measured, for the reason text.
+        gate_span: where ``gate`` was measured, for the reason text.
     """
 
     def reject(reason: str) -> Decision:
@@ -133,12 +133,12 @@ def decide_promotion(
     for g in active:
         value = gate.get(g.metric, float("nan"))
         if math.isnan(value):
-            return reject(f"{gate_source} {g.metric} missing (a fold failed?): cannot judge it")
+            return reject(f"{gate_span} {g.metric} missing (a fold failed?): cannot judge it")
         if not (value < g.limit if g.strict else value <= g.limit):
             return reject(
-                f"{gate_source} {g.metric} {value:.4f} {'>=' if g.strict else '>'} {g.limit}"
+                f"{gate_span} {g.metric} {value:.4f} {'>=' if g.strict else '>'} {g.limit}"
             )
-    passed = "".join(f"; {gate_source} {g.metric} {gate[g.metric]:.4f}" for g in active)
+    passed = "".join(f"; {gate_span} {g.metric} {gate[g.metric]:.4f}" for g in active)
     if champion_rmse is None:
         return Decision(True, f"no champion yet{passed}", candidate_rmse, None, None)
     if candidate_rmse < champion_rmse:
@@ -156,11 +156,11 @@ def decide_promotion(
     )
 
 
-def gate_values(scores: CandidateScores, source: str) -> dict[str, float]:
-    """A candidate's gate metrics on the selection span."""
-    span = scores.on(source)
+def gate_values(scores: CandidateScores, span: str) -> dict[str, float]:
+    """A candidate's gate metrics on the selection scored."""
+    scored = scores.on(span)
     return {
-        "rmse_vs_best_baseline": span.rmse_vs_best_baseline,
-        "rmse_vs_naive": span.rmse_vs_naive,
-        "mase": span.mase,
+        "rmse_vs_best_baseline": scored.rmse_vs_best_baseline,
+        "rmse_vs_naive": scored.rmse_vs_naive,
+        "mase": scored.mase,
     }

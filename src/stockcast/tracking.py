@@ -304,7 +304,7 @@ def _log_run_inputs(client: Any, run_id: str, paths: Paths) -> None:
 
 
 def _ticker_summary(
-    client: Any, run_id: str, paths: Paths, report: TickerReport, source: str
+    client: Any, run_id: str, paths: Paths, report: TickerReport, span: str
 ) -> list[Any]:
     """The ticker's backtest chart onto the parent run; returned, for the parent run too,
     every baseline's test scores and RMSE on the span that chooses (only the strongest
@@ -315,7 +315,7 @@ def _ticker_summary(
     if fold_plot.exists():
         client.log_artifact(run_id, str(fold_plot), artifact_path="backtest")
     chosen_on = {
-        f"{name}_{source}_rmse": c.on(source).rmse
+        f"{name}_{span}_rmse": c.on(span).rmse
         for name, c in report.candidates.items()
         if c.kind == "baseline"
     }
@@ -324,12 +324,12 @@ def _ticker_summary(
     return [Metric(f"{report.ticker}.{k}", float(v), now, 0) for k, v in values.items()]
 
 
-def runs_of(report: TickerReport, source: str) -> list[str]:
+def runs_of(report: TickerReport, span: str) -> list[str]:
     """The candidates that get a child run: every network and the strongest baseline on
-    ``source``, the one each network must beat. The weaker rules' scores are on the parent
+    ``span``, the one each network must beat. The weaker rules' scores are on the parent
     run and in ``reports/metrics.json``: at a thousand tickers, four runs a ticker that no
     decision reads would cost minutes."""
-    _, baseline = leaders(report.candidates, source)
+    _, baseline = leaders(report.candidates, span)
     return [n for n, c in report.candidates.items() if c.kind == "network" or n == baseline]
 
 

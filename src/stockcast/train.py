@@ -131,7 +131,7 @@ def _chain(folds: int) -> list[int]:
     return [*range(1, folds + 1), MAIN_MODEL]
 
 
-def warm_sources(jobs: list[FitJob]) -> dict[str, str]:
+def warm_starts(jobs: list[FitJob]) -> dict[str, str]:
     """Which fit each fit starts from with ``train.warm_start``: fold k+1 from fold k, the main
     model from the last fold, within one ticker and variant; fold 1 (or a main model with no
     folds) starts cold and is not in the map. Keys and values are job names."""

@@ -62,7 +62,7 @@ def test_must_beat_the_champion_on_the_same_span():
 
 
 def test_validation_is_the_gate_without_folds():
-    d = decide_promotion(9.0, None, {**GOOD, "rmse_vs_naive": 1.1}, LIMITS, gate_source="val")
+    d = decide_promotion(9.0, None, {**GOOD, "rmse_vs_naive": 1.1}, LIMITS, gate_span="val")
     assert not d.promote and d.reason.startswith("val rmse_vs_naive")
 
 

@@ -11,7 +11,7 @@ from stockcast.train import (
     TrainResult,
     collect,
     plan_fits,
-    warm_sources,
+    warm_starts,
 )
 
 MANIFEST = {
@@ -46,7 +46,7 @@ def test_global_scope_plans_one_fit_per_variant_and_fold_over_every_ticker():
     assert jobs[0].files == ("AAA.fold1.npz", "BBB.fold1.npz")
     assert jobs[2].files == ("AAA.npz", "BBB.npz")
     assert jobs[2].out == f"{GLOBAL_MODEL}/gru" and jobs[1].out == f"{GLOBAL_MODEL}/gru/fold2"
-    assert warm_sources(jobs) == {
+    assert warm_starts(jobs) == {
         f"{GLOBAL_MODEL}/gru/fold2": f"{GLOBAL_MODEL}/gru/fold1",
         f"{GLOBAL_MODEL}/gru/main": f"{GLOBAL_MODEL}/gru/fold2",
     }
@@ -54,7 +54,7 @@ def test_global_scope_plans_one_fit_per_variant_and_fold_over_every_ticker():
 
 def test_warm_starts_chain_each_ticker_and_variant_through_its_folds_to_the_main_model():
     jobs = plan_fits(MANIFEST, ("gru", "lstm"), "per_ticker")
-    sources = warm_sources(jobs)
+    sources = warm_starts(jobs)
     assert sources == {
         f"{t}/{v}/{later}": f"{t}/{v}/{earlier}"
         for t in ("AAA", "BBB")
@@ -65,7 +65,7 @@ def test_warm_starts_chain_each_ticker_and_variant_through_its_folds_to_the_main
     assert all(order.index(src) < order.index(fit) for fit, src in sources.items())
     # no folds: every main model starts cold
     bare = {"AAA": {"file": "AAA.npz"}, "BBB": {"file": "BBB.npz", "folds": []}}
-    assert warm_sources(plan_fits(bare, ("gru",), "per_ticker")) == {}
+    assert warm_starts(plan_fits(bare, ("gru",), "per_ticker")) == {}
 
 
 def test_a_task_that_died_is_recorded_as_a_failed_fit_of_its_own_job():
@@ -88,7 +88,7 @@ def test_fits_per_worker_cuts_the_plan_into_chunks_for_the_processes_and_dask_ru
     assert [len(c) for c in cut] == [4, 4, 4] and [j for c in cut for j in c] == jobs
     # a fit's warm start comes from its own chunk or an earlier one
     where = {j.name: k for k, c in enumerate(cut) for j in c}
-    assert all(where[src] <= where[fit] for fit, src in warm_sources(jobs).items())
+    assert all(where[src] <= where[fit] for fit, src in warm_starts(jobs).items())
     assert chunks(jobs, ExecutionConfig(runner="processes", max_workers=2)) == [jobs]
     assert chunks(jobs, ExecutionConfig(runner="threads", fits_per_worker=2)) == [jobs]
     on_dask = ExecutionConfig(runner="dask", max_workers=2, fits_per_worker=2)

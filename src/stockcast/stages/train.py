@@ -36,7 +36,7 @@ from stockcast.train import (
     keep,
     model_dir,
     plan_fits,
-    warm_sources,
+    warm_starts,
 )
 from stockcast.windows import WindowSet, read_manifest
 
@@ -59,7 +59,7 @@ def run(
     manifest = read_manifest(paths.processed)
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
-        progress = Progress(len(jobs), warm_sources(jobs) if cfg.train.warm_start else {})
+        progress = Progress(len(jobs), warm_starts(jobs) if cfg.train.warm_start else {})
         outcomes: list[Fitted | str] = []
         parts = chunks(jobs, cfg.execution)
         for k, chunk in enumerate(parts):  # several: fresh worker processes, flat memory
@@ -113,27 +113,27 @@ def fit_all(
     outcomes: dict[str, Fitted | str] = {}
 
     def start(job: FitJob) -> None:
-        source = progress.starts.get(job.name, "")
-        init = progress.models.pop(source, None) if source else None
-        if source and init is None:
-            log.warning("fit %s starts cold: fit %s left no model", job.name, source)
+        warm = progress.starts.get(job.name, "")
+        init = progress.models.pop(warm, None) if warm else None
+        if warm and init is None:
+            log.warning("fit %s starts cold: fit %s left no model", job.name, warm)
         del waiting[job.name]
         future = submit(job, [windows[f] for f in job.files], init)
-        running[future] = (job, source if init is not None else "")
+        running[future] = (job, warm if init is not None else "")
         future.add_done_callback(ended.put)
 
     for job in jobs:
-        source = progress.starts.get(job.name)
-        if source is None or source in progress.models:  # cold, or its start already ended
+        warm = progress.starts.get(job.name)
+        if warm is None or warm in progress.models:  # cold, or its start already ended
             start(job)
     while running or waiting:
         if not running:  # a start that will never come (not in this chunk): start it cold
             start(next(iter(waiting.values())))
         future = ended.get()
-        job, source = running.pop(future)
+        job, warm = running.pop(future)
         outcome = outcomes[job.name] = _outcome(future)
         if isinstance(outcome, Fitted):
-            outcome.result.warm_from = source
+            outcome.result.warm_from = warm
         if (after := then.get(job.name)) is not None:  # a fit starts from this one
             progress.models[job.name] = outcome.model if isinstance(outcome, Fitted) else None
             if after in waiting:
@@ -207,9 +207,9 @@ def share_global_models(
             where = model_dir(ticker, r.variant, r.fold)
             model_path = None
             if r.ok and r.model_path:
-                source = folder / Path(r.model_path).relative_to(paths.models)
+                copied = folder / Path(r.model_path).relative_to(paths.models)
                 atomic_write(
-                    folder / where / MODEL_FILE, lambda tmp, s=source: shutil.copy2(s, tmp)
+                    folder / where / MODEL_FILE, lambda tmp, s=copied: shutil.copy2(s, tmp)
                 )
                 model_path = str(paths.models / where / MODEL_FILE)
             shared.append(
