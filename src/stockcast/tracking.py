@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stockcast import registry, store
+from stockcast import leaderboard, registry, store
 from stockcast.config import Config
 from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
@@ -194,6 +194,7 @@ def _log_tree(
     client.log_inputs(parent, datasets=list(inputs.values()))  # one call for every ticker
     summary = []
     report_at = progress_points(len(sets))
+    stamp = time.strftime("%Y%m%d-%H%M")  # child runs' names stay distinct across runs
     for done, ws in enumerate(sets, start=1):
         step(f"logging and registering {ws.ticker}")
         report = reports[ws.ticker]
@@ -205,9 +206,12 @@ def _log_tree(
         for name in [*report.errors, *runs_of(report, span)]:
             # by the client: the fluent API would resolve the run's context (a dozen
             # environment probes) and re-read the parent, every ticker's metrics, per child
+            result = trained[ws.ticker].get(name)
+            began, ended = _fit_times(result)
             child = client.create_run(
                 experiment_id,
-                run_name=f"{ws.ticker}-{name}",
+                start_time=began,
+                run_name=f"{ws.ticker}-{name}-{stamp}",
                 tags={**tags, "ticker": ws.ticker, "variant": name, PARENT: parent},
             ).info.run_id
             opened.append(child)
@@ -217,11 +221,13 @@ def _log_tree(
                 opened.remove(child)
                 continue
             client.log_inputs(child, datasets=[inputs[ws.ticker]])
-            scores, result = report.candidates[name], trained[ws.ticker].get(name)
+            scores = report.candidates[name]
             plot = paths.forecast_plot(ws.ticker)
             uri = log_candidate(
                 mlflow, client, child, ws, scores, cfg, result, plot, name in logged
             )
+            if ended is not None:  # the run lasts as long as its fit did
+                client.set_terminated(child, end_time=ended)
             opened.remove(child)
             candidates[name] = registry.Candidate(scores, uri)
         summary += _ticker_summary(client, parent, paths, report, span)
@@ -232,8 +238,39 @@ def _log_tree(
             progress(f"logged and registered {done} of {len(sets)} tickers")
     step("ending the parent run")
     log_batch(client, parent, summary, [], [])
+    _log_verdict(client, parent, reports, decisions, span)
     client.set_terminated(parent)
     opened.remove(parent)
+
+
+def _fit_times(result: TrainResult | None) -> tuple[int | None, int | None]:
+    """When a network's fit began and ended (ms), for its run; None for a rule (no fit)."""
+    if result is None or not result.fit_started:
+        return None, None
+    return int(result.fit_started * 1000), int(result.fit_ended * 1000) or None
+
+
+def _log_verdict(
+    client: Any,
+    run_id: str,
+    reports: dict[str, TickerReport],
+    decisions: dict[str, Any],
+    span: str,
+) -> None:
+    """Say on the parent run who won: its name leads with the verdict, its description (the
+    run's note) holds the leaderboard, which is also a logged table (``leaderboard.json``)."""
+    import pandas as pd
+
+    board = [row for t, r in reports.items() for row in leaderboard.rows(r, decisions.get(t), span)]
+    headline = leaderboard.run_verdict(reports, decisions, span)
+    client.log_table(
+        run_id,
+        data=pd.DataFrame(board, columns=leaderboard.COLUMNS),
+        artifact_file="leaderboard.json",
+    )
+    client.set_tag(run_id, "mlflow.note.content", leaderboard.markdown(board, headline))
+    name = client.get_run(run_id).info.run_name
+    client.update_run(run_id, name=f"{headline} · {name}")
 
 
 def models_to_log(scope: str, report: TickerReport, choice: registry.Choice) -> set[str]:
@@ -374,18 +411,6 @@ def log_candidate(
     now = int(time.time() * 1000)
     curves = []
     if result is not None:
-        params.update(
-            {
-                "window": ws.window,
-                "units": json.dumps(list(cfg.train.units)),
-                "dropout": cfg.train.dropout,
-                "learning_rate": cfg.train.learning_rate,
-                "batch_size": cfg.train.batch_size,
-                "max_epochs": cfg.train.epochs,
-                "patience": cfg.train.patience,
-                "seed": cfg.seed,
-            }
-        )
         curves = _curves(result, now)
         if result.warm_from:  # the fit whose weights it started from (train.warm_start)
             tags["warm_from"] = result.warm_from

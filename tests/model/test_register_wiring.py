@@ -93,3 +93,26 @@ def test_a_variants_models_live_under_its_ticker(tmp_path):
     from stockcast.paths import Paths
 
     assert Paths(tmp_path).variant_dir("SH600519", "gru") == tmp_path / "models/SH600519/gru"
+
+
+def test_the_parent_run_says_who_won_and_holds_the_leaderboard(sqlite_store, tmp_path):
+    """The runs list reads by itself: the parent's name leads with the verdict, its note is
+    the leaderboard, also a logged table; every parameter has one name."""
+    import json
+
+    run = baseline_run(tmp_path)
+    run.register()
+    (experiment,) = sqlite_store.search_experiments(filter_string="name = 'stockcast'")
+    runs = sqlite_store.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
+    assert parent.info.run_name.startswith("TEST: ") and " is champion; " in parent.info.run_name
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**{parent.info.run_name.split(' · ')[0]}**")
+    assert note.count("\n| TEST | ") == len(run.reports["TEST"].candidates)
+    path = sqlite_store.download_artifacts(parent.info.run_id, "leaderboard.json", str(tmp_path))
+    table = json.loads(open(path).read())
+    assert table["columns"][:2] == ["ticker", "candidate"] and len(table["data"]) == 4
+    (child,) = [r for r in runs if r.info.run_id != parent.info.run_id]
+    assert child.info.run_name.startswith("TEST-last_close-")
+    params = child.data.params
+    assert "window" not in params and params["window.window"] == str(run.cfg.window.window)

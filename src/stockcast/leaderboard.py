@@ -1,0 +1,109 @@
+"""Who won, against what, and why, in words a runs list can show: a pipeline run's leaderboard
+(every candidate of every ticker on the span that chooses, beside the best baseline there, and
+its test RMSE), the decision on each registered candidate, and a one-line verdict."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stockcast.promotion import leaders
+from stockcast.scores import TickerReport
+
+COLUMNS = (
+    "ticker",
+    "candidate",
+    "kind",
+    "span",
+    "rmse",
+    "x_best_baseline",
+    "best_baseline",
+    "dm_p_value",
+    "test_rmse",
+    "decision",
+)
+
+
+def rows(report: TickerReport, decision: dict[str, Any] | None, span: str) -> list[dict[str, Any]]:
+    """One row per candidate of a ticker, best on ``span`` first; the registered one says
+    what became of it (``champion``, or why it was not promoted)."""
+    out = []
+    for name, c in report.candidates.items():
+        on = c.on(span)
+        out.append(
+            {
+                "ticker": report.ticker,
+                "candidate": name,
+                "kind": c.kind,
+                "span": span,
+                "rmse": on.rmse,
+                "x_best_baseline": on.rmse_vs_best_baseline,
+                "best_baseline": on.best_baseline,
+                "dm_p_value": on.dm_p_value,
+                "test_rmse": c.test.rmse,
+                "decision": _decision(name, decision),
+            }
+        )
+    return sorted(out, key=lambda r: (math.isnan(r["rmse"]), r["rmse"]))
+
+
+def _decision(name: str, decision: dict[str, Any] | None) -> str:
+    if not decision or decision.get("variant") != name:
+        return ""
+    if decision.get("promote"):
+        return f"champion (version {decision.get('version')})"
+    return f"registered (version {decision.get('version')}), not promoted: {decision.get('reason')}"
+
+
+def verdict(report: TickerReport, decision: dict[str, Any] | None, span: str) -> str:
+    """One ticker in a line: the registered candidate and whether it is champion, then the
+    best network against the best baseline on ``span`` with the DM p-value."""
+    said = report.ticker
+    if decision:
+        variant = decision.get("variant")
+        said += (
+            f": {variant} is champion"
+            if decision.get("promote")
+            else f": {variant} registered, champion kept"
+        )
+    network, baseline = leaders(report.candidates, span)
+    if network is None:
+        return f"{said}; no network scored on {span}"
+    on = report.candidates[network].on(span)
+    return (
+        f"{said}; best network {network} {on.rmse_vs_best_baseline:.4f}x {baseline} "
+        f"on {span} (DM p={on.dm_p_value:.2g})"
+    )
+
+
+def run_verdict(
+    reports: dict[str, TickerReport], decisions: dict[str, dict[str, Any]], span: str
+) -> str:
+    """A pipeline run in a line: the one ticker's verdict, or for many how many tickers have a
+    network for champion and how many changed champion."""
+    if len(reports) == 1:
+        ((ticker, report),) = reports.items()
+        return verdict(report, decisions.get(ticker), span)
+    networks = sum(
+        1
+        for t, d in decisions.items()
+        if d.get("promote") and reports[t].candidates[d["variant"]].kind == "network"
+    )
+    promoted = sum(1 for d in decisions.values() if d.get("promote"))
+    return f"{len(reports)} tickers: {promoted} new champion(s), {networks} of them networks"
+
+
+def markdown(board: list[dict[str, Any]], headline: str) -> str:
+    """The leaderboard as the run's description: the verdict, then a table."""
+    head = "| " + " | ".join(COLUMNS) + " |"
+    rule = "|" + "---|" * len(COLUMNS)
+    lines = [f"**{headline}**", "", head, rule]
+    for row in board:
+        lines.append("| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    return str(value).replace("|", "/")
