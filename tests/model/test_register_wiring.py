@@ -79,6 +79,21 @@ def test_the_champion_loads_as_a_pyfunc_and_a_model_without_one_is_none(sqlite_s
     assert registry.load_champion(tmp_path, "stockcast-NONE") is None
 
 
+def test_the_champion_is_loaded_from_the_projects_own_store(sqlite_store, tmp_path, monkeypatch):
+    """Without MLFLOW_TRACKING_URI the project's folder names the store, wherever the
+    command runs from."""
+    import mlflow
+
+    baseline_run(tmp_path).register()
+    mlflow.set_tracking_uri(None)  # MLflow's own setting (and the variable it sets) gone
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    model = registry.load_champion(tmp_path, "stockcast-TEST")
+    assert model is not None and model.metadata.metadata["variant"] == "last_close"
+
+
 @pytest.mark.parametrize("previous", ["", "none"])
 def test_a_champion_that_replaced_nothing_cannot_be_rolled_back(sqlite_store, tmp_path, previous):
     from stockcast.errors import StockcastError

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
@@ -379,3 +380,30 @@ def test_a_summary_copes_with_a_ticker_without_baselines_and_drift_without_ticke
 def test_new_data_lists_every_ticker_with_a_newer_day_in_order():
     found = ops.NewData({"BBB": "2024-01-03", "AAA": "2024-01-04"}, {})
     assert found.message() == ("new trading days: AAA none -> 2024-01-04, BBB none -> 2024-01-03")
+
+
+def test_a_webhook_that_never_answers_gives_up_after_its_timeout():
+    """A hook that accepts the connection and never answers must not hold the run: the POST
+    fails after ``timeout`` seconds."""
+    import socket
+
+    import requests
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    outcome: list[BaseException] = []
+
+    def post() -> None:
+        try:
+            post_webhook(url, {"state": "FAILED"}, timeout=0.3)
+        except requests.exceptions.Timeout as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=post, daemon=True)
+    worker.start()
+    worker.join(10)
+    listener.close()
+    assert outcome and time.monotonic() - started < 5
