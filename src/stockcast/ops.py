@@ -211,7 +211,7 @@ def notify(env_name: str | None, title: str, body: str) -> int | None:
     """
     import os
 
-    urls = os.environ.get(env_name or "", "").split()
+    urls = os.environ.get(env_name, "").split() if env_name else []
     if not urls:
         return None
     import apprise

@@ -244,3 +244,18 @@ def test_a_journal_failure_is_kept_only_while_a_journal_is_open(tmp_path):
 def test_a_uri_with_a_second_scheme_in_it_is_masked_from_the_first():
     uri = "https://u:secret@host:443/api?next=http://other"
     assert store.shown_uri(uri) == "https://***@host:443/api?next=http://other"
+
+
+def test_the_fault_is_found_through_causes_contexts_and_reasons_and_loops_end():
+    """A store fault arrives wrapped: raised from it (``__cause__``), while handling it
+    (``__context__``) or, as urllib3 does, as the ``reason`` of a retry error."""
+    wrapper = RuntimeError("the client's own error")
+    wrapper.__cause__, wrapper.__context__ = ConnectionRefusedError(), None
+    assert store.fault_reason(wrapper) == "connection refused"
+    retried = RuntimeError("Max retries exceeded")
+    retried.reason = TimeoutError()  # type: ignore[attr-defined]
+    assert store.fault_reason(retried) == "no answer in time"
+    looped_a, looped_b = RuntimeError("a"), RuntimeError("b")
+    looped_a.__context__, looped_b.__context__ = looped_b, looped_a
+    assert store.fault_reason(looped_a) is None  # a cycle of contexts ends, found nothing
+    assert [str(e) for e in store._chain(looped_a)] == ["a", "b"]

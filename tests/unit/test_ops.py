@@ -407,3 +407,16 @@ def test_a_webhook_that_never_answers_gives_up_after_its_timeout():
     worker.join(10)
     listener.close()
     assert outcome and time.monotonic() - started < 5
+
+
+def test_an_unusable_apprise_url_is_named_by_its_scheme_never_its_secret(monkeypatch):
+    from stockcast.ops import notify
+
+    monkeypatch.setenv("TEST_NOTIFY", "nosuchservice://token-s3cret@host/path")
+    with pytest.raises(RuntimeError) as refused:
+        notify("TEST_NOTIFY", "t", "b")
+    message = str(refused.value)
+    assert "$TEST_NOTIFY holds an URL Apprise cannot use: nosuchservice://..." in message
+    assert "s3cret" not in message
+    monkeypatch.delenv("TEST_NOTIFY")
+    assert notify("TEST_NOTIFY", "t", "b") is None and notify(None, "t", "b") is None
