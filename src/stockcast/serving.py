@@ -94,9 +94,11 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
             features = len(self.scalers)
             self.model.predict_on_batch(np.zeros((1, self.window, features), dtype="float32"))
 
-    # No type hints here on purpose: MLflow would try to derive a schema from them and warn;
-    # the logged signature (from the input example) is the schema.
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    # A raw OHLCV array (or a frame of one): MLflow derives no schema from these hints (the
+    # logged signature, from the input example, is the schema) and asks for no others.
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         raw = self._ohlcv(model_input)
         if self.kind == "baseline":
             from stockcast.evaluate import baseline_forecast

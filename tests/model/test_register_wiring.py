@@ -131,3 +131,15 @@ def test_the_parent_run_says_who_won_and_holds_the_leaderboard(sqlite_store, tmp
     assert child.info.run_name.startswith("TEST-last_close-")
     params = child.data.params
     assert "window" not in params and params["window.window"] == str(run.cfg.window.window)
+
+
+def test_logging_a_forecaster_asks_for_no_type_hints(sqlite_store, tmp_path):
+    """The pyfunc's ``predict`` carries the type hints MLflow asks for on every log, load and
+    serve (an OHLCV array in, a frame out), instead of a muted warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        baseline_run(tmp_path).register()
+        registry.load_champion(tmp_path, "stockcast-TEST")
+    assert not [w for w in caught if "type hints" in str(w.message)]
