@@ -259,3 +259,30 @@ def test_the_fault_is_found_through_causes_contexts_and_reasons_and_loops_end():
     looped_a.__context__, looped_b.__context__ = looped_b, looped_a
     assert store.fault_reason(looped_a) is None  # a cycle of contexts ends, found nothing
     assert [str(e) for e in store._chain(looped_a)] == ["a", "b"]
+
+
+def _named(name: str, base: type[BaseException] = Exception) -> type[BaseException]:
+    return type(name, (base,), {})
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionRefusedError(), "connection refused"),
+        (RuntimeError("[Errno 111] Connection refused"), "connection refused"),
+        (TimeoutError(), "no answer in time"),
+        (_named("ReadTimeout")("slow"), "no answer in time"),
+        (RuntimeError("the read timed out"), "no answer in time"),
+        (ConnectionResetError(), "connection broken"),
+        (_named("RemoteDisconnected")("gone"), "connection broken"),
+        (_named("ProtocolError")("cut"), "connection broken"),
+        (_named("OperationalError")("unable to open database file\n(details)"),
+         "database error: unable to open database file"),
+        (_named("OperationalError")("x" * 300), "database error: " + "x" * 160),
+        (_named("Timeouts")("a class that is no timeout's"), "no answer in time"),
+        (RuntimeError("refused, timed, broken: none of the words"), None),
+        (_named("Operational")("close, but not the name"), None),
+    ],
+)  # fmt: skip
+def test_each_transient_fault_is_named_by_its_type_or_its_words(error, reason):
+    assert store.fault_reason(error) == reason
