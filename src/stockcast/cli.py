@@ -269,14 +269,30 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from stockcast.store import tracking_uri
+    from stockcast.store import shown_uri, tracking_uri
 
     root = Path.cwd()
+    print(f"MLflow UI on {shown_uri(tracking_uri(root))}: open {ui_link(args.port, root)}")
     command = [str(Path(sys.executable).parent / "mlflow"), "server"]
     command += ["--backend-store-uri", tracking_uri(root)]
     command += ["--default-artifact-root", str(root / "mlruns"), "--workers", "1"]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
     return _exec(command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
+def ui_link(port: int, root: Path, experiment: str = "stockcast") -> str:
+    """The UI's page of the training runs: the experiment's runs in the classic (machine
+    learning) view. MLflow's UI opens in its GenAI view unless the URL asks otherwise (its
+    ``workflowType`` parameter wins over the browser's remembered choice)."""
+    from stockcast.config import load_config
+    from stockcast.store import client_for
+
+    params = root / "params.yaml"
+    name = load_config(params).register.experiment if params.exists() else experiment
+    found = client_for(root).get_experiment_by_name(name)
+    base = f"http://127.0.0.1:{port}/#/experiments"
+    where = f"/{found.experiment_id}/runs" if found is not None else ""
+    return f"{base}{where}?workflowType=machine_learning"
 
 
 def _positive(text: str) -> int:

@@ -143,3 +143,18 @@ def test_logging_a_forecaster_asks_for_no_type_hints(sqlite_store, tmp_path):
         baseline_run(tmp_path).register()
         registry.load_champion(tmp_path, "stockcast-TEST")
     assert not [w for w in caught if "type hints" in str(w.message)]
+
+
+def test_make_ui_names_the_training_runs_page_in_the_classic_view(sqlite_store, tmp_path):
+    from stockcast.cli import ui_link
+
+    assert ui_link(5000, tmp_path) == (
+        "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    )  # no run yet: the experiments list
+    baseline_run(tmp_path).register()
+    (experiment,) = sqlite_store.search_experiments(filter_string="name = 'stockcast'")
+    assert experiment.tags["mlflow.experimentKind"] == "forecasting"
+    assert ui_link(5001, tmp_path) == (
+        f"http://127.0.0.1:5001/#/experiments/{experiment.experiment_id}/runs"
+        "?workflowType=machine_learning"
+    )
