@@ -36,6 +36,7 @@ help:
 setup: $(STAMP)
 
 $(INSTALLED): pyproject.toml requirements.lock
+	@echo "setup: installing the pinned dependencies into .venv (requirements.lock, with uv)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
@@ -48,8 +49,10 @@ $(INSTALLED): pyproject.toml requirements.lock
 # compiled, Great Expectations' 6.4 against 3.1, MLflow's 3.3 against 1.3. A few packages ship
 # files that are not Python 3.11 (templates, fixtures): compileall skips them and goes on.
 $(STAMP): $(INSTALLED)
+	@echo "setup: compiling .venv to bytecode on every core (a minute or two, once)"
 	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $(STAMP)
+	@echo "setup: done"
 
 ## lock: re-resolve requirements.lock from pyproject.toml's pins
 .PHONY: lock
