@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
+from argparse import RawDescriptionHelpFormatter as Raw
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ from flows.warmup import import_stages
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m flows.repro", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stockcast run", description=_plain(__doc__ or ""), formatter_class=Raw
+    )
     parser.add_argument(
         "targets", nargs="*", help="dvc.yaml stages to bring up to date (default: all)"
     )
@@ -78,11 +82,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     elapsed = time.perf_counter() - started
     print(f"pipeline {'finished' if code == 0 else 'FAILED'} in {elapsed:.1f} s")
+    if code == 0:
+        print(NEXT)
     if code != 0 and schedule.webhook:
         _notify(schedule.webhook, code, elapsed)
     if code != 0:
         _apprise(schedule.notify, code, elapsed)
     return code
+
+
+def _plain(text: str) -> str:
+    """A docstring as a terminal shows it: no reST roles or double backticks."""
+    return re.sub(r":\w+:`([^`]+)`", r"\1", text).replace("``", "")
+
+
+NEXT = (
+    "next: make ui (the runs: who won and why), make predict (the next day's forecast with "
+    "its intervals), make exp SET=key=value then make compare (an experiment beside this run)"
+)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         # This module imported Prefect already: run again in a child process whose settings
         # (and training workers) carry the URL of the server started here from the start.
-        with prefect_api(port=args.port if args.command == "serve" else None) as url:
+        serving = args.command == "serve"
+        with prefect_api(port=args.port if serving else None, links=serving) as url:
             child = [sys.executable, "-m", "flows.retrain", *(argv or sys.argv[1:])]
             return subprocess.call(child, env={**os.environ, "PREFECT_API_URL": url})
     if args.command == "serve":

@@ -47,12 +47,16 @@ def prefect_api(
     port: int | None = None,
     start_timeout: float = 90.0,
     while_starting: Callable[[str], None] | None = None,
+    links: bool = False,
 ) -> Iterator[str]:
     """Yield a Prefect API URL: the configured one, one already answering on ``port``, or a
     server started for the duration (on ``port``, or a free one).
 
     ``while_starting(url)`` runs once the URL is known, while a started server boots (a few
-    seconds), e.g. to import what the run needs in the meantime.
+    seconds), e.g. to import what the run needs in the meantime. A server started here is
+    gone when the block ends, so the flow runs print no "View at" link to it (an empty
+    ``PREFECT_UI_URL``), unless ``links`` (a server that serves as long as its runs do) or
+    the user set ``PREFECT_UI_URL``.
     """
     configured = os.environ.get("PREFECT_API_URL")
     if not configured and port and healthy(f"http://127.0.0.1:{port}/api"):
@@ -64,6 +68,8 @@ def prefect_api(
         return
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
+    if not links:
+        os.environ.setdefault("PREFECT_UI_URL", "")  # before Prefect reads its settings
     log = Path(os.environ.get("PREFECT_HOME", ".prefect")) / "server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:

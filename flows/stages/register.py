@@ -26,6 +26,10 @@ def flow_(params: str = "params.yaml") -> dict:
     with untagged():
         decisions = register_task(cfg, paths, {"prefect_flow_run_id": str(flow_run.get_id())})
     logger = get_run_logger()
-    for ticker, decision in decisions.items():
-        logger.info("%s: %s", ticker, decision)
+    for ticker, d in decisions.items():
+        verdict = "is @champion" if d["promote"] else "not promoted"
+        logger.info(
+            "%s: v%s %s (%s) %s: %s; chosen as %s",
+            *(ticker, d["version"], d["variant"], d["kind"], verdict, d["reason"], d["selection"]),
+        )
     return decisions

@@ -125,6 +125,10 @@ def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
     ended = [line for line in logs.splitlines() if " ended (best val_loss " in line]
     assert len(ended) == 2 * 3 * 3, ended  # 2 tickers x 3 variants x (main + 2 folds)
     assert any("18 of 18 done, 0 remain" in line for line in ended)
+    # no link to the run's own Prefect server, gone when the run ends; what to do next
+    assert "View at http" not in logs
+    assert first.stdout.rstrip().splitlines()[-1].startswith("next: make ui")
+    assert re.search(r"SH600519: v1 \w+ \((network|baseline)\) is @champion: ", logs)
 
 
 def test_three_child_runs_with_metrics_history_and_model(project):

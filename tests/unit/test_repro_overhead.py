@@ -57,3 +57,14 @@ def test_prepare_store_creates_the_projects_tracking_store(tmp_path, monkeypatch
     finally:
         mlflow.set_tracking_uri(before)
     assert (tmp_path / "mlflow.db").stat().st_size > 0
+
+
+def test_stockcast_run_help_names_the_command_and_reads_as_plain_text():
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "flows.repro", "--help"], capture_output=True, text=True
+    ).stdout
+    assert shown.startswith("usage: stockcast run ")
+    assert "``" not in shown and ":mod:" not in shown and "python -m flows.repro" not in shown
