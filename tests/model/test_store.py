@@ -286,3 +286,14 @@ def _named(name: str, base: type[BaseException] = Exception) -> type[BaseExcepti
 )  # fmt: skip
 def test_each_transient_fault_is_named_by_its_type_or_its_words(error, reason):
     assert store.fault_reason(error) == reason
+
+
+def test_urllib3s_other_connection_lines_pass_untouched():
+    """Only the retry warning of urllib3's connection pool is dropped; its other lines (a new
+    connection, a reset pool) are not the filter's."""
+    line = logging.LogRecord(
+        "urllib3.connectionpool", logging.DEBUG, __file__, 1,
+        "Starting new HTTP connection (%d): %s:%s", (1, "127.0.0.1", 5000), None,
+    )  # fmt: skip
+    assert store.PlainRetryLines().filter(line)
+    assert line.getMessage() == "Starting new HTTP connection (1): 127.0.0.1:5000"
