@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+
+class _Fields:
+    """An exception whose fields are a dataclass's: it pickles by its fields (a process
+    pool, Dask and Prefect's results send exceptions so), not by ``args``, which hold the
+    message a dataclass's ``__init__`` cannot take back."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
 
 
 class StockcastError(Exception):
@@ -16,7 +26,7 @@ class ConfigError(StockcastError):
 
 
 @dataclass
-class DataError(StockcastError):
+class DataError(_Fields, StockcastError):
     """A data file cannot be read or holds values the pipeline cannot use.
 
     Attributes:
@@ -49,7 +59,7 @@ class DataError(StockcastError):
 
 
 @dataclass
-class SeriesError(StockcastError):
+class SeriesError(_Fields, StockcastError):
     """One ticker's series cannot be used as configured (too few rows, constant, no name).
 
     Attributes:

@@ -297,3 +297,43 @@ def test_urllib3s_other_connection_lines_pass_untouched():
     )  # fmt: skip
     assert store.PlainRetryLines().filter(line)
     assert line.getMessage() == "Starting new HTTP connection (1): 127.0.0.1:5000"
+
+
+def _retry_record(args: tuple) -> logging.LogRecord:
+    return logging.LogRecord(
+        "urllib3.util.retry", logging.DEBUG, __file__, 1,
+        "Incremented Retry for (url='%s'): %r", args, None,
+    )  # fmt: skip
+
+
+def test_each_retry_record_reads_as_its_fault_or_is_dropped():
+    """A status retry names the status; a retry with neither status nor error says so; a
+    retry object without a count says "?"; a record without a retry (or with nothing retried
+    yet, or another of urllib3's retry lines) is dropped."""
+    from types import SimpleNamespace
+
+    from urllib3.util.retry import RequestHistory, Retry
+
+    plain = store.PlainRetryLines()
+    status = _retry_record(
+        ("/x", Retry(total=2, history=(RequestHistory("POST", "/x", None, 503, None),)))
+    )
+    assert plain.filter(status) and status.getMessage() == (
+        "HTTP POST /x failed (HTTP 503): retrying, 2 tries left"
+    )
+    silent = _retry_record(
+        ("/x", Retry(total=1, history=(RequestHistory("GET", "/x", None, None, None),)))
+    )
+    assert (
+        plain.filter(silent) and "failed (no answer): retrying, 1 tries left" in silent.getMessage()
+    )
+    uncounted = _retry_record(
+        ("/x", SimpleNamespace(history=(RequestHistory("GET", "/x", None, 429, None),)))
+    )
+    assert plain.filter(uncounted) and uncounted.getMessage().endswith("retrying, ? tries left")
+    assert not plain.filter(_retry_record(("/x",)))  # no retry object
+    assert not plain.filter(_retry_record(("/x", object())))  # no history to read
+    assert not plain.filter(_retry_record(("/x", Retry(total=3))))  # nothing retried yet
+    other = _retry_record(("/x", Retry(total=3)))
+    other.msg = "Converted retries value: %r -> %r"
+    assert not plain.filter(other)

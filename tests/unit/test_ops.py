@@ -420,3 +420,29 @@ def test_an_unusable_apprise_url_is_named_by_its_scheme_never_its_secret(monkeyp
     assert "s3cret" not in message
     monkeypatch.delenv("TEST_NOTIFY")
     assert notify("TEST_NOTIFY", "t", "b") is None and notify(None, "t", "b") is None
+
+
+def test_a_data_error_carries_its_message_as_its_args():
+    """What a process pool, Prefect's result store or ``repr`` carry of an exception is its
+    ``args``: the whole message, not the dataclass's first field."""
+    import pickle
+
+    from stockcast.errors import DataError
+
+    error = DataError("prices.csv", "file is empty", expected="a header line")
+    assert error.args == (str(error),)
+    assert str(error).startswith("prices.csv: file is empty")
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+def test_every_field_exception_survives_a_trip_to_another_process():
+    import pickle
+
+    from stockcast.errors import FetchFailed, SeriesError
+
+    for error in (
+        SeriesError("AAA", "9 rows are too few", column="open", expected="at least 60 rows"),
+        FetchFailed("http://host/x.csv", "HTTP 503", expected="an answer"),
+    ):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error) and back.args == error.args
