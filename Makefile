@@ -93,12 +93,10 @@ postgres:
 exp: $(STAMP)
 	$(BIN)/stockcast run $(foreach kv,$(SET),-S $(kv))
 
-## compare: experiments side by side (dvc exp show) and what changed against HEAD
+## compare: the workspace, HEAD and the experiments side by side: changed params, headline metrics
 .PHONY: compare
 compare: $(STAMP)
-	$(BIN)/dvc exp show --no-pager
-	$(BIN)/dvc params diff
-	$(BIN)/dvc metrics diff
+	$(BIN)/stockcast compare
 
 ## retrain: one run of the daily retrain flow now (exits early when no source has a new day)
 .PHONY: retrain

@@ -280,6 +280,21 @@ def _ui(args: argparse.Namespace) -> int:
     return _exec(command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import json
+    import subprocess
+
+    from stockcast.compare import table
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    shown = subprocess.run([dvc, "exp", "show", "--json"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise StockcastError(f"dvc exp show failed: {shown.stderr.strip()[-500:]}")
+    print(table(json.loads(shown.stdout or "[]"), args.width))
+    print("every metric's change against HEAD: dvc metrics diff")
+    return 0
+
+
 def ui_link(port: int, root: Path, experiment: str = "stockcast") -> str:
     """The UI's page of the training runs: the experiment's runs in the classic (machine
     learning) view. MLflow's UI opens in its GenAI view unless the URL asks otherwise (its
@@ -335,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="the MLflow UI for the project's store (make ui)")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
     ui.set_defaults(handler=_ui)
+    compare = commands.add_parser(
+        "compare", help="the workspace, HEAD and the DVC experiments side by side (make compare)"
+    )
+    compare.add_argument("--width", type=_positive, default=120, help="the table's columns")
+    compare.set_defaults(handler=_compare)
     validate = commands.add_parser("validate", help="ingest and validate files, no training")
     validate.add_argument(
         "files",
