@@ -128,10 +128,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+LEADERBOARD_KEY, DECISION_KEY = "stockcast-leaderboard", "stockcast-decision"
+
+
+def publish_verdict(root: Path) -> None:
+    """The run's leaderboard as a Prefect table artifact and its verdict and decisions as a
+    markdown one, on the pipeline flow run; keyed, so the Prefect UI keeps every run's."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from stockcast import leaderboard
+    from stockcast.paths import Paths, read_json
+    from stockcast.stages.evaluate import read_reports
+
+    paths = Paths(root)
+    reports, decisions = read_reports(paths), read_json(paths.registry)
+    span = next(c.selection_span for r in reports.values() for c in r.candidates.values())
+    board = [row for t, r in reports.items() for row in leaderboard.rows(r, decisions.get(t), span)]
+    headline = leaderboard.run_verdict(reports, decisions, span)
+    rows = [{k: None if v != v else v for k, v in row.items()} for row in board]  # NaN: none
+    create_table_artifact(rows, key=LEADERBOARD_KEY, description=headline)
+    decided = [
+        f"- **{t}**: v{d['version']} {d['variant']} ({d['kind']}) "
+        + ("is @champion" if d["promote"] else "not promoted")
+        + f": {d['reason']}; chosen as {d['selection']}"
+        for t, d in decisions.items()
+    ]
+    text = "\n".join([f"**{headline}**", "", *decided])
+    create_markdown_artifact(text, key=DECISION_KEY, description=headline)
+
+
 def pipeline_flow() -> Any:
     """The ``pipeline`` flow: one flow run per ``make pipeline`` run, each stage a subflow of
     it, so the Prefect UI says whether a run as a whole succeeded and how long it took."""
-    from prefect import flow
+    from prefect import flow, get_run_logger
 
     @flow(name="pipeline")
     def pipeline(
@@ -142,7 +171,13 @@ def pipeline_flow() -> Any:
     ) -> list[str]:
         mark_orphans(Path.cwd())
         end_dead_mlflow_runs(Path.cwd())
-        return run_stages(Path.cwd(), targets, force, single_item, params=params)
+        ran = run_stages(Path.cwd(), targets, force, single_item, params=params)
+        if "register" in ran:
+            try:
+                publish_verdict(Path.cwd())
+            except Exception as exc:  # noqa: BLE001 - the run's outputs stand without them
+                get_run_logger().warning("the verdict's Prefect artifacts were not made: %s", exc)
+        return ran
 
     return pipeline
 
