@@ -158,3 +158,20 @@ def test_make_ui_names_the_training_runs_page_in_the_classic_view(sqlite_store, 
         f"http://127.0.0.1:5001/#/experiments/{experiment.experiment_id}/runs"
         "?workflowType=machine_learning"
     )
+
+
+def test_a_rerun_of_the_same_registration_says_which_version_stands(sqlite_store, tmp_path, capsys):
+    run = baseline_run(tmp_path)
+    first = run.register()["TEST"]
+    again = run.register()["TEST"]
+    assert again["already_registered"] and again["model"] == "stockcast-TEST"
+    assert again["version"] == first["version"] and again["variant"] == "last_close"
+    assert again["promote"] is True and again["kind"] == "baseline"  # v1 is the champion
+    stood = sqlite_store.get_model_version("stockcast-TEST", "1").tags["promotion_reason"]
+    assert again["reason"] == (
+        "already registered as v1 (same code, params, data and scores); "
+        f"its decision stands: {stood}"
+    )
+    assert f"stockcast-TEST: last_close {again['reason']}\n" in capsys.readouterr().out
+    sqlite_store.delete_model_version_tag("stockcast-TEST", "1", "promotion_reason")
+    assert run.register()["TEST"]["reason"].endswith("its decision stands: ?")
