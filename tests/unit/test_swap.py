@@ -48,3 +48,30 @@ def test_a_crash_before_the_new_folder_lands_leaves_the_old_one_as_models_old(
         swap_dir(new, target)
     assert (tmp_path / "models.old" / "model.keras").read_text() == "old"
     assert "/models.old/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_json_is_written_indented_and_any_value_as_text(tmp_path: Path):
+    """Reports a person and ``dvc metrics diff`` read: two-space indents; a date as text."""
+    import datetime
+    import json
+
+    from stockcast.paths import write_json
+
+    path = write_json(tmp_path / "r.json", {"a": [1], "when": datetime.date(2026, 1, 2)})
+    assert path.read_text(encoding="utf-8") == (
+        '{\n  "a": [\n    1\n  ],\n  "when": "2026-01-02"\n}'
+    )
+    assert json.loads(path.read_text())["when"] == "2026-01-02"
+
+
+def test_a_table_is_written_without_its_index(tmp_path: Path):
+    """A filtered table (its index no longer 0..n-1) reads back with its own columns only."""
+    import pandas as pd
+
+    from stockcast.paths import write_parquet
+
+    frame = pd.DataFrame({"ticker": ["A", "B", "C", "D"], "close": [1.0, 2.0, 3.0, 4.0]})
+    kept = frame[frame["close"] > 2]
+    back = pd.read_parquet(write_parquet(kept, tmp_path / "t.parquet"))
+    assert list(back.columns) == ["ticker", "close"]
+    assert list(back.index) == [0, 1] and list(back["ticker"]) == ["C", "D"]
