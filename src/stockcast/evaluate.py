@@ -397,21 +397,25 @@ def plot_candidates(
     span: str,
     path: Path,
     half_widths: dict[str, float] | None = None,
+    chosen: str | None = None,
 ) -> Path:
-    """One chart per ticker: the actual prices over the span, every network's forecast and the
-    strongest baseline's, the prediction intervals of the best network (of the best baseline
-    when no network has a forecast), and both leaders' residual histograms.
+    """One chart per ticker, titled by the candidate the registration rule chooses
+    (``chosen``; the best network, else the best baseline, when not given): the actual prices
+    over the span, every network's forecast and the strongest baseline's, the chosen one's
+    prediction intervals, and beside it each network's cumulative squared error against the
+    best baseline's (below zero: the network is ahead), a line of its own per network.
 
     Args:
         forecasts: each candidate's forecasts for ``idx``.
         kinds: each candidate's kind (network | baseline).
         leaders: (the best network, the best baseline) on ``span``, the span that chooses.
         half_widths: the banded candidate's conformal half-widths by level name.
+        chosen: the candidate registration picks (the champion when it is promoted).
     """
     network, baseline = leaders
-    fig, (ax, hist) = _figure(13, 4.5, 2, [3, 1])
+    fig, (ax, edge) = _figure(13, 4.5, 2, [3, 2])
     dates, actual = ws.dates[idx], ws.prices[idx]
-    banded = network or baseline
+    banded = chosen or network or baseline
     finite = {k: w for k, w in (half_widths or {}).items() if math.isfinite(w)}
     for shade, (name, width) in zip(
         (0.15, 0.3, 0.45), sorted(finite.items(), key=lambda kv: -kv[1]), strict=False
@@ -435,21 +439,30 @@ def plot_candidates(
         linewidth=0.9,
         linestyle="--",
     )
-    colors = iter(("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"))
-    for name in sorted(n for n, k in kinds.items() if k == "network" and n in forecasts):
-        ax.plot(dates, forecasts[name], label=name, color=next(colors, None), linewidth=1.0)
+    networks = sorted(n for n, k in kinds.items() if k == "network" and n in forecasts)
+    palette = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")
+    colors = dict(zip(networks, palette, strict=False))
+    for name, color in colors.items():
+        width = 1.4 if name == banded else 0.8
+        ax.plot(dates, forecasts[name], label=name, color=color, linewidth=width, alpha=0.8)
+    best = np.asarray(forecasts[baseline]) - actual
+    for name, color in colors.items():
+        ahead = np.cumsum((np.asarray(forecasts[name]) - actual) ** 2 - best**2)
+        edge.plot(dates, ahead, label=name, color=color, linewidth=1.0)
+    edge.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+    edge.set_title(f"cumulative squared error minus {baseline}'s (< 0: ahead)", fontsize="small")
+    if colors:
+        edge.legend(loc="upper left", fontsize="small")
+    for label in edge.get_xticklabels():
+        label.set_rotation(20)
+        label.set_horizontalalignment("right")
+    said = f"{banded} is registered; " if chosen else ""
     ax.set_title(
-        f"{ws.ticker}, test span (best on {span}: network {network or 'none'}, baseline {baseline})"
+        f"{ws.ticker}, test span: {said}best on {span}: network {network or 'none'}, "
+        f"baseline {baseline}"
     )
     ax.set_ylabel("price")
     ax.legend(loc="upper left", fontsize="small")
-    for name, color in ((network, "tab:red"), (baseline, "grey")):
-        if name is not None:
-            hist.hist(
-                np.asarray(forecasts[name]) - actual, bins=30, color=color, alpha=0.6, label=name
-            )
-    hist.set_title("residuals (forecast - actual)")
-    hist.legend(loc="upper right", fontsize="small")
     for label in ax.get_xticklabels():
         label.set_rotation(20)
         label.set_horizontalalignment("right")

@@ -53,8 +53,9 @@ def test_the_candidates_chart_needs_only_a_baseline(tmp_path: Path):
     forecasts = {"naive": ws.naive(idx), "gru": ws.naive(idx) * 1.01}
     kinds = {"naive": "baseline", "gru": "network"}
     both = plot_candidates(
-        ws, idx, forecasts, kinds, ("gru", "naive"), "val", tmp_path / "a.png", {"80": 0.01}
-    )
+        ws, idx, forecasts, kinds, ("gru", "naive"), "val", tmp_path / "a.png", {"80": 0.01},
+        chosen="naive",
+    )  # fmt: skip
     alone = plot_candidates(
         ws,
         idx,

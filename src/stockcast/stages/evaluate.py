@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from stockcast.config import Config
+from stockcast.config import Config, RegisterConfig
 from stockcast.evaluate import (
     CandidateForecasts,
     baseline_candidates,
@@ -25,7 +25,7 @@ from stockcast.evaluate import (
     score_candidates,
 )
 from stockcast.paths import Paths, read_json, write_json
-from stockcast.promotion import leaders
+from stockcast.promotion import choose_candidate, leaders
 from stockcast.scores import TickerReport
 from stockcast.stages.train import read_backtest_summary, read_summary
 from stockcast.train import TrainResult
@@ -47,7 +47,7 @@ def run(cfg: Config, paths: Paths) -> dict[str, TickerReport]:
             scores = score_candidates(ws, folds, forecasts, cfg.register.intervals)
             errors = {v: r.error for v, r in mine.items() if not r.ok}
             reports[ws.ticker] = TickerReport(ws.ticker, scores, errors)
-            _write_forecasts(paths, ws, reports[ws.ticker], forecasts, draw)
+            _write_forecasts(paths, ws, reports[ws.ticker], forecasts, draw, cfg.register)
         _write_backtest(reports, paths, draw)
     write_json(paths.metrics, {t: r.to_json() for t, r in reports.items()})
     drawn = {p(t) for t in reports for p in (paths.forecast_plot, paths.backtest_plot)}
@@ -126,6 +126,7 @@ def _write_forecasts(
     report: TickerReport,
     forecasts: dict[str, CandidateForecasts],
     draw: Callable[..., None],
+    r: RegisterConfig,
 ) -> None:
     """The test-span forecasts as CSV (for ``dvc plots``) and one chart of the ticker's
     candidates: every network beside the strongest baseline of the span that chooses."""
@@ -135,6 +136,7 @@ def _write_forecasts(
     scores = report.candidates
     span = next(iter(scores.values())).selection_span  # the span that chooses
     network, baseline = leaders(scores, span)
+    chosen, _ = choose_candidate(scores, span, r.min_improvement, r.max_p_value)
     draw(
         plot_candidates,
         ws,
@@ -144,7 +146,8 @@ def _write_forecasts(
         (network, baseline),
         span,
         paths.forecast_plot(ws.ticker),
-        scores[network or baseline].interval_halfwidths,
+        scores[chosen].interval_halfwidths,
+        chosen,
     )
     paths.predictions.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.predictions / f"{ws.ticker}.csv", index=False)
