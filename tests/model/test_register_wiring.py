@@ -173,5 +173,9 @@ def test_a_rerun_of_the_same_registration_says_which_version_stands(sqlite_store
         f"its decision stands: {stood}"
     )
     assert f"stockcast-TEST: last_close {again['reason']}\n" in capsys.readouterr().out
+    assert set(again) == {*first, "already_registered"} and again["selection"] == first["selection"]
+    assert again["candidate_rmse"] is None and again["champion_rmse"] is None
+    sqlite_store.set_model_version_tag("stockcast-TEST", "1", "previous_champion", "0")
+    assert run.register()["TEST"]["previous_version"] == "0"
     sqlite_store.delete_model_version_tag("stockcast-TEST", "1", "promotion_reason")
     assert run.register()["TEST"]["reason"].endswith("its decision stands: ?")
