@@ -54,3 +54,16 @@ def write_yahoo_csv(frame: pd.DataFrame, path: Path) -> Path:
     out["Date"] = out["Date"].dt.strftime("%Y-%m-%d")
     out.to_csv(path, index=False)
     return path
+
+
+def one_ticker_with_a_fold(root: Path) -> Path:
+    """AAA's windows and one backtest fold's, written where the train stage reads them (the
+    project at ``root``); returns the windows' folder."""
+    from stockcast.paths import Paths
+    from stockcast.windows import make_windows, write_windows
+
+    processed = Paths(root).processed
+    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
+    fold = make_windows(synthetic_prices(170, "AAA"), "open", 10, 30, 30, "log_return")
+    write_windows([ws], processed, {"AAA": [fold]})
+    return processed

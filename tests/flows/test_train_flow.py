@@ -13,7 +13,7 @@ import pytest
 from stockcast.config import config_from_dict
 from stockcast.paths import Paths
 from stockcast.windows import make_windows, write_windows
-from tests.conftest import synthetic_prices
+from tests.conftest import one_ticker_with_a_fold, synthetic_prices
 
 # trains networks (`make mutate` needs fast tests) and starts a Prefect server
 pytestmark = [pytest.mark.fits, pytest.mark.e2e]
@@ -193,9 +193,7 @@ def test_fits_per_worker_runs_each_chunk_on_fresh_processes(tmp_path: Path, runn
     from flows.stages.train import train_variants
 
     paths = Paths(tmp_path)
-    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
-    fold = make_windows(synthetic_prices(170, "AAA"), "open", 10, 30, 30, "log_return")
-    write_windows([ws], paths.processed, {"AAA": [fold]})
+    one_ticker_with_a_fold(tmp_path)
     cfg = config_from_dict(
         {
             "data": {"sources": ["unused.csv"]},

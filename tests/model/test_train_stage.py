@@ -17,16 +17,14 @@ from stockcast.paths import Paths
 from stockcast.stages import train
 from stockcast.train import run_job
 from stockcast.windows import make_windows, write_windows
-from tests.conftest import synthetic_prices
+from tests.conftest import one_ticker_with_a_fold, synthetic_prices
 
 pytestmark = pytest.mark.fits
 
 
 def test_the_stage_runs_on_a_plain_executor_warm_chains_and_all(tmp_path: Path, caplog):
     paths = Paths(tmp_path)
-    ws = make_windows(synthetic_prices(200, "AAA"), "open", 10, 30, 30, "log_return")
-    fold = make_windows(synthetic_prices(170, "AAA"), "open", 10, 30, 30, "log_return")
-    write_windows([ws], paths.processed, {"AAA": [fold]})
+    one_ticker_with_a_fold(tmp_path)
     cfg = config_from_dict(
         {
             "data": {"sources": ["unused.csv"]},
