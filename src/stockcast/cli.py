@@ -2,7 +2,7 @@
 
 ``stockcast run`` runs the pipeline (every stale stage; ``make pipeline``), ``stockcast
 retrain`` one daily retrain now, ``stockcast schedule`` serves that flow on its cron schedule,
-``stockcast ui`` the MLflow UI.
+``stockcast ui`` the MLflow UI, ``stockcast compare`` the experiments side by side.
 
 ``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``, with
 prediction intervals (``lower_80`` .. ``upper_95``);
