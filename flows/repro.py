@@ -143,16 +143,11 @@ def publish_verdict(root: Path) -> None:
     paths = Paths(root)
     reports, decisions = read_reports(paths), read_json(paths.registry)
     span = next(c.selection_span for r in reports.values() for c in r.candidates.values())
-    board = [row for t, r in reports.items() for row in leaderboard.rows(r, decisions.get(t), span)]
+    board = leaderboard.board(reports, decisions, span)
     headline = leaderboard.run_verdict(reports, decisions, span)
     rows = [{k: None if v != v else v for k, v in row.items()} for row in board]  # NaN: none
     create_table_artifact(rows, key=LEADERBOARD_KEY, description=headline)
-    decided = [
-        f"- **{t}**: v{d['version']} {d['variant']} ({d['kind']}) "
-        + ("is @champion" if d["promote"] else "not promoted")
-        + f": {d['reason']}; chosen as {d['selection']}"
-        for t, d in decisions.items()
-    ]
+    decided = [f"- {leaderboard.decision_line(f'**{t}**', d)}" for t, d in decisions.items()]
     text = "\n".join([f"**{headline}**", "", *decided])
     create_markdown_artifact(text, key=DECISION_KEY, description=headline)
 

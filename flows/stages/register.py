@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
 from flows.stages import untagged
+from stockcast import leaderboard
 from stockcast.config import Config, load_config
 from stockcast.paths import Paths
 from stockcast.stages import register
@@ -27,9 +28,5 @@ def flow_(params: str = "params.yaml") -> dict:
         decisions = register_task(cfg, paths, {"prefect_flow_run_id": str(flow_run.get_id())})
     logger = get_run_logger()
     for ticker, d in decisions.items():
-        verdict = "is @champion" if d["promote"] else "not promoted"
-        logger.info(
-            "%s: v%s %s (%s) %s: %s; chosen as %s",
-            *(ticker, d["version"], d["variant"], d["kind"], verdict, d["reason"], d["selection"]),
-        )
+        logger.info(leaderboard.decision_line(ticker, d))
     return decisions

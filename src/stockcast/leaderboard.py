@@ -47,6 +47,23 @@ def rows(report: TickerReport, decision: dict[str, Any] | None, span: str) -> li
     return sorted(out, key=lambda r: (math.isnan(r["rmse"]), r["rmse"]))
 
 
+def board(
+    reports: dict[str, TickerReport], decisions: dict[str, dict[str, Any]], span: str
+) -> list[dict[str, Any]]:
+    """Every ticker's rows (:func:`rows`), ticker by ticker: a run's whole leaderboard."""
+    return [row for t, r in reports.items() for row in rows(r, decisions.get(t), span)]
+
+
+def decision_line(ticker: str, d: dict[str, Any]) -> str:
+    """A ticker's registration in a line: the version, whether it is @champion and why, and
+    how it was chosen."""
+    verdict = "is @champion" if d["promote"] else "not promoted"
+    return (
+        f"{ticker}: v{d['version']} {d['variant']} ({d['kind']}) {verdict}: {d['reason']}; "
+        f"chosen as {d['selection']}"
+    )
+
+
 def _decision(name: str, decision: dict[str, Any] | None) -> str:
     if not decision or decision.get("variant") != name:
         return ""

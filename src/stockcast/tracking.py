@@ -261,7 +261,7 @@ def _log_verdict(
     run's note) holds the leaderboard, which is also a logged table (``leaderboard.json``)."""
     import pandas as pd
 
-    board = [row for t, r in reports.items() for row in leaderboard.rows(r, decisions.get(t), span)]
+    board = leaderboard.board(reports, decisions, span)
     headline = leaderboard.run_verdict(reports, decisions, span)
     client.log_table(
         run_id,

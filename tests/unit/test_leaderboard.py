@@ -73,3 +73,15 @@ def test_the_markdown_table_has_a_row_per_candidate_and_no_stray_pipes():
     assert len(lines) == 4 + 3
     assert all(line.count("|") == len(leaderboard.COLUMNS) + 1 for line in lines[2:])
     assert lines[-1].split(" | ")[4] == "-"  # the network's missing score, last
+
+
+def test_a_decision_reads_as_one_line_and_a_runs_board_is_every_tickers_rows():
+    d = {"version": 2, "variant": "gru", "kind": "network", "promote": False}
+    d.update(reason="ties the champion", selection="best network")
+    assert leaderboard.decision_line("AAA", d) == (
+        "AAA: v2 gru (network) not promoted: ties the champion; chosen as best network"
+    )
+    reports = {t: _report(t, naive=4.0, last_close=2.0, gru=1.0) for t in ("A", "B")}
+    board = leaderboard.board(reports, {"A": {"variant": "gru", "promote": True}}, "val")
+    assert [r["ticker"] for r in board] == ["A"] * 3 + ["B"] * 3
+    assert [r["decision"] for r in board if r["decision"]] == ["champion (version None)"]
