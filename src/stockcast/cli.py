@@ -5,7 +5,9 @@ retrain`` one daily retrain now, ``stockcast schedule`` serves that flow on its 
 ``stockcast ui`` the MLflow UI, ``stockcast compare`` the experiments side by side.
 
 ``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``, with
-prediction intervals (``lower_80`` .. ``upper_95``);
+prediction intervals (``lower_80`` .. ``upper_95``), the next day recorded in the forecast
+ledger; ``stockcast ledger`` prints every forecast served with what happened (``--summary``:
+the live skill against the ``last_close`` rule);
 ``stockcast rollback --ticker T`` moves ``@champion`` back to the previous champion;
 ``stockcast serve --ticker T`` serves ``@champion`` over HTTP and ``stockcast request --ticker T``
 prints the JSON body it takes.
@@ -94,35 +96,73 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Every champion's next ``horizon`` days; the next day also goes into the ledger."""
     import pandas as pd
 
     from stockcast.config import load_config
     from stockcast.paths import Paths
-    from stockcast.registry import CHAMPION, load_champion
+    from stockcast.registry import CHAMPION, load_champion_version
+    from stockcast.stages.forecast import forecast_all, validated
 
     cfg = load_config(args.params)
     paths = Paths(Path.cwd())
-    if not paths.validated.exists():
-        raise StockcastError(f"{paths.validated} not found: run `make pipeline` first")
-    frame = pd.read_parquet(paths.validated)
-    rows, missing = [], []
+    frame = validated(paths)
+    loaded: dict[str, Any] = {}
+
+    def load(root: Path, name: str) -> Any:
+        loaded[name] = load_champion_version(root, name)
+        return loaded[name]
+
+    made = forecast_all(cfg, paths, load)
+    rows = []
     for ticker, group in frame.groupby("ticker", sort=True):
         name = cfg.register.model_name(str(ticker))
-        model = load_champion(paths.root, name)
-        if model is None:
-            missing.append(name)
-            continue
-        rows += _forecast_rows(model, group, name, cfg.data.target, args.horizon)
-    for name in missing:
+        if loaded.get(name) is not None:
+            version, model = loaded[name]
+            rows += _forecast_rows(model, group, f"{name}/{version}", cfg.data.target, args.horizon)
+    for name in made.missing:
         print(f"no @{CHAMPION} for {name}: nothing promoted yet (see reports/registry.json)")
     if not rows:
         return 1
     out = pd.DataFrame(rows)
-    target = paths.root / "data/predictions" / f"{pd.Timestamp.now():%Y-%m-%d}.csv"
+    target = paths.root / "data/predictions" / f"{max(out['as_of'])}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(target, index=False)
     print(out.to_string(index=False))
     print(f"\nwritten to {target}")
+    print(_ledger_line(made.appended, paths.forecast_ledger))
+    return 0
+
+
+def _ledger_line(appended: Any, path: Path) -> str:
+    kept = f", {appended.kept} already there (kept as first made)" if appended.kept else ""
+    return f"ledger: {appended.added} next-day forecast(s) recorded{kept} in {path}"
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    """The forecast ledger as CSV: every forecast, its realised value and the rule's."""
+    from stockcast import ledger
+    from stockcast.config import load_config
+    from stockcast.paths import Paths
+    from stockcast.stages.forecast import scored_table
+
+    cfg = load_config(args.params)
+    paths = Paths(Path.cwd())
+    table = scored_table(paths)
+    if table.empty:
+        print(
+            f"the ledger is empty ({paths.forecast_ledger}): `stockcast predict` or the daily "
+            "job (make retrain) records a forecast",
+            file=sys.stderr,
+        )
+        return 0
+    if args.summary:
+        sys.stdout.write(ledger.summary(table, cfg.monitor.min_dm_days).to_csv(index=False))
+        return 0
+    levels = ledger.levels_of(table.columns)
+    columns = [c for c in ledger.forecast_columns(levels) if c != "recorded_at"]
+    columns += ["actual_date", "actual", "error", *[f"hit_{lv}" for lv in levels], "recorded_at"]
+    sys.stdout.write(table[columns].to_csv(index=False))
     return 0
 
 
@@ -388,6 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--params", default="params.yaml", help="the parameters file")
     predict.add_argument("--horizon", type=int, default=1, help="trading days ahead")
     predict.set_defaults(handler=_predict)
+    ledger = commands.add_parser(
+        "ledger", help="every forecast served, scored against what happened, as CSV"
+    )
+    ledger.add_argument(
+        "--summary",
+        action="store_true",
+        help="live metrics per ticker and model version instead: RMSE over the last 20 and 60 "
+        "scored days beside last_close's, coverage, Diebold-Mariano",
+    )
+    ledger.add_argument("--params", default="params.yaml", help="the parameters file")
+    ledger.set_defaults(handler=_ledger)
     rollback = commands.add_parser("rollback", help="move @champion back to the previous one")
     rollback.add_argument("--ticker", required=True, help="whose @champion to move back")
     rollback.add_argument(

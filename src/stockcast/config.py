@@ -23,6 +23,7 @@ ON_DRIFT = ("warn", "retrain")
 SCOPES = ("per_ticker", "global")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
+ON_DECAY = ("warn", "retrain")
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,29 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """The champion's live skill, scored in the forecast ledger against ``last_close``."""
+
+    days: int = 20  # the last scored days the decay rule looks at
+    max_rmse_vs_last_close: float = 1.1  # decayed: live RMSE / last_close's above this...
+    max_p_value: float | None = 0.1  # ...and the Diebold-Mariano p-value below this (null: off)
+    min_dm_days: int = 20  # scored days before a Diebold-Mariano p-value is reported
+    on_decay: str = "retrain"  # retrain: notify and retrain cold, a network champion replaced
+    # by the rule | warn: notify only
+
+    def __post_init__(self) -> None:
+        _check_positive("monitor.days", self.days)
+        _check_positive("monitor.min_dm_days", self.min_dm_days)
+        if self.max_rmse_vs_last_close <= 0:
+            raise ConfigError(
+                f"monitor.max_rmse_vs_last_close={self.max_rmse_vs_last_close} must be > 0"
+            )
+        if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:
+            raise ConfigError(f"monitor.max_p_value={self.max_p_value} must be in (0, 1]")
+        _check_choice("monitor.on_decay", self.on_decay, ON_DECAY)
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int
     data: DataConfig
@@ -310,6 +334,7 @@ class Config:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @property
     def min_rows(self) -> int:
@@ -372,6 +397,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         "register",
         "schedule",
         "drift",
+        "monitor",
     }
     unknown = set(raw) - known
     if unknown:
@@ -408,6 +434,7 @@ def config_from_dict(raw: dict[str, Any], origin: str = "params") -> Config:
         execution=_build(ExecutionConfig, raw.get("execution") or {}, "execution"),
         schedule=_build(ScheduleConfig, raw.get("schedule") or {}, "schedule"),
         drift=_build(DriftConfig, raw.get("drift") or {}, "drift"),
+        monitor=_build(MonitorConfig, raw.get("monitor") or {}, "monitor"),
     )
 
 

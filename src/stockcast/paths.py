@@ -68,6 +68,20 @@ class Paths:
         return self.root / "reports/predictions"
 
     @property
+    def forecast_ledger(self) -> Path:
+        """Every forecast served (append-only; in git, not DVC: see :mod:`stockcast.ledger`)."""
+        return self.root / "data/ledger/forecasts.csv"
+
+    @property
+    def actuals_ledger(self) -> Path:
+        """The realised value of every forecast day, as first recorded (append-only)."""
+        return self.root / "data/ledger/actuals.csv"
+
+    @property
+    def live_plot(self) -> Path:
+        return self.plots / "live.png"
+
+    @property
     def registry(self) -> Path:
         return self.root / "reports/registry.json"
 

@@ -51,6 +51,21 @@ def load_champion(root: Path, name: str) -> Any | None:
         return None
 
 
+def load_champion_version(root: Path, name: str) -> tuple[str, Any] | None:
+    """``(version, pyfunc)`` of the ``@champion`` of ``name``, the model loaded by its version
+    number (so the version named is the one that forecast); None when there is none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(root)
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    with sys_path_kept():
+        return str(version.version), mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A logged candidate of one ticker: its scores and the URI of its logged model."""

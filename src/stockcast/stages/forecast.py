@@ -1,0 +1,119 @@
+"""The daily job's forecast and score: every ticker's next trading day from its ``@champion``
+into the forecast ledger, and every open forecast scored from the validated table.
+
+Not a DVC stage: the ledger is a record of what was served, appended to by each run (and
+each ``stockcast predict``), never rebuilt from the data (see :mod:`stockcast.ledger`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from stockcast import ledger
+from stockcast.columns import OHLCV
+from stockcast.config import Config
+from stockcast.errors import StockcastError
+from stockcast.evaluate import level_name
+from stockcast.paths import Paths
+
+# (root, registered model name) -> (version, pyfunc) or None: the registry, or a test's stand-in
+ChampionLoader = Callable[[Any, str], "tuple[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """One run's forecasts: the ledger rows made, what the append did, tickers without a
+    champion."""
+
+    rows: list[dict[str, str]]
+    appended: ledger.Appended
+    missing: list[str] = field(default_factory=list)
+
+
+def levels(cfg: Config) -> list[str]:
+    return [level_name(level) for level in cfg.register.intervals]
+
+
+def validated(paths: Paths) -> pd.DataFrame:
+    if not paths.validated.exists():
+        raise StockcastError(f"{paths.validated} not found: run `make pipeline` first")
+    return pd.read_parquet(paths.validated)
+
+
+def next_trading_day(day: pd.Timestamp) -> pd.Timestamp:
+    """The weekday after ``day``: the expected target. A holiday's forecast is scored on the
+    first trading day that arrives after ``made_on``, whatever its date."""
+    return pd.Timestamp(day) + pd.offsets.BDay(1)
+
+
+def forecast_all(
+    cfg: Config,
+    paths: Paths,
+    load: ChampionLoader | None = None,
+    now: pd.Timestamp | None = None,
+) -> Forecasts:
+    """Forecast each ticker's next trading day with its champion and append it to the ledger."""
+    from stockcast.registry import load_champion_version
+    from stockcast.serving import forecast
+
+    load = load or load_champion_version
+    now = now or pd.Timestamp.now(tz="UTC")
+    names = levels(cfg)
+    rows, missing = [], []
+    for ticker, group in validated(paths).groupby("ticker", sort=True):
+        name = cfg.register.model_name(str(ticker))
+        found = load(paths.root, name)
+        if found is None:
+            missing.append(name)
+            continue
+        version, model = found
+        group = group.sort_values("date")
+        ohlcv = group[list(OHLCV)].to_numpy()
+        values = forecast(model, ohlcv, 1, cfg.data.target)[0]
+        day = pd.Timestamp(group["date"].iloc[-1])
+        bands = {
+            f"{side}_{level}": values.get(f"{side}_{level}", float("nan"))
+            for level in names
+            for side in ("lower", "upper")
+        }
+        rows.append(
+            ledger.forecast_row(
+                str(ticker),
+                made_on=day,
+                target_date=next_trading_day(day),
+                model_version=version,
+                variant=str((model.metadata.metadata or {}).get("variant", "?")),
+                values={"forecast": values["forecast"], **bands},
+                baseline_forecast=float(group["close"].iloc[-1]),
+                recorded_at=now,
+            )
+        )
+    appended = (
+        ledger.append_forecasts(paths.forecast_ledger, rows, names)
+        if rows
+        else ledger.Appended(0, 0)
+    )
+    return Forecasts(rows, appended, missing)
+
+
+def score(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> ledger.Recorded:
+    """Record the realised value of every open forecast the validated table now holds."""
+    forecasts = ledger.read(paths.forecast_ledger)
+    if forecasts.empty:
+        return ledger.Recorded(0)
+    return ledger.record_actuals(
+        paths.actuals_ledger,
+        forecasts,
+        validated(paths),
+        cfg.data.target,
+        now or pd.Timestamp.now(tz="UTC"),
+    )
+
+
+def scored_table(paths: Paths) -> pd.DataFrame:
+    """The ledger joined with its realised values (see :func:`stockcast.ledger.table`)."""
+    return ledger.table(ledger.read(paths.forecast_ledger), ledger.read(paths.actuals_ledger))

@@ -1,0 +1,63 @@
+"""The daily job's forecast against a real registry: the champion's next day into the ledger,
+once per version and target, scored when the next row arrives."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from stockcast import ledger
+from stockcast.paths import write_parquet
+from stockcast.stages import forecast
+from tests.conftest import synthetic_prices
+from tests.model.baseline_run import baseline_run
+
+NOW = pd.Timestamp("2026-12-01 10:00", tz="UTC")
+
+
+@pytest.fixture
+def champion_run(tmp_path, sqlite_store):
+    run = baseline_run(tmp_path)
+    decisions = run.register()
+    assert decisions["TEST"]["promote"]
+    return run, decisions["TEST"]
+
+
+def test_the_champion_forecasts_the_next_day_once_per_version(champion_run):
+    run, decision = champion_run
+    frame = synthetic_prices(200, "TEST")
+    write_parquet(frame.iloc[:-1], run.paths.validated)
+    made = forecast.forecast_all(run.cfg, run.paths, now=NOW)
+    assert made.missing == [] and made.appended == ledger.Appended(1, 0)
+    (row,) = made.rows
+    day = frame["date"].iloc[-2]
+    assert row["made_on"] == f"{day:%Y-%m-%d}"
+    assert row["target_date"] == f"{day + pd.offsets.BDay(1):%Y-%m-%d}"
+    assert row["model_version"] == str(decision["version"])
+    assert row["variant"] == decision["variant"]
+    assert float(row["baseline_forecast"]) == frame["close"].iloc[-2]
+    f = {k: float(v) for k, v in row.items() if k.startswith(("lower", "upper", "forecast"))}
+    assert f["lower_95"] <= f["lower_80"] <= f["forecast"] <= f["upper_80"] <= f["upper_95"]
+    assert f["lower_80"] < f["upper_80"]
+
+    # A second run the same day (same version, same target): nothing new, nothing rewritten.
+    before = run.paths.forecast_ledger.read_bytes()
+    again = forecast.forecast_all(run.cfg, run.paths, now=NOW + pd.Timedelta(hours=1))
+    assert again.appended == ledger.Appended(0, 1)
+    assert run.paths.forecast_ledger.read_bytes() == before
+
+    # Nothing to score until the next row arrives; then it is scored from the data.
+    assert forecast.score(run.cfg, run.paths, now=NOW).added == 0
+    write_parquet(frame, run.paths.validated)
+    assert forecast.score(run.cfg, run.paths, now=NOW).added == 1
+    table = forecast.scored_table(run.paths)
+    assert table["actual"].tolist() == [frame["open"].iloc[-1]]
+    assert table["error"].iloc[0] == pytest.approx(frame["open"].iloc[-1] - f["forecast"])
+
+
+def test_a_ticker_without_a_champion_is_named(tmp_path, sqlite_store):
+    run = baseline_run(tmp_path)
+    write_parquet(synthetic_prices(200, "TEST"), run.paths.validated)
+    made = forecast.forecast_all(run.cfg, run.paths, now=NOW)
+    assert made.missing == ["stockcast-TEST"] and made.rows == []
+    assert not run.paths.forecast_ledger.exists()
