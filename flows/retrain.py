@@ -42,6 +42,7 @@ from stockcast.errors import (
 )
 from stockcast.lineage import mark_pipeline_started
 from stockcast.paths import Paths
+from stockcast.stages import forecast
 from stockcast.stages.ingest import read_sources
 
 ROOT = Path.cwd()
@@ -129,10 +130,36 @@ def report_failure(flow: Any, run: Any, state: Any) -> None:
             logger.error("could not post to the webhook %s: %s", url, exc)
 
 
-def _artifact(markdown: str) -> None:
-    create_markdown_artifact(
-        markdown=markdown, key="retrain-summary", description="stockcast daily retrain"
+def _artifact(markdown: str, key: str = "retrain-summary") -> None:
+    """The run's summary. A run with nothing to do writes ``retrain-check``, so the latest
+    ``retrain-summary`` is always the last run that did something."""
+    create_markdown_artifact(markdown=markdown, key=key, description="stockcast daily retrain")
+
+
+@task
+def monitor(cfg: Config, paths: Paths) -> forecast.Monitoring:
+    """Score the open forecasts from the validated table, log live skill, read decay."""
+    logger = get_run_logger()
+    seen = forecast.monitor(cfg, paths)
+    logger.info("ledger: %d forecast day(s) scored", seen.recorded.added)
+    for revision in seen.recorded.revisions:
+        logger.warning(revision)
+    for reading in seen.decays:
+        (logger.warning if reading.decayed else logger.info)(reading.message(cfg.monitor))
+    return seen
+
+
+@task
+def forecast_next(cfg: Config, paths: Paths) -> forecast.Forecasts:
+    """Every ticker's next trading day from its @champion, into the forecast ledger."""
+    made = forecast.forecast_all(cfg, paths)
+    get_run_logger().info(
+        "ledger: %d forecast(s) recorded, %d already there; no @champion: %s",
+        made.appended.added,
+        made.appended.kept,
+        ", ".join(made.missing) or "none",
     )
+    return made
 
 
 @flow(name="retrain", on_failure=[report_failure], on_crashed=[report_failure])
@@ -157,39 +184,66 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
 
 
 def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any]:
-    """The run under the lock: sources, drift, the chain, push, the summary artifact."""
+    """The run under the lock: sources, scoring, drift, the chain, push, the forecast, the
+    summary artifact."""
+    from stockcast import live
+
     logger = get_run_logger()
     news = check_sources(cfg, paths)
     logger.info(news.message())
     if not news.tickers and not force:
-        _artifact(f"# stockcast retrain\n\nNothing to do: {news.message()}.\n")
-        return {"status": "up to date", "message": news.message()}
+        made = None
+        if paths.validated.exists():  # rows another run ingested may score a forecast
+            monitor(cfg, paths)
+            made = forecast_next(cfg, paths)
+        note = f"# stockcast retrain\n\nNothing to do: {news.message()}.\n"
+        _artifact(note, key="retrain-check")
+        return {"status": "up to date", "message": news.message(), **_made(made)}
     # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
     # The stages run as subflows of this run, in this process (flows.plan.run_stages).
     run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
     run_stages(ROOT, ["drift"], params=params)
+    seen = monitor(cfg, paths)  # the new rows score yesterday's forecasts
+    notes = forecast.act_on_decay(cfg, ROOT, seen, get_run_logger())
+    decayed = bool(seen.decayed) and cfg.monitor.on_decay == "retrain"
     drift = json.loads(paths.drift.read_text(encoding="utf-8"))
     retrain, message = ops.retrain_decision(cfg.drift.on_drift, bool(drift["drift"]), force)
+    if decayed and not retrain:
+        retrain, message = True, "a champion decayed: retraining"
     if not retrain:
         logger.info(message)
-        _artifact(ops.summary_markdown({}, {}, drift) + f"\n{message}\n")
-        return {"status": "no drift", "tickers": news.tickers, "drift": False}
+        made = forecast_next(cfg, paths)
+        body = ops.summary_markdown({}, {}, drift) + f"\n{message}\n\n"
+        _artifact(body + live.markdown(made.rows, seen.summary, notes))
+        return {"status": "no drift", "tickers": news.tickers, "drift": False, **_made(made)}
     if drift["drift"]:
         logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
     run_stages(ROOT, params=params)
+    made = forecast_next(cfg, paths)
     pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
     if pushed:
         push()
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     registry = json.loads(paths.registry.read_text(encoding="utf-8"))
-    _artifact(ops.summary_markdown(metrics, registry, drift))
+    _artifact(
+        ops.summary_markdown(metrics, registry, drift)
+        + live.markdown(made.rows, seen.summary, notes)
+    )
     return {
         "status": "retrained",
         "tickers": news.tickers,
         "drift": drift["drift"],
+        "decayed": [d.ticker for d in seen.decayed],
         "pushed": pushed,
         "registry": registry,
+        **_made(made),
     }
+
+
+def _made(made: forecast.Forecasts | None) -> dict[str, Any]:
+    if made is None:
+        return {}
+    return {"forecasts_recorded": made.appended.added, "forecasts_kept": made.appended.kept}
 
 
 def serve(params: str = "params.yaml") -> None:

@@ -200,8 +200,9 @@ def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> in
     return response.status_code
 
 
-def notify(env_name: str | None, title: str, body: str) -> int | None:
-    """Send a failure notice to the Apprise URL(s) in environment variable ``env_name``
+def notify(env_name: str | None, title: str, body: str, kind: str = "FAILURE") -> int | None:
+    """Send a notice (``kind``: Apprise's FAILURE, WARNING, INFO or SUCCESS) to the Apprise
+    URL(s) in environment variable ``env_name``
     (Slack, Teams, e-mail, ... : https://github.com/caronc/apprise/wiki), so no secret sits
     in ``params.yaml``. Returns how many URLs were notified, or None when none is set.
 
@@ -222,7 +223,7 @@ def notify(env_name: str | None, title: str, body: str) -> int | None:
             raise RuntimeError(
                 f"${env_name} holds an URL Apprise cannot use: {url.split(':')[0]}://..."
             )
-    if not sender.notify(title=title, body=body, notify_type=apprise.NotifyType.FAILURE):
+    if not sender.notify(title=title, body=body, notify_type=apprise.NotifyType[kind]):
         raise RuntimeError(f"the notice to ${env_name} was not delivered")
     return len(urls)
 

@@ -282,3 +282,26 @@ def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
     client.set_model_version_tag(name, current.version, "rolled_back", reason)
     client.set_model_version_tag(name, previous, "restored_by_rollback_from", current.version)
     return str(current.version), str(previous)
+
+
+def replace_with_rule(client: Any, name: str, rule: str, reason: str) -> str | None:
+    """Move ``@champion`` of ``name`` to its newest registered version of baseline ``rule``,
+    ``reason`` tagged on both versions. Returns the version now champion; None when the
+    champion is that rule already or no version of it was ever registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    if current.tags.get("variant") == rule:
+        return None
+    found = client.search_model_versions(f"name = '{name}' and tags.variant = '{rule}'")
+    if not found:
+        return None
+    newest = max(found, key=lambda v: int(v.version))
+    client.set_registered_model_alias(name, CHAMPION, newest.version)
+    client.set_model_version_tag(name, current.version, "replaced_by_rule", reason)
+    client.set_model_version_tag(name, newest.version, "restored_as_rule", reason)
+    client.set_model_version_tag(name, newest.version, "previous_champion", current.version)
+    return str(newest.version)

@@ -4,6 +4,7 @@ webhook. One Prefect server on loopback for the module."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -110,9 +111,17 @@ def test_a_manual_trigger_runs_the_chain_then_a_second_finds_nothing_new(served)
     assert json.loads((root / "reports/drift.json").read_text())["drift"] is True
     assert "drift in ['SH600519']" in log
 
+    assert "## Forecasts" in summary and "## Live skill (forecast ledger)" in summary
+    (made,) = csv.DictReader(open(root / "data/ledger/forecasts.csv"))
+    assert made["ticker"] == "SH600519" and made["made_on"] == "2020-04-24"
+    assert made["model_version"] == str(registry["SH600519"]["version"])
+
     second = run_deployment("retrain/daily", timeout=300, poll_interval=2)
     assert second.state.is_completed()
-    assert "Nothing to do: no source has a new trading day" in Artifact.get("retrain-summary").data
+    assert "Nothing to do: no source has a new trading day" in Artifact.get("retrain-check").data
+    # A run with nothing to do never hides the last real summary.
+    assert Artifact.get("retrain-summary").data == summary
+    assert len(list(csv.DictReader(open(root / "data/ledger/forecasts.csv")))) == 1
     assert proc.poll() is None  # still serving
 
 
@@ -211,6 +220,7 @@ def test_with_on_drift_retrain_and_no_drift_the_models_are_kept(api, tmp_path):
     result = run([sys.executable, "-m", "flows.retrain", "run"], tmp_path, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '"status": "no drift"' in result.stdout
+    assert '"forecasts_recorded": 1' in result.stdout  # the kept champion forecast the next day
     report = json.loads((tmp_path / "reports/drift.json").read_text())
     assert report["drift"] is False and report["newest_day"]["SH600519"] == "2020-04-24"
     assert _tree(tmp_path / "models") == models  # not one byte of any model changed

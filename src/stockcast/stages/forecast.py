@@ -117,3 +117,66 @@ def score(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> ledger.
 def scored_table(paths: Paths) -> pd.DataFrame:
     """The ledger joined with its realised values (see :func:`stockcast.ledger.table`)."""
     return ledger.table(ledger.read(paths.forecast_ledger), ledger.read(paths.actuals_ledger))
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """One run's look at the ledger: values recorded, days logged to MLflow, decay read."""
+
+    recorded: ledger.Recorded
+    logged: dict[str, int]
+    decays: list[Any]  # stockcast.live.Decay, per ticker with enough scored days
+    summary: pd.DataFrame
+
+    @property
+    def decayed(self) -> list[Any]:
+        return [d for d in self.decays if d.decayed]
+
+
+def monitor(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> Monitoring:
+    """Score the open forecasts, log live skill to MLflow, read the decay rule per ticker."""
+    from stockcast import live
+
+    recorded = score(cfg, paths, now)
+    table = scored_table(paths)
+    if table.empty:
+        return Monitoring(recorded, {}, [], pd.DataFrame())
+    logged = live.log_history(cfg, paths.root, table)
+    decays = [
+        found
+        for ticker, rows in ledger.served(table).groupby("ticker", sort=True)
+        if (found := live.decay(str(ticker), rows, cfg.monitor)) is not None
+    ]
+    return Monitoring(recorded, logged, decays, ledger.summary(table, cfg.monitor.min_dm_days))
+
+
+def act_on_decay(cfg: Config, root: Any, seen: Monitoring, log: Any) -> list[str]:
+    """Notify of each decayed champion (Apprise, ``schedule.notify``) and, with
+    ``monitor.on_decay: retrain``, move a decayed network's ``@champion`` back to the
+    ``last_close`` rule, the reason on both versions. Returns the notes for the summary."""
+    from stockcast import ops
+    from stockcast.registry import replace_with_rule
+    from stockcast.store import client_for
+
+    notes = []
+    for reading in seen.decayed:
+        text = reading.message(cfg.monitor)
+        notes.append(f"**Decay:** {text}.")
+        if cfg.monitor.on_decay == "retrain":
+            name = cfg.register.model_name(reading.ticker)
+            moved = replace_with_rule(client_for(root), name, "last_close", text)
+            if moved:
+                notes.append(f"{name}: @champion moved to the last_close rule (v{moved}).")
+            notes.append(f"{reading.ticker}: retrained now (monitor.on_decay: retrain).")
+        try:
+            ops.notify(
+                cfg.schedule.notify,
+                f"stockcast: {reading.ticker} champion decayed",
+                text,
+                "WARNING",
+            )
+        except Exception as exc:  # noqa: BLE001 - the notice must never stop the run
+            log.error("could not send the decay notice: %s", exc)
+    for note in notes:
+        log.warning(note)
+    return notes
