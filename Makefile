@@ -118,10 +118,15 @@ serve-model: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-## predict: next-day forecast of every ticker's @champion into data/predictions/<date>.csv
+## predict: next-day forecast of every ticker's @champion into data/predictions/ and the ledger
 .PHONY: predict
 predict: $(STAMP)
 	$(BIN)/stockcast predict --horizon $(or $(HORIZON),1)
+
+## ledger: every forecast served, scored against what happened (SUMMARY=1: the live skill)
+.PHONY: ledger
+ledger: $(STAMP)
+	$(BIN)/stockcast ledger $(if $(SUMMARY),--summary,)
 
 ## lint: ruff check and format check
 .PHONY: lint
