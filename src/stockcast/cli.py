@@ -118,8 +118,9 @@ def _predict(args: argparse.Namespace) -> int:
     for ticker, group in frame.groupby("ticker", sort=True):
         name = cfg.register.model_name(str(ticker))
         if loaded.get(name) is not None:
-            version, model = loaded[name]
-            rows += _forecast_rows(model, group, f"{name}/{version}", cfg.data.target, args.horizon)
+            champion = loaded[name]
+            model_ref = f"{name}/{champion.version}"
+            rows += _forecast_rows(champion, group, model_ref, cfg.data.target, args.horizon)
     for name in made.missing:
         print(f"no @{CHAMPION} for {name}: nothing promoted yet (see reports/registry.json)")
     if not rows:
@@ -166,7 +167,7 @@ def _ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int) -> list[dict]:
+def _forecast_rows(champion: Any, group: Any, name: str, target: str, horizon: int) -> list[dict]:
     """One ticker's next ``horizon`` trading days from its champion, with intervals."""
     import pandas as pd
 
@@ -174,6 +175,7 @@ def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int)
 
     last = pd.Timestamp(group["date"].iloc[-1])
     ohlcv = group[list(OHLCV)].to_numpy()
+    model = champion.model
     variant = (model.metadata.metadata or {}).get("variant", "?")
     return [
         {
@@ -188,7 +190,9 @@ def _forecast_rows(model: Any, group: Any, name: str, target: str, horizon: int)
             "model": name,
             "variant": variant,
         }
-        for step, values in enumerate(forecast(model, ohlcv, horizon, target), start=1)
+        for step, values in enumerate(
+            forecast(model, ohlcv, horizon, target, champion.half_widths), start=1
+        )
     ]
 
 

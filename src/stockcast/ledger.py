@@ -212,6 +212,8 @@ def _revision(
 def table(forecasts: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
     """Every forecast with its realised value: ``actual``, ``error`` (actual - forecast),
     ``baseline_forecast``, ``hit_<level>`` (inside the band), blank while still open."""
+    if forecasts.empty:
+        return pd.DataFrame()
     levels = levels_of(forecasts.columns)
     merged = forecasts.merge(
         actuals[["ticker", "made_on", "actual_date", "actual"]]

@@ -46,6 +46,14 @@ def model_spec(
     }
 
 
+def forecaster_id(rule: str, ws: WindowSet, ma_window: int) -> str:
+    """What makes two baseline versions the same forecaster: the rule, the target, the days
+    it reads and, for the moving average, its days (its intervals are calibration, not the
+    forecaster: they are recalibrated without a new version)."""
+    days = f"|ma={ma_window}" if rule == "moving_average" else ""
+    return f"{rule}|target={ws.target}|context={ws.context}{days}"
+
+
 def log_forecaster(
     mlflow: Any,
     ws: WindowSet,

@@ -51,9 +51,22 @@ def load_champion(root: Path, name: str) -> Any | None:
         return None
 
 
-def load_champion_version(root: Path, name: str) -> tuple[str, Any] | None:
-    """``(version, pyfunc)`` of the ``@champion`` of ``name``, the model loaded by its version
-    number (so the version named is the one that forecast); None when there is none."""
+@dataclass(frozen=True)
+class Champion:
+    """A registered model's ``@champion``: its version, the pyfunc and its interval
+    half-widths (recalibrated ones when a later run confirmed it, else those logged with it)."""
+
+    version: str
+    model: Any
+    half_widths: dict[str, float]
+
+
+RECALIBRATED = "intervals_recalibrated"  # version tag: JSON half-widths of a later run
+
+
+def load_champion_version(root: Path, name: str) -> Champion | None:
+    """The ``@champion`` of ``name``, its model loaded by version number (so the version
+    named is the one that forecast); None when there is none."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -63,7 +76,11 @@ def load_champion_version(root: Path, name: str) -> tuple[str, Any] | None:
     except MlflowException:
         return None
     with sys_path_kept():
-        return str(version.version), mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    widths = (model.metadata.metadata or {}).get("intervals", {})
+    if version.tags.get(RECALIBRATED):
+        widths = json.loads(version.tags[RECALIBRATED])
+    return Champion(str(version.version), model, {str(k): float(v) for k, v in widths.items()})
 
 
 @dataclass(frozen=True)
@@ -72,17 +89,21 @@ class Candidate:
 
     scores: CandidateScores
     model_uri: str
+    forecaster: str = ""  # a rule's identity (:func:`stockcast.packaging.forecaster_id`)
 
 
 @dataclass(frozen=True)
 class Choice:
     """A ticker's registration, decided before anything is logged: the candidate, why, its
-    fingerprint and the version already registered with that fingerprint (None: register)."""
+    fingerprint and the version already registered with that fingerprint (None: register).
+    ``own``: ``earlier`` is the champion, and the candidate is its very forecaster (the same
+    rule with the same params), so nothing new is registered."""
 
     name: str
     why: str
     fingerprint: str
     earlier: Any | None
+    own: bool = False
 
 
 def choose_registration(
@@ -92,14 +113,30 @@ def choose_registration(
     ticker: str,
     scores: dict[str, CandidateScores],
     tags: dict[str, str],
+    forecasters: dict[str, str] | None = None,
 ) -> Choice:
     """The candidate to register (:func:`choose_candidate` on ``span``, the selection span:
     :func:`stockcast.scores.selection_span`) and whether this very registration exists
-    already."""
+    already, or the candidate is the champion's own forecaster (``forecasters``: each
+    rule's identity, :func:`stockcast.packaging.forecaster_id`)."""
     name, why = choose_candidate(scores, span, r.min_improvement, r.max_p_value)
     fingerprint = registration_fingerprint(tags, name, scores[name])
     earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
+    identity = (forecasters or {}).get(name)
+    if earlier is None and identity:
+        champion = _champion(client, r.model_name(ticker))
+        if champion is not None and champion.tags.get("forecaster") == identity:
+            return Choice(name, why, fingerprint, champion, own=True)
     return Choice(name, why, fingerprint, earlier)
+
+
+def _champion(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
 
 
 def register_best(
@@ -122,6 +159,8 @@ def register_best(
     name, why, fingerprint = choice.name, choice.why, choice.fingerprint
     chosen = candidates[name]
     model_name = r.model_name(ws.ticker)
+    if choice.own:
+        return _champions_own(client, model_name, choice, chosen.scores, tags)
     if choice.earlier is not None:
         return _already_registered(
             client, model_name, choice.earlier, name, chosen.scores.kind, why
@@ -144,6 +183,7 @@ def register_best(
             "selected_on": f"{span} rmse",
             "selection": why,
             **({"fingerprint": fingerprint} if fingerprint else {}),
+            **({"forecaster": chosen.forecaster} if chosen.forecaster else {}),
             **tags,
             **decision_tags(decision),
         },
@@ -208,6 +248,37 @@ def _already_registered(
         "reason": reason,
         "candidate_rmse": None,
         "champion_rmse": None,
+        "previous_version": version.tags.get("previous_champion"),
+        "already_registered": True,
+    }
+
+
+def _champions_own(
+    client: Any, model_name: str, choice: Choice, scores: CandidateScores, tags: dict[str, str]
+) -> dict[str, Any]:
+    """The champion's own rule chosen again: no new version. The champion's intervals are
+    recalibrated with this run's residuals (a version tag the daily forecasts read)."""
+    version = choice.earlier
+    widths = json.dumps(scores.interval_halfwidths, sort_keys=True)
+    client.set_model_version_tag(model_name, version.version, RECALIBRATED, widths)
+    client.set_model_version_tag(
+        model_name, version.version, "confirmed_by_run", tags.get("prefect_flow_run_id", "?")
+    )
+    reason = (
+        f"the champion's own forecaster ({choice.name}, the same rule and params) as "
+        f"v{version.version}: not registered again; it stays @champion, its intervals "
+        "recalibrated on this run's residuals"
+    )
+    return {
+        "model": model_name,
+        "version": version.version,
+        "variant": choice.name,
+        "kind": scores.kind,
+        "selection": choice.why,
+        "promote": True,
+        "reason": reason,
+        "candidate_rmse": scores.test.rmse,
+        "champion_rmse": scores.test.rmse,
         "previous_version": version.tags.get("previous_champion"),
         "already_registered": True,
     }

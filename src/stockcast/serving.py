@@ -214,13 +214,20 @@ def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -
     return ohlcv_windows[..., OHLCV.index(target)]
 
 
-def forecast(model: Any, ohlcv: np.ndarray, horizon: int, target: str) -> list[dict[str, float]]:
+def forecast(
+    model: Any,
+    ohlcv: np.ndarray,
+    horizon: int,
+    target: str,
+    half_widths: dict[str, float] | None = None,
+) -> list[dict[str, float]]:
     """The next ``horizon`` days from a logged model and the raw OHLCV history.
 
     Each forecast is fed back as a flat day (open = high = low = close = the forecast, the
     last volume) to forecast the next. The intervals are calibrated for one day ahead; for
     step h their log half-width is widened by sqrt(h), as for a random walk: an
-    approximation, not a calibrated interval.
+    approximation, not a calibrated interval. ``half_widths``: the champion's latest
+    calibration (:class:`stockcast.registry.Champion`), else those logged with the model.
 
     Returns:
         One mapping per step: ``forecast`` and ``lower_<level>`` / ``upper_<level>``.
@@ -232,7 +239,7 @@ def forecast(model: Any, ohlcv: np.ndarray, horizon: int, target: str) -> list[d
 
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window")))
-    widths = meta.get("intervals", {})  # none for a model logged before intervals
+    widths = meta.get("intervals", {}) if half_widths is None else half_widths
     history = np.asarray(ohlcv, dtype="float64")
     if len(history) < needed:
         raise ValueError(f"need {needed} days of history, have {len(history)}")

@@ -21,7 +21,7 @@ from stockcast import leaderboard, registry, store
 from stockcast.config import Config
 from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
-from stockcast.packaging import log_forecaster
+from stockcast.packaging import forecaster_id, log_forecaster
 from stockcast.paths import Paths, read_json
 from stockcast.promotion import leaders
 from stockcast.scores import CandidateScores, TickerReport, selection_span
@@ -198,8 +198,13 @@ def _log_tree(
     for done, ws in enumerate(sets, start=1):
         step(f"logging and registering {ws.ticker}")
         report = reports[ws.ticker]
+        rules = {
+            n: forecaster_id(n, ws, cfg.features.moving_average)
+            for n, c in report.candidates.items()
+            if c.kind == "baseline"
+        }
         choice = registry.choose_registration(
-            client, cfg.register, span, ws.ticker, report.candidates, tags
+            client, cfg.register, span, ws.ticker, report.candidates, tags, rules
         )
         logged = models_to_log(cfg.train.scope, report, choice)
         candidates = {n: registry.Candidate(c, "") for n, c in report.candidates.items()}
@@ -229,7 +234,7 @@ def _log_tree(
             if ended is not None:  # the run lasts as long as its fit did
                 client.set_terminated(child, end_time=ended)
             opened.remove(child)
-            candidates[name] = registry.Candidate(scores, uri)
+            candidates[name] = registry.Candidate(scores, uri, rules.get(name, ""))
         summary += _ticker_summary(client, parent, paths, report, span)
         decisions[ws.ticker] = registry.register_best(
             mlflow, client, cfg.register, span, ws, candidates, tags, choice

@@ -16,7 +16,9 @@ def test_a_rejected_version_never_moves_the_champion(sqlite_store, tmp_path):
     run = baseline_run(tmp_path)
     first = run.register()["TEST"]
     assert first["promote"] and str(first["version"]) == "1"
-    # new params, the same rule and data: a second version that only ties the champion
+    # new params, the same data, a rule that is not the champion's own (v1 as a version
+    # registered before rules had an identity): a second version that only ties the champion
+    sqlite_store.delete_model_version_tag("stockcast-TEST", "1", "forecaster")
     second = run.register(tags={**CLEAN, "params_hash": "p2"})["TEST"]
     assert str(second["version"]) == "2" and not second["promote"]
     assert str(sqlite_store.get_model_version_by_alias("stockcast-TEST", "champion").version) == "1"

@@ -5,6 +5,7 @@ says what it scored and why it was or was not promoted, runs have readable names
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,63 @@ def test_the_same_registration_twice_is_already_registered(store):
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 4
     second = client.get_model_version("stockcast-TEST", "2")
     assert "Not promoted: test rmse" in second.description  # a tie with champion v1
+
+
+def _rules(ws, ma_window=5):
+    return {
+        r: packaging.forecaster_id(r, ws, ma_window)
+        for r in ("naive", "drift", "moving_average", "last_close")
+    }
+
+
+def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
+    """A daily run on a day more of data (no fingerprint match) that chooses the champion's
+    own rule registers nothing; the champion's intervals are recalibrated instead."""
+    mlflow, client = store
+    cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "backtest": {"folds": 0}})
+    ws = make_windows(synthetic_prices(200, "TEST"), "open", 10, 40, 40)
+    candidates = {
+        n: registry.Candidate(c.scores, c.model_uri, _rules(ws)[n])
+        for n, c in _candidates(mlflow, ws).items()
+    }
+    scores = {n: c.scores for n, c in candidates.items()}
+    choice = registry.choose_registration(
+        client, cfg.register, SPAN, "TEST", scores, {}, _rules(ws)
+    )
+    assert not choice.own and choice.earlier is None  # no champion yet
+    first = registry.register_best(mlflow, client, cfg.register, SPAN, ws, candidates, {}, choice)
+    version = client.get_model_version("stockcast-TEST", str(first["version"]))
+    assert version.tags["forecaster"] == _rules(ws)[first["variant"]]
+
+    # the next day: one more row, the same rule chosen
+    ws2 = make_windows(synthetic_prices(201, "TEST"), "open", 10, 40, 40)
+    later = {
+        n: registry.Candidate(c.scores, c.model_uri, _rules(ws2)[n])
+        for n, c in _candidates(mlflow, ws2).items()
+    }
+    scores2 = {n: c.scores for n, c in later.items()}
+    choice = registry.choose_registration(
+        client, cfg.register, SPAN, "TEST", scores2, {}, _rules(ws2)
+    )
+    assert choice.name == first["variant"], "the synthetic day changed the winning rule"
+    assert choice.own and str(choice.earlier.version) == str(first["version"])
+    out = registry.register_best(mlflow, client, cfg.register, SPAN, ws2, later, {}, choice)
+    assert out["promote"] and out["already_registered"] and out["version"] == first["version"]
+    assert out["reason"].startswith(f"the champion's own forecaster ({first['variant']}")
+    assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
+    widths = later[first["variant"]].scores.interval_halfwidths
+    recalibrated = client.get_model_version("stockcast-TEST", str(first["version"])).tags
+    assert json.loads(recalibrated[registry.RECALIBRATED]) == pytest.approx(widths)
+    champion = registry.load_champion_version(Path.cwd(), "stockcast-TEST")
+    assert champion.version == str(first["version"]) and champion.half_widths == pytest.approx(
+        widths
+    )
+
+    # another rule's params (a moving average of other days) is another forecaster
+    other = registry.choose_registration(
+        client, cfg.register, SPAN, "TEST", scores2, {}, _rules(ws2, ma_window=10)
+    )
+    assert other.own == (first["variant"] not in ("moving_average",))
 
 
 def test_a_fingerprint_needs_clean_known_code_and_data():

@@ -230,3 +230,9 @@ def test_summary_per_version_and_what_was_served():
     # served: per day the last recorded forecast (v4, recorded later)
     assert by.loc["served", "live_rmse_20"] == pytest.approx(3.0)
     assert by.loc["served", "forecasts"] == 2
+
+
+def test_an_empty_ledger_has_an_empty_table_and_summary(tmp_path):
+    forecasts = ledger.read(tmp_path / "forecasts.csv")
+    actuals = ledger.read(tmp_path / "actuals.csv")
+    assert ledger.table(forecasts, actuals).empty

@@ -20,8 +20,8 @@ from stockcast.errors import StockcastError
 from stockcast.evaluate import level_name
 from stockcast.paths import Paths
 
-# (root, registered model name) -> (version, pyfunc) or None: the registry, or a test's stand-in
-ChampionLoader = Callable[[Any, str], "tuple[str, Any] | None"]
+# (root, registered model name) -> its @champion (stockcast.registry.Champion) or None
+ChampionLoader = Callable[[Any, str], Any]
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,11 @@ def forecast_all(
         if found is None:
             missing.append(name)
             continue
-        version, model = found
+        version, model = found.version, found.model
         group = group.sort_values("date")
         ohlcv = group[list(OHLCV)].to_numpy()
-        values = forecast(model, ohlcv, 1, cfg.data.target)[0]
+        # the champion's latest calibration (recalibrated by a run that confirmed it)
+        values = forecast(model, ohlcv, 1, cfg.data.target, found.half_widths)[0]
         day = pd.Timestamp(group["date"].iloc[-1])
         bands = {
             f"{side}_{level}": values.get(f"{side}_{level}", float("nan"))

@@ -14,7 +14,7 @@ from stockcast import ledger, live
 from stockcast.registry import CHAMPION, replace_with_rule
 from stockcast.stages import forecast
 from tests.model.baseline_run import baseline_run
-from tests.unit.test_live import served
+from tests.unit.test_decay import served
 
 
 def scored_rows(version: str, bias_from: int = 60) -> pd.DataFrame:
