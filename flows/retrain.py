@@ -32,6 +32,7 @@ from flows.plan import run_stages
 from flows.server import BIN, prefect_api
 from stockcast import ops
 from stockcast.config import Config, load_config
+from stockcast.continuation import COLD_ENV
 from stockcast.errors import (
     DataError,
     DvcFailed,
@@ -216,9 +217,17 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         body = ops.summary_markdown({}, {}, drift) + f"\n{message}\n\n"
         _artifact(body + live.markdown(made.rows, seen.summary, notes))
         return {"status": "no drift", "tickers": news.tickers, "drift": False, **_made(made)}
-    if drift["drift"]:
-        logger.warning("drift in %s", [d["ticker"] for d in drift["tickers"] if d["drift"]])
-    run_stages(ROOT, params=params)
+    drifted = [d["ticker"] for d in drift["tickers"] if d["drift"]]
+    if drifted:
+        logger.warning("drift in %s", drifted)
+    cold = "; ".join(
+        [
+            *([f"drift in {drifted}"] if drifted else []),
+            *[d.message(cfg.monitor) for d in seen.decayed],
+        ]
+    )
+    with ops.env_set(COLD_ENV, cold or None):  # drift or decay: every fit starts cold
+        run_stages(ROOT, params=params)
     made = forecast_next(cfg, paths)
     pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
     if pushed:

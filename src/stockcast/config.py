@@ -174,6 +174,9 @@ class TrainConfig:
     # model from the last fold's): the backtest measures the procedure that makes the model.
     warm_start: bool = True
     unroll: bool = False  # unrolled recurrent layers: faster epochs, far slower graph tracing
+    # A run on new rows continues yesterday's networks (main models only, the folds kept)
+    # until this many runs in a row were warm; then every fit starts cold. 0: always cold.
+    cold_every: int = 20
 
     def __post_init__(self) -> None:
         for flag in ("warm_start", "unroll"):
@@ -189,6 +192,8 @@ class TrainConfig:
             raise ConfigError("train.units is empty: give at least one layer size")
         for name in ("batch_size", "epochs", "patience"):
             _check_positive(f"train.{name}", getattr(self, name))
+        if not isinstance(self.cold_every, int) or self.cold_every < 0:
+            raise ConfigError(f"train.cold_every={self.cold_every!r} must be an integer >= 0")
         for unit in self.units:
             _check_positive("train.units", unit)
         if not 0.0 <= self.dropout < 1.0:

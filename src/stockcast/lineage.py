@@ -50,7 +50,26 @@ def lineage_tags(cfg: Config, root: Path) -> dict[str, str]:
         "git_dirty": str(dirty),
         "params_hash": cfg.digest(),
         **dvc_lineage(root),
+        **train_start_tags(root),
     }
+
+
+def train_start_tags(root: Path) -> dict[str, str]:
+    """How the models were trained: ``train_start`` warm (continuing the last run's networks,
+    ``continued_from_models``: the DVC hash of the ``models/`` it continued) or cold, and why
+    (:mod:`stockcast.continuation`)."""
+    from stockcast.continuation import read_record
+
+    record = read_record(root / "models")
+    if record is None:
+        return {}
+    tags = {
+        "train_start": "warm" if record.get("warm") else "cold",
+        "train_start_reason": str(record.get("reason", ""))[:250],
+    }
+    if record.get("warm") and record.get("continued_from"):
+        tags["continued_from_models"] = str(record["continued_from"])
+    return tags
 
 
 def dvc_lineage(root: Path) -> dict[str, str]:

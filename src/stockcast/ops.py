@@ -90,6 +90,23 @@ class NewData:
         )
 
 
+@contextmanager
+def env_set(name: str, value: str | None) -> Iterator[None]:
+    """Environment variable ``name`` set to ``value`` (unset for None) inside, restored after."""
+    old = os.environ.get(name)
+    try:
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def retrain_decision(on_drift: str, drifted: bool, force: bool) -> tuple[bool, str]:
     """Whether the daily run retrains after refreshing the data, and why.
 

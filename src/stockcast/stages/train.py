@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from stockcast import continuation
 from stockcast.config import Config
 from stockcast.errors import StockcastError
 from stockcast.paths import MODEL_FILE, Paths, atomic_write, read_json, staged_dir, write_json
@@ -40,6 +41,7 @@ from stockcast.train import (
 )
 from stockcast.windows import WindowSet, read_manifest
 
+CONTINUED = "last run"  # warm_from of a main model continued from the last run's weights
 Trained = dict[str, dict[str, TrainResult]]  # ticker -> variant -> the main model's result
 # A fit handed to an executor: (job, its windows, the .keras bytes it starts from or None)
 # -> a future of the fit, or of why the task running it failed (a worker died, ...).
@@ -58,8 +60,17 @@ def run(
     """
     manifest = read_manifest(paths.processed)
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
+    plan, carried = _plan(cfg, paths, manifest, jobs)
+    log.info("train %s: %s", "warm" if plan.warm else "cold", plan.reason)
+    if plan.warm:  # the main models only, each from its own last weights
+        jobs = [job for job in jobs if job.fold == MAIN_MODEL]
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
-        progress = Progress(len(jobs), warm_starts(jobs) if cfg.train.warm_start else {})
+        chained = warm_starts(jobs) if cfg.train.warm_start and not plan.warm else {}
+        progress = Progress(len(jobs), chained)
+        if plan.warm:
+            progress.inits = {
+                job.name: (paths.models / job.out / MODEL_FILE).read_bytes() for job in jobs
+            }
         outcomes: list[Fitted | str] = []
         parts = chunks(jobs, cfg.execution)
         for k, chunk in enumerate(parts):  # several: fresh worker processes, flat memory
@@ -72,6 +83,8 @@ def run(
         ]
         if any(job.ticker == GLOBAL_MODEL for job in jobs):  # each ticker gets the shared model
             results = share_global_models(results, list(manifest), paths, building)
+        results += carry_folds(carried, paths, building)
+        write_json(building / continuation.RECORD, plan.to_json())
         summary = write_summary(results, paths, building)
         _log(results, log)
         trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
@@ -82,6 +95,50 @@ def run(
                 f"models, this run's fits are in {paths.failed_models.name}/"
             )
     return trained
+
+
+def _plan(
+    cfg: Config, paths: Paths, manifest: dict, jobs: list[FitJob]
+) -> tuple[continuation.Plan, list[TrainResult]]:
+    """Warm or cold (:mod:`stockcast.continuation`), and the fold fits a warm run keeps."""
+    rows = {str(t): int(entry["rows"]) for t, entry in manifest.items()}
+    previous = continuation.read_record(paths.models)
+    carried = (
+        [
+            r
+            for variants in read_backtest_summary(paths).values()
+            for rs in variants.values()
+            for r in rs
+        ]
+        if previous
+        else []
+    )
+    mains = [paths.models / job.out / MODEL_FILE for job in jobs if job.fold == MAIN_MODEL]
+    folds = [_fold_model(r, paths) for r in carried if r.ok and r.model_path]
+    expected = sum(1 for job in jobs if job.fold != MAIN_MODEL)
+    present = all(p.exists() for p in [*mains, *folds]) and len(carried) >= expected
+    plan = continuation.decide(
+        cfg, paths.root, rows, previous, present, continuation.forced_reason()
+    )
+    return plan, carried if plan.warm else []
+
+
+def carry_folds(carried: list[TrainResult], paths: Paths, building: Path) -> list[TrainResult]:
+    """A warm run keeps the last cold run's fold fits: their folders copied into the models
+    folder being built, their records as they were."""
+    kept = []
+    for r in carried:
+        if r.model_path:
+            where = model_dir(r.ticker, r.variant, r.fold)
+            shutil.copytree(paths.models / where, building / where, dirs_exist_ok=True)
+            r = replace(r, model_path=str(_fold_model(r, paths)))
+        kept.append(r)
+    return kept
+
+
+def _fold_model(r: TrainResult, paths: Paths) -> Path:
+    """A fold fit's model file in this project (the record's path may be another folder's)."""
+    return paths.models / model_dir(r.ticker, r.variant, r.fold) / MODEL_FILE
 
 
 @dataclass
@@ -95,6 +152,7 @@ class Progress:
     done: int = 0
     started: float = field(default_factory=time.monotonic)
     models: dict[str, bytes | None] = field(default_factory=dict)  # ended, awaited as a start
+    inits: dict[str, bytes] = field(default_factory=dict)  # a warm run: each job's last weights
 
 
 def fit_all(
@@ -117,6 +175,8 @@ def fit_all(
         init = progress.models.pop(warm, None) if warm else None
         if warm and init is None:
             log.warning("fit %s starts cold: fit %s left no model", job.name, warm)
+        if not warm and job.name in progress.inits:  # continuing the last run's network
+            warm, init = CONTINUED, progress.inits.pop(job.name)
         del waiting[job.name]
         future = submit(job, [windows[f] for f in job.files], init)
         running[future] = (job, warm if init is not None else "")
