@@ -234,6 +234,7 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         push()
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     registry = json.loads(paths.registry.read_text(encoding="utf-8"))
+    notes.append(record_run(cfg, registry))
     _artifact(
         ops.summary_markdown(metrics, registry, drift)
         + live.markdown(made.rows, seen.summary, notes)
@@ -247,6 +248,32 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         "registry": registry,
         **_made(made),
     }
+
+
+def record_run(cfg: Config, registry: dict[str, Any]) -> str:
+    """Commit the run's work tree onto ``refs/stockcast/runs`` and tag each version this run
+    registered with it (:mod:`stockcast.restore`). Returns the note for the summary."""
+    from stockcast.restore import TAG
+    from stockcast.restore import record_run as commit_run
+    from stockcast.store import client_for
+
+    logger = get_run_logger()
+    try:
+        sha = commit_run(ROOT, f"stockcast retrain {flow_run.get_name() or ''}".strip())
+    except StockcastError as exc:
+        logger.warning(
+            "the run is not recorded in git, so its versions cannot be restored: %s", exc
+        )
+        return f"Not recorded in git: {exc}"
+    client = client_for(ROOT)
+    for decision in registry.values():
+        if "version" in decision and not decision.get("already_registered"):
+            client.set_model_version_tag(decision["model"], decision["version"], TAG, sha)
+    logger.info("run recorded as commit %s on refs/stockcast/runs", sha[:12])
+    return (
+        f"Recorded as commit `{sha[:12]}` (refs/stockcast/runs): `stockcast restore --ticker T "
+        "--version N` brings a version back."
+    )
 
 
 def _made(made: forecast.Forecasts | None) -> dict[str, Any]:

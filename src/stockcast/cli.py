@@ -196,6 +196,31 @@ def _forecast_rows(champion: Any, group: Any, name: str, target: str, horizon: i
     ]
 
 
+def _restore(args: argparse.Namespace) -> int:
+    """Bring back the code, params, data and models a registered version was made by."""
+    from stockcast.config import load_config
+    from stockcast.ingest import sanitize_ticker
+    from stockcast.restore import TAG, restore
+    from stockcast.store import client_for
+
+    cfg = load_config(args.params)
+    name = cfg.register.model_name(sanitize_ticker(args.ticker))
+    version = client_for(Path.cwd()).get_model_version(name, str(args.version))
+    tags = version.tags
+    commit = tags.get(TAG) or (tags.get("git_commit") if tags.get("git_dirty") == "False" else None)
+    if not commit or commit == "unknown":
+        raise StockcastError(
+            f"{name} v{args.version} was registered from a work tree that differs from its "
+            f"commit ({tags.get('git_commit', '?')}, git_dirty={tags.get('git_dirty', '?')}) "
+            f"and has no {TAG} tag (the daily job records one): it cannot be restored exactly"
+        )
+    into = Path(args.into or f"restored/{name}-v{args.version}")
+    restore(Path.cwd(), commit, into)
+    print(f"{name} v{args.version}: commit {commit[:12]} with its data and models in {into}/")
+    print(f"(cd {into} && dvc status) shows it matches; `git worktree remove {into}` drops it")
+    return 0
+
+
 EXIT_CODES = """exit codes (the same for make pipeline and the retrain flow):
   0  done
   1  a data, validation or training failure (the message says which)
@@ -465,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--params", default="params.yaml", help="the parameters file")
     serve.set_defaults(handler=_serve)
+    restore_ = commands.add_parser(
+        "restore", help="the code, data and models a registered version was made by, in a folder"
+    )
+    restore_.add_argument("--ticker", required=True, help="whose version to restore")
+    restore_.add_argument("--version", required=True, type=int, help="the registered version")
+    restore_.add_argument("--into", default=None, help="the folder (default restored/<model>-v<N>)")
+    restore_.add_argument("--params", default="params.yaml", help="the parameters file")
+    restore_.set_defaults(handler=_restore)
     request = commands.add_parser(
         "request", help="print the JSON body /invocations takes for a ticker's latest days"
     )

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from flows.server import BIN as BIN_DIR
 from flows.server import prefect_api
 from stockcast.config import VARIANTS
 from stockcast.evaluate import BASELINES
@@ -115,6 +116,22 @@ def test_a_manual_trigger_runs_the_chain_then_a_second_finds_nothing_new(served)
     (made,) = csv.DictReader(open(root / "data/ledger/forecasts.csv"))
     assert made["ticker"] == "SH600519" and made["made_on"] == "2020-04-24"
     assert made["model_version"] == str(registry["SH600519"]["version"])
+    # the run is a commit of its own, and its version comes back from it
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    version = client.get_model_version("stockcast-SH600519", str(registry["SH600519"]["version"]))
+    ref = subprocess.run(
+        ["git", "rev-parse", "refs/stockcast/runs"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    assert version.tags["restore_commit"] == ref
+    env = served[1]
+    back = run([str(BIN_DIR / "stockcast"), "restore", "--ticker", "SH600519", "--version",
+                str(registry["SH600519"]["version"])], root, env)  # fmt: skip
+    assert back.returncode == 0, back.stdout + back.stderr
+    into = root / f"restored/stockcast-SH600519-v{registry['SH600519']['version']}"
+    for kept in ("models/train.json", "data/interim/validated.parquet", "dvc.lock"):
+        assert (into / kept).read_bytes() == (root / kept).read_bytes(), kept
 
     second = run_deployment("retrain/daily", timeout=300, poll_interval=2)
     assert second.state.is_completed()
