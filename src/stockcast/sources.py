@@ -98,6 +98,8 @@ def shown(origin: dict[str, list[str]], root: Path) -> dict[str, list[str]]:
     URLs as they are."""
 
     def one(location: str) -> str:
+        if is_url(location):  # a path's resolve() would fold its "//" into one slash
+            return location
         try:
             return str(Path(location).resolve().relative_to(root.resolve()))
         except ValueError:

@@ -131,3 +131,14 @@ def test_a_server_that_hangs_hits_the_fetch_timeout():
     finally:
         httpd.shutdown()
     assert time.monotonic() - started < 4  # the timeout, not the server's 5 s
+
+
+def test_sources_are_shown_relative_to_the_project_and_urls_as_they_are(tmp_path):
+    from stockcast.sources import shown
+
+    inside = tmp_path / "data/raw/A.csv"
+    origin = {"A": [str(inside), "http://127.0.0.1:8000/A.csv"], "B": ["/elsewhere/B.csv"]}
+    assert shown(origin, tmp_path) == {
+        "A": ["data/raw/A.csv", "http://127.0.0.1:8000/A.csv"],
+        "B": ["/elsewhere/B.csv"],
+    }
