@@ -196,3 +196,33 @@ def _p(value: Any) -> str:
     return (
         "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
     )
+
+
+def plot(rows: pd.DataFrame, ticker: str, path: Path) -> Path:
+    """The forecasts served for ``ticker`` with their bands, the realised values and the
+    ``last_close`` rule's forecasts, by target day."""
+    from stockcast.evaluate import _figure, _save
+
+    rows = rows.sort_values("made_on")
+    day = pd.to_datetime(rows["target_date"])
+    fig, ax = _figure(10, 4, 1)
+    for level, alpha in zip(ledger.levels_of(rows.columns)[::-1], (0.15, 0.3), strict=False):
+        ax.fill_between(
+            day, rows[f"lower_{level}"], rows[f"upper_{level}"], alpha=alpha, color="tab:blue",
+            label=f"{level}% band", step="mid",
+        )  # fmt: skip
+    ax.plot(day, rows["forecast"], "o-", color="tab:blue", ms=3, lw=1, label="forecast served")
+    ax.plot(day, rows["baseline_forecast"], "x", color="tab:gray", ms=4, label="last_close rule")
+    done = rows["actual"].notna()
+    ax.plot(
+        pd.to_datetime(rows["actual_date"][done]), rows["actual"][done], "s", color="black",
+        ms=3, label="realised",
+    )  # fmt: skip
+    scored = int(done.sum())
+    hits = ", ".join(
+        f"{lv}%: {rows[f'hit_{lv}'][done].astype(float).mean():.0%}"
+        for lv in ledger.levels_of(rows.columns)
+    ) if scored else "none scored yet"  # fmt: skip
+    ax.set_title(f"{ticker}: forecasts served, {scored} scored (inside the band {hits})")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)

@@ -77,9 +77,10 @@ class Paths:
         """The realised value of every forecast day, as first recorded (append-only)."""
         return self.root / "data/ledger/actuals.csv"
 
-    @property
-    def live_plot(self) -> Path:
-        return self.plots / "live.png"
+    def live_plot(self, ticker: str) -> Path:
+        """A ticker's served forecasts, bands and realised values (not a DVC output: the
+        daily job draws it from the ledger)."""
+        return self.root / "reports/live" / f"{ticker}.png"
 
     @property
     def registry(self) -> Path:

@@ -49,7 +49,11 @@ def test_the_champion_forecasts_the_next_day_once_per_version(champion_run):
     # Nothing to score until the next row arrives; then it is scored from the data.
     assert forecast.score(run.cfg, run.paths, now=NOW).added == 0
     write_parquet(frame, run.paths.validated)
-    assert forecast.score(run.cfg, run.paths, now=NOW).added == 1
+    seen = forecast.monitor(run.cfg, run.paths, now=NOW)  # what the daily job does
+    assert seen.recorded.added == 1 and seen.logged == {"TEST": 1} and seen.decays == []
+    assert run.paths.live_plot("TEST").read_bytes()[:4] == b"\x89PNG"
+    served = seen.summary.set_index("model_version").loc["served"]
+    assert served["scored_days"] == 1
     table = forecast.scored_table(run.paths)
     assert table["actual"].tolist() == [frame["open"].iloc[-1]]
     assert table["error"].iloc[0] == pytest.approx(frame["open"].iloc[-1] - f["forecast"])

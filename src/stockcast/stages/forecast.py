@@ -143,11 +143,13 @@ def monitor(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> Monit
     if table.empty:
         return Monitoring(recorded, {}, [], pd.DataFrame())
     logged = live.log_history(cfg, paths.root, table)
-    decays = [
-        found
-        for ticker, rows in ledger.served(table).groupby("ticker", sort=True)
-        if (found := live.decay(str(ticker), rows, cfg.monitor)) is not None
-    ]
+    decays = []
+    for ticker, rows in ledger.served(table).groupby("ticker", sort=True):
+        chart = paths.live_plot(str(ticker))
+        if recorded.added or not chart.exists():
+            live.plot(rows, str(ticker), chart)
+        if (found := live.decay(str(ticker), rows, cfg.monitor)) is not None:
+            decays.append(found)
     return Monitoring(recorded, logged, decays, ledger.summary(table, cfg.monitor.min_dm_days))
 
 
