@@ -174,6 +174,8 @@ def register_best(
         current[1] if current else None,
         span,
     )
+    if not decision.promote and (kept := _continuation_of_champion(client, model_name, name, tags)):
+        return _not_registered(model_name, kept, name, chosen.scores, why, decision)
     version = mlflow.register_model(
         chosen.model_uri,
         model_name,
@@ -249,6 +251,44 @@ def _already_registered(
         "candidate_rmse": None,
         "champion_rmse": None,
         "previous_version": version.tags.get("previous_champion"),
+        "already_registered": True,
+    }
+
+
+def _continuation_of_champion(
+    client: Any, model_name: str, name: str, tags: dict[str, str]
+) -> Any | None:
+    """The champion, when the candidate is its network continued by a warm run (the same
+    variant, its weights carried on from the last run's): a new version only if it wins."""
+    if tags.get("train_start") != "warm":
+        return None
+    champion = _champion(client, model_name)
+    if champion is None or champion.tags.get("kind") != "network":
+        return None
+    return champion if champion.tags.get("variant") == name else None
+
+
+def _not_registered(
+    model_name: str, champion: Any, name: str, scores: CandidateScores, why: str,
+    decision: Decision,
+) -> dict[str, Any]:  # fmt: skip
+    """A continuation of the champion that did not beat it: not registered, no copy."""
+    reason = (
+        f"a warm continuation of the champion (v{champion.version}, {name}) that did not "
+        f"replace it: not registered ({decision.reason})"
+    )
+    print(f"{model_name}: {name} {reason}", flush=True)
+    return {
+        "model": model_name,
+        "version": champion.version,
+        "variant": name,
+        "kind": scores.kind,
+        "selection": why,
+        "promote": True,
+        "reason": reason,
+        "candidate_rmse": decision.candidate_rmse,
+        "champion_rmse": decision.champion_rmse,
+        "previous_version": champion.tags.get("previous_champion"),
         "already_registered": True,
     }
 

@@ -181,3 +181,40 @@ def test_a_rerun_of_the_same_registration_says_which_version_stands(sqlite_store
     assert run.register()["TEST"]["previous_version"] == "0"
     sqlite_store.delete_model_version_tag("stockcast-TEST", "1", "promotion_reason")
     assert run.register()["TEST"]["reason"].endswith("its decision stands: ?")
+
+
+def test_a_warm_continuation_of_the_champion_that_loses_is_no_new_version(sqlite_store, tmp_path):
+    """The daily job continues the champion's network; a continuation that does not beat the
+    champion is not registered (no unpromoted copy a day); a cold run's is, as before."""
+    run = baseline_run(tmp_path)
+    first = run.register()["TEST"]
+    client = sqlite_store
+    v1 = client.get_model_version("stockcast-TEST", str(first["version"]))
+    network = client.create_model_version(
+        "stockcast-TEST", v1.source, v1.run_id, tags={"variant": "gru", "kind": "network"}
+    )
+    client.set_registered_model_alias("stockcast-TEST", "champion", network.version)
+    scores = _with_network(run, shrink=-0.2, noise=0.0)  # worse than the rule it serves
+    candidates = {"gru": registry.Candidate(scores["gru"], v1.source)}
+    choice = registry.Choice("gru", "forced for the test", "", None)
+    before = len(client.search_model_versions("name = 'stockcast-TEST'"))
+
+    def register(start: str) -> dict:
+        import mlflow
+
+        return registry.register_best(
+            mlflow, client, run.cfg.register, "val", run.ws, candidates,
+            {"train_start": start}, choice,
+        )  # fmt: skip
+
+    kept = register("warm")
+    assert kept["already_registered"] and str(kept["version"]) == str(network.version)
+    assert kept["reason"].startswith(
+        f"a warm continuation of the champion (v{network.version}, gru) that did not replace it"
+    )
+    assert len(client.search_model_versions("name = 'stockcast-TEST'")) == before
+    cold = register("cold")
+    assert "already_registered" not in cold and not cold["promote"]
+    assert len(client.search_model_versions("name = 'stockcast-TEST'")) == before + 1
+    champion = client.get_model_version_by_alias("stockcast-TEST", "champion")
+    assert str(champion.version) == str(network.version)
