@@ -54,18 +54,16 @@ def record_run(root: Path, message: str) -> str:
     """Commit the work tree as it is onto :data:`REF` (parents: the ref's last commit, and
     ``HEAD`` when the code moved on since); returns the commit's sha. Nothing checked out
     changes."""
-    head = _rev(root, "HEAD")
-    if head is None:
-        raise StockcastError(f"{root} has no git commit yet: nothing to record a run on")
+    head = _rev(root, "HEAD")  # None: a repository without a commit yet
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(root, "read-tree", head, env=env)
+        _git(root, "read-tree", *([head] if head else ["--empty"]), env=env)
         _git(root, "add", "-A", ".", env=env)
         tree = _git(root, "write-tree", env=env)
     parents = []
     if (last := _rev(root, REF)) is not None:
         parents += ["-p", last]
-    if last is None or not _is_ancestor(root, head, last):  # the code moved on since
+    if head and (last is None or not _is_ancestor(root, head, last)):  # the code moved on
         parents += ["-p", head]
     ident = {
         "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "stockcast"),

@@ -78,7 +78,10 @@ def test_restore_refuses_an_unknown_commit_and_a_full_folder(project, tmp_path):
         restore(project, sha, full)
 
 
-def test_a_project_without_a_commit_records_nothing(tmp_path):
+def test_a_project_without_a_commit_gets_a_first_run_commit(tmp_path):
     sh(tmp_path, "git", "init", "-q")
-    with pytest.raises(StockcastError, match="has no git commit yet"):
-        record_run(tmp_path, "x")
+    (tmp_path / "rows.csv").write_text("day\n1\n")
+    sha = record_run(tmp_path, "first")
+    assert sh(tmp_path, "git", "show", f"{sha}:rows.csv") == "day\n1\n"
+    assert sh(tmp_path, "git", "rev-list", "--parents", "-n", "1", sha).split() == [sha]
+    assert sh(tmp_path, "git", "status", "--porcelain") == "?? rows.csv\n"  # still untracked
