@@ -18,6 +18,7 @@ from stockcast.paths import atomic_write
 MAX_ROWS_SHOWN = 5
 DATA_DOCS = "data_docs"  # the Data Docs site's folder, in the report folder
 SITE = "stockcast_site"
+REPORT_PAGE = "index.html"  # the offline page of the verdict, in the report folder
 
 
 # Each expectation of the suite in one line of plain English, printed beside its GX name.
@@ -104,8 +105,69 @@ class ValidationReport:
                     "not in the source (the list is in validation.json)"
                 )
         if self.data_docs:
-            lines.append(f"Data Docs: {self.data_docs}")
+            page = Path(self.data_docs).parent.parent / REPORT_PAGE
+            lines.append(f"Report: {page} (offline); GX Data Docs: {self.data_docs}")
         return "\n".join(lines)
+
+    def html(self, title: str = "stockcast data validation") -> str:
+        """The verdict as one self-contained page (inline style, no script, no network):
+        per ticker its sources, the critical failures that stop it, the warnings apart."""
+        from html import escape
+
+        def shown_rows(f: Failure) -> str:
+            items = "".join(f"<li><code>{escape(r)}</code></li>" for r in f.rows[:MAX_ROWS_SHOWN])
+            return f"<ul>{items}</ul>" if items else ""
+
+        def table(items: list[Failure]) -> str:
+            rows = "".join(
+                f"<tr><td>{escape(f.plain or f.expectation)}<br><code>{escape(f.expectation)}"
+                f"</code></td><td>{escape(f.column or '')}</td><td>{escape(f.detail)}"
+                f"{shown_rows(f)}</td></tr>"
+                for f in items
+            )
+            return (
+                "<table><tr><th>check</th><th>column</th><th>what was found</th></tr>"
+                f"{rows}</table>"
+            )
+
+        parts = []
+        for r in self.results:
+            verdict = "passed" if r.success else "FAILED"
+            parts.append(
+                f"<section class={'ok' if r.success else 'bad'}><h2>{escape(r.ticker)}: "
+                f"{verdict}</h2><p>{r.rows} rows from {escape(', '.join(r.sources) or '?')}; "
+                f"{r.evaluated} checks, {len(r.failures)} failed, {len(r.warnings)} warning(s)."
+                "</p>"
+            )
+            if r.failures:
+                parts.append("<h3>Critical: these stop the run</h3>" + table(r.failures))
+            if r.warnings:
+                parts.append("<h3>Warnings: reported, never stop a run</h3>" + table(r.warnings))
+            if r.skipped:
+                parts.append(
+                    f"<p>Skipped {len(r.skipped)} checks on {escape(', '.join(r.absent))}: "
+                    "not in the source.</p>"
+                )
+            parts.append("</section>")
+        overall = "every ticker passed" if self.success else (
+            f"failed: {', '.join(self.failed_tickers)}"
+        )  # fmt: skip
+        style = (
+            "body{font-family:sans-serif;margin:2em;max-width:70em}"
+            "section{border-left:6px solid #2a2;padding:0 1em;margin:1em 0}"
+            "section.bad{border-color:#c22}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}"
+        )
+        docs = (
+            f"<p>Great Expectations' own Data Docs: <code>{escape(self.data_docs)}</code> (their"
+            " styles load from the internet).</p>"
+            if self.data_docs else ""
+        )  # fmt: skip
+        return (
+            f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{escape(title)}: {escape(overall)}</h1>"
+            f"{''.join(parts)}{docs}</body></html>"
+        )
 
     def to_json(self) -> str:
         return json.dumps(
@@ -152,6 +214,9 @@ def publish(context: Any, results: list[TickerResult], report_dir: Path) -> Vali
     atomic_write(
         report_dir / "validation.json",
         lambda tmp: tmp.write_text(report.to_json(), encoding="utf-8"),
+    )
+    atomic_write(
+        report_dir / REPORT_PAGE, lambda tmp: tmp.write_text(report.html(), encoding="utf-8")
     )
     return report
 

@@ -141,6 +141,22 @@ def test_warnings_are_reported_but_do_not_stop(good, tmp_path: Path):
     )
 
 
+def test_the_offline_page_puts_critical_failures_and_warnings_apart(good, tmp_path: Path):
+    bad = good.copy()
+    bad.loc[7, "open"] = -1.0  # critical
+    bad.loc[5, "volume"] = float("nan")  # a warning
+    report = validate_prices(bad, 100, tmp_path, today=TODAY)
+    page = (tmp_path / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "<h1>stockcast data validation: failed: TEST</h1>" in page
+    critical = page.index("<h3>Critical: these stop the run</h3>")
+    warnings = page.index("<h3>Warnings: reported, never stop a run</h3>")
+    row = f"{bad.loc[7, 'date']:%Y-%m-%d}: open=-1"
+    assert critical < page.index(row) < warnings  # the bad price among the critical ones
+    assert warnings < page.index("every row needs a value")  # the missing volume a warning
+    assert f"Report: {tmp_path / 'index.html'} (offline)" in report.summary()
+
+
 def test_tickers_of_other_kinds_are_judged_in_their_own_batch(good, tmp_path: Path):
     """A weekly single-price series beside daily bars: each gets the suite its kind needs
     (no bar checks on columns it lacks, the gap warning at its own step), in its own batch,
