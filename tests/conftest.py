@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,30 @@ def one_ticker_with_a_fold(root: Path) -> Path:
     fold = make_windows(synthetic_prices(170, "AAA"), "open", 10, 30, 30, "log_return")
     write_windows([ws], processed, {"AAA": [fold]})
     return processed
+
+
+@contextmanager
+def json_receiver() -> Iterator[tuple[int, list[dict]]]:
+    """An HTTP server on loopback that answers every POST with 200: ``(port, bodies)``, the
+    list filling with the JSON bodies it is sent (a webhook, Apprise's json:// service)."""
+    import http.server
+    import json
+    import threading
+
+    got: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server spelling
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], got
+    finally:
+        server.shutdown()

@@ -239,6 +239,15 @@ def _already_registered(
         f"already registered as v{version.version} (same code, params, data and scores); "
         f"its decision stands: {version.tags.get('promotion_reason', '?')}"
     )
+    standing = str(champion) == str(version.version)
+    return _standing(model_name, version, name, kind, why, standing, reason)
+
+
+def _standing(
+    model_name: str, version: Any, name: str, kind: str, why: str, promote: bool, reason: str,
+    rmse: tuple[float | None, float | None] = (None, None),
+) -> dict[str, Any]:  # fmt: skip
+    """A decision that registers nothing: ``version`` (registered earlier) stands."""
     print(f"{model_name}: {name} {reason}", flush=True)
     return {
         "model": model_name,
@@ -246,10 +255,10 @@ def _already_registered(
         "variant": name,
         "kind": kind,
         "selection": why,
-        "promote": str(champion) == str(version.version),
+        "promote": promote,
         "reason": reason,
-        "candidate_rmse": None,
-        "champion_rmse": None,
+        "candidate_rmse": rmse[0],
+        "champion_rmse": rmse[1],
         "previous_version": version.tags.get("previous_champion"),
         "already_registered": True,
     }
@@ -277,20 +286,8 @@ def _not_registered(
         f"a warm continuation of the champion (v{champion.version}, {name}) that did not "
         f"replace it: not registered ({decision.reason})"
     )
-    print(f"{model_name}: {name} {reason}", flush=True)
-    return {
-        "model": model_name,
-        "version": champion.version,
-        "variant": name,
-        "kind": scores.kind,
-        "selection": why,
-        "promote": True,
-        "reason": reason,
-        "candidate_rmse": decision.candidate_rmse,
-        "champion_rmse": decision.champion_rmse,
-        "previous_version": champion.tags.get("previous_champion"),
-        "already_registered": True,
-    }
+    rmse = (decision.candidate_rmse, decision.champion_rmse)
+    return _standing(model_name, champion, name, scores.kind, why, True, reason, rmse)
 
 
 def _champions_own(
@@ -309,19 +306,8 @@ def _champions_own(
         f"v{version.version}: not registered again; it stays @champion, its intervals "
         "recalibrated on this run's residuals"
     )
-    return {
-        "model": model_name,
-        "version": version.version,
-        "variant": choice.name,
-        "kind": scores.kind,
-        "selection": choice.why,
-        "promote": True,
-        "reason": reason,
-        "candidate_rmse": scores.test.rmse,
-        "champion_rmse": scores.test.rmse,
-        "previous_version": version.tags.get("previous_champion"),
-        "already_registered": True,
-    }
+    rmse = (scores.test.rmse, scores.test.rmse)  # the same forecaster on the same rows
+    return _standing(model_name, version, choice.name, scores.kind, choice.why, True, reason, rmse)
 
 
 def _description(name: str, scores: CandidateScores, decision: Decision) -> str:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
-import json
 import logging
-import threading
 
 import pandas as pd
 import pytest
@@ -13,6 +10,7 @@ import pytest
 from stockcast import ledger, live
 from stockcast.registry import CHAMPION, replace_with_rule
 from stockcast.stages import forecast
+from tests.conftest import json_receiver
 from tests.model.baseline_run import baseline_run
 from tests.unit.test_decay import served
 
@@ -73,20 +71,6 @@ def _versions(run, client) -> tuple[str, str]:
 def test_a_decayed_network_champion_is_replaced_by_the_rule_and_the_operator_told(
     tmp_path, sqlite_store, monkeypatch
 ):
-    got = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server spelling
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("STOCKCAST_NOTIFY_URL", f"json://127.0.0.1:{server.server_address[1]}/n")
     run = baseline_run(tmp_path)
     client = sqlite_store
     rule, network = _versions(run, client)
@@ -94,10 +78,9 @@ def test_a_decayed_network_champion_is_replaced_by_the_rule_and_the_operator_tol
     reading = live.decay("TEST", bad, run.cfg.monitor)
     assert reading is not None and reading.decayed
     seen = forecast.Monitoring(ledger.Recorded(0), {}, [reading], pd.DataFrame())
-    try:
+    with json_receiver() as (port, got):
+        monkeypatch.setenv("STOCKCAST_NOTIFY_URL", f"json://127.0.0.1:{port}/n")
         notes = forecast.act_on_decay(run.cfg, run.paths.root, seen, logging.getLogger("t"))
-    finally:
-        server.shutdown()
     now = client.get_model_version_by_alias("stockcast-TEST", CHAMPION)
     assert now.version == rule
     assert now.tags["restored_as_rule"] == reading.message(run.cfg.monitor)

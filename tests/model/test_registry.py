@@ -83,12 +83,10 @@ def _rules(ws, ma_window=5):
     }
 
 
-def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
-    """A daily run on a day more of data (no fingerprint match) that chooses the champion's
-    own rule registers nothing; the champion's intervals are recalibrated instead."""
-    mlflow, client = store
-    cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "backtest": {"folds": 0}})
-    ws = make_windows(synthetic_prices(200, "TEST"), "open", 10, 40, 40)
+def _day(mlflow, client, cfg, rows: int):
+    """A run on ``rows`` days: its windows, its baseline candidates (with their identities)
+    and the registration it chooses."""
+    ws = make_windows(synthetic_prices(rows, "TEST"), "open", 10, 40, 40)
     candidates = {
         n: registry.Candidate(c.scores, c.model_uri, _rules(ws)[n])
         for n, c in _candidates(mlflow, ws).items()
@@ -97,21 +95,23 @@ def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
     choice = registry.choose_registration(
         client, cfg.register, SPAN, "TEST", scores, {}, _rules(ws)
     )
+    return ws, candidates, choice
+
+
+def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
+    """A daily run on a day more of data (no fingerprint match) that chooses the champion's
+    own rule registers nothing; the champion's intervals are recalibrated instead."""
+    mlflow, client = store
+    cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "backtest": {"folds": 0}})
+    ws, candidates, choice = _day(mlflow, client, cfg, 200)
     assert not choice.own and choice.earlier is None  # no champion yet
     first = registry.register_best(mlflow, client, cfg.register, SPAN, ws, candidates, {}, choice)
     version = client.get_model_version("stockcast-TEST", str(first["version"]))
     assert version.tags["forecaster"] == _rules(ws)[first["variant"]]
 
     # the next day: one more row, the same rule chosen
-    ws2 = make_windows(synthetic_prices(201, "TEST"), "open", 10, 40, 40)
-    later = {
-        n: registry.Candidate(c.scores, c.model_uri, _rules(ws2)[n])
-        for n, c in _candidates(mlflow, ws2).items()
-    }
+    ws2, later, choice = _day(mlflow, client, cfg, 201)
     scores2 = {n: c.scores for n, c in later.items()}
-    choice = registry.choose_registration(
-        client, cfg.register, SPAN, "TEST", scores2, {}, _rules(ws2)
-    )
     assert choice.name == first["variant"], "the synthetic day changed the winning rule"
     assert choice.own and str(choice.earlier.version) == str(first["version"])
     out = registry.register_best(mlflow, client, cfg.register, SPAN, ws2, later, {}, choice)

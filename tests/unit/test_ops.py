@@ -20,7 +20,7 @@ from stockcast.drift import detect_drift
 from stockcast.errors import RunLocked
 from stockcast.lineage import dvc_lineage, git_revision
 from stockcast.ops import new_data, post_webhook, progress_points, run_lock, summary_markdown
-from tests.conftest import synthetic_prices
+from tests.conftest import json_receiver, synthetic_prices
 
 
 def _cfg(**drift):
@@ -332,25 +332,7 @@ def test_a_dvc_remote_is_seen_in_the_config_or_the_local_config(tmp_path):
 
 
 def test_a_failure_notice_goes_to_every_apprise_url_in_the_variable(tmp_path, monkeypatch):
-    import http.server
-    import json
-    import threading
-
-    got = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server spelling
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
+    with json_receiver() as (port, got):
         assert ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b") is None  # no variable: no notice
         assert ops.notify(None, "t", "b") is None
         urls = f"json://127.0.0.1:{port}/a json://127.0.0.1:{port}/b"
@@ -359,14 +341,14 @@ def test_a_failure_notice_goes_to_every_apprise_url_in_the_variable(tmp_path, mo
         assert [(g["title"], g["message"], g["type"]) for g in got] == [
             ("stockcast: FAILED", "exit 1", "failure")
         ] * 2
+        assert ops.notify("STOCKCAST_TEST_NOTIFY", "decayed", "x", "WARNING") == 2
+        assert [g["type"] for g in got[2:]] == ["warning"] * 2
         monkeypatch.setenv("STOCKCAST_TEST_NOTIFY", "notascheme://x")
         with pytest.raises(RuntimeError, match=r"holds an URL Apprise cannot use: notascheme://"):
             ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b")
         monkeypatch.setenv("STOCKCAST_TEST_NOTIFY", f"json://127.0.0.1:{free_port()}/dead")
         with pytest.raises(RuntimeError, match=r"the notice to \$STOCKCAST_TEST_NOTIFY was not"):
             ops.notify("STOCKCAST_TEST_NOTIFY", "t", "b")
-    finally:
-        server.shutdown()
 
 
 def test_a_summary_copes_with_a_ticker_without_baselines_and_drift_without_tickers():
