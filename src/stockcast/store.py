@@ -165,8 +165,8 @@ def fault_reason(exc: BaseException | None) -> str | None:
             return "no answer in time"
         if isinstance(e, ConnectionError) or name in ("RemoteDisconnected", "ProtocolError"):
             return "connection broken"
-        if "too many" in text and "error responses" in text:
-            return "repeated " + text.split("too many ", 1)[1].split(" error", 1)[0] + " answers"
+        if many := re.search(r"too many (\S+) error responses", text):  # urllib3's words
+            return f"repeated {many[1]} answers"
         if (code := re.search(r"failed with error code (\d{3})", text)) and transient(int(code[1])):
             return f"HTTP {code[1]}"
         if name == "OperationalError":  # SQLAlchemy: the database did not answer

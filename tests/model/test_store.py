@@ -337,3 +337,90 @@ def test_each_retry_record_reads_as_its_fault_or_is_dropped():
     other = _retry_record(("/x", Retry(total=3)))
     other.msg = "Converted retries value: %r -> %r"
     assert not plain.filter(other)
+
+
+def test_the_journal_names_the_attempt_its_process_and_when(tmp_path):
+    """What a person (or the next run) reads in the journal a register attempt keeps."""
+    import re
+
+    attempt = store.open_journal(tmp_path, "sqlite:///elsewhere.db", "7")
+    text = (tmp_path / store.JOURNAL).read_text(encoding="utf-8")
+    record = json.loads(text)
+    assert text.startswith('{\n "uri"')  # indented: a person opens it
+    assert re.fullmatch(r"[0-9a-f]{12}", attempt)
+    started = record.pop("started")
+    assert record == {
+        "uri": "sqlite:///elsewhere.db",
+        "experiment_id": "7",
+        "project": store.project_id(tmp_path),
+        "attempt": attempt,
+        "pid": os.getpid(),
+        "failed": None,
+    }
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", started)
+    assert abs(time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%S")) - time.time()) < 120
+    store.journal_failure(tmp_path, "x" * 3000)
+    failed = json.loads((tmp_path / store.JOURNAL).read_text(encoding="utf-8"))
+    assert failed == {**record, "started": started, "failed": "x" * 2000}
+    store.close_journal(tmp_path)
+    store.close_journal(tmp_path)  # nothing left to close: no error
+    assert not (tmp_path / store.JOURNAL).exists()
+    store.journal_failure(tmp_path, "after the close")  # no journal: nothing is written
+    assert not (tmp_path / store.JOURNAL).exists()
+
+
+def test_dead_runs_are_ended_in_the_store_the_journal_names(tmp_path, monkeypatch):
+    """The store of the attempt that died, not the one the environment names now."""
+    from mlflow import MlflowClient
+
+    dead = f"sqlite:///{tmp_path}/dead.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/now.db")
+    client = MlflowClient(tracking_uri=dead)
+    experiment = client.create_experiment("stockcast")
+    left = client.create_run(experiment, tags={store.PROJECT_TAG: store.project_id(tmp_path)})
+    store.open_journal(tmp_path, dead, experiment)
+    try:
+        ended = store.end_dead_runs(store.client_at, tmp_path, "the next run")
+    finally:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+    assert ended == [left.info.run_id]
+    assert client.get_run(left.info.run_id).info.status == "KILLED"
+
+
+def test_a_fault_named_in_the_cause_is_found_beside_the_context():
+    """``raise X from refused`` while handling a ValueError: the cause and the context are
+    both followed."""
+    try:
+        try:
+            raise ValueError("a parsing problem, not the store")
+        except ValueError:
+            raise RuntimeError("the request failed") from ConnectionRefusedError(111, "refused")
+    except RuntimeError as exc:
+        assert store.fault_reason(exc) == "connection refused"
+
+
+def test_only_urllib3s_too_many_error_responses_is_a_repeated_answer():
+    said = "Max retries exceeded (Caused by ResponseError('too many 503 error responses'))"
+    assert store.fault_reason(Exception(said)) == "repeated 503 answers"
+    assert store.fault_reason(Exception("the proxy logged error responses")) is None
+    assert store.fault_reason(Exception("too many requests in the queue")) is None
+
+
+def test_the_message_names_the_step_the_store_failed_at():
+    policy = store.RetryPolicy(0, 1, 1)
+    with pytest.raises(StoreUnavailable, match=r"did not answer while opening the store \("):
+        with store.store_faults("sqlite:///x.db", policy, lambda step: "Nothing was changed."):
+            raise ConnectionRefusedError(111, "refused")
+    with pytest.raises(StoreUnavailable, match=r"did not answer while logging AAA \("):
+        with store.store_faults("sqlite:///x.db", policy, lambda step: "Nothing.") as step:
+            step("logging AAA")
+            raise ConnectionRefusedError(111, "refused")
+
+
+def test_the_policy_of_the_params_execution_section():
+    from stockcast.config import ExecutionConfig
+
+    execution = ExecutionConfig(store_retries=2, store_backoff_seconds=3, store_timeout_seconds=7)
+    assert store.RetryPolicy.of(execution) == store.RetryPolicy(2, 3, 7)
