@@ -71,7 +71,27 @@ def diff(mutmut: str, mutant: str) -> str:
     return "\n".join(lines[:6])
 
 
-def report(found: dict[str, str], mutmut: str, note: str = "") -> str:
+def sample(names: list[str], size: int, seed: int = 0) -> list[str]:
+    """A random sample of mutant names, the same for a seed (for a module whose tests are too
+    slow to run every mutant: its score is then an estimate, with its interval)."""
+    import random
+
+    return sorted(random.Random(seed).sample(sorted(names), min(size, len(names))))
+
+
+def wilson(killed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion killed / n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def report(
+    found: dict[str, str], mutmut: str, note: str = "", sampled: frozenset[str] = frozenset()
+) -> str:
     by_module: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     equivalent = equivalents()
@@ -93,6 +113,17 @@ def report(found: dict[str, str], mutmut: str, note: str = "") -> str:
         counts = counts if counts is not None else total
         n = sum(counts.values())
         real = n - counts["equivalent"]
+        if module in sampled:  # a sample was run: the score is over the sample, an estimate
+            run = n - counts["not checked"]
+            low, high = wilson(counts["killed"], run - counts["equivalent"])
+            rows.append(
+                f"| `{module}` (a random sample of {run} of {n}) | {run} | 0 | "
+                f"{counts['killed']} | {counts['survived']} | {counts['equivalent']} | "
+                f"{counts['no tests']} | {100 * counts['killed'] / max(run, 1):.1f}% | "
+                f"{100 * counts['killed'] / max(run - counts['equivalent'], 1):.1f}% "
+                f"(95 % interval {100 * low:.0f}-{100 * high:.0f}%) |"
+            )
+            continue
         if module != "**all**":
             total.update(counts)
             module = f"`{module}`"
@@ -131,15 +162,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/MUTATION.md")
     parser.add_argument("--only", nargs="*", default=[], help="report only these modules")
     parser.add_argument("--note", default="", help="a paragraph to put above the table")
+    parser.add_argument("--note-file", default=None, help="a file whose text goes below the table")
+    parser.add_argument(
+        "--sampled", nargs="*", default=[], help="modules of which only a random sample ran"
+    )
+    parser.add_argument(
+        "--print-sample",
+        nargs=2,
+        metavar=("MODULE", "SIZE"),
+        help="print a random sample (seed 0) of MODULE's mutants, for `mutmut run`",
+    )
     args = parser.parse_args(argv)
     mutmut = str(Path(sys.executable).parent / "mutmut")
     found = results(mutmut)
+    if args.print_sample:
+        module, size = args.print_sample
+        print(" ".join(sample([n for n in found if module_of(n) == module], int(size))))
+        return 0
     if args.only:
         found = {k: v for k, v in found.items() if module_of(k) in args.only}
     if not found:
         print("no mutmut results: run `make mutate` (or `mutmut run`) first", file=sys.stderr)
         return 1
-    text = report(found, mutmut, args.note)
+    text = report(found, mutmut, args.note, frozenset(args.sampled))
+    if args.note_file:
+        extra = Path(args.note_file).read_text(encoding="utf-8").strip()
+        head, _, tail = text.partition("## Surviving mutants")
+        text = f"{head}{extra}\n\n## Surviving mutants{tail}"
     Path(args.out).write_text(text, encoding="utf-8")
     print(text.split("## Surviving mutants")[0])
     print(f"written to {args.out}")

@@ -125,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             if said["status"] != "retrained":
                 start = f"kept ({said['status']})"
             table = ledger(root, env)
-            made = table[-1]
-            scored = [r for r in table if r["actual_date"] == row.split(",")[0]] or [{}]
-            s = scored[-1]
+            made = table[-1]  # the forecast this run made for the next day
+            scored = sorted((r for r in table if r["actual"]), key=lambda r: r["actual_date"])
+            s = scored[-1] if scored and scored[-1]["actual_date"] == made["made_on"] else {}
             realised = f"{float(s['actual']):.2f} (f {float(s['forecast']):.2f})" if s else "-"
             hits = f"{s.get('hit_80', '-')} / {s.get('hit_95', '-')}"
             print(
-                f"| {day} | {row.split(',')[0]} | {wall:.1f} | {fits_since(root, began)} "
+                f"| {day} | {made['made_on']} | {wall:.1f} | {fits_since(root, began)} "
                 f"| {start} | {champion(root)} | {float(made['forecast']):.2f} "
                 f"[{float(made['lower_80']):.2f}, {float(made['upper_80']):.2f}] "
                 f"| {realised} | {hits} |",
@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"live coverage 80 % {float(served['live_coverage_80']):.2f}, 95 % "
                 f"{float(served['live_coverage_95']):.2f}; live RMSE "
-                f"{float(served['live_rmse_20']):.3f}"
                 f"{float(served['live_rmse_20']):.3f}"
                 f" vs last_close {float(served['live_last_close_rmse_20']):.3f} over the last 20 "
                 f"scored days ({float(served['live_rmse_20_vs_last_close']):.3f}x)"
