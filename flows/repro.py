@@ -108,6 +108,9 @@ def _run(args: argparse.Namespace) -> int:
         with prefect_api() as url:
             return dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
     own_params = args.params == DEFAULT_PARAMS
+    from stockcast.config import load_config
+
+    fetch_providers(Path.cwd(), load_config(Path.cwd() / args.params))  # a new day: ingest stale
     if own_params and not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
         print("pipeline is up to date: every stage skipped (dvc status)")
         return 0
@@ -126,6 +129,16 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             flush_prefect_logs()
     return 0
+
+
+def fetch_providers(root: Path, cfg: Any) -> None:
+    """Append each provider source's new days to its raw file and ``dvc add`` it."""
+    if any(s.provider for s in cfg.data.sources):
+        from stockcast.stages.ingest import refresh_providers
+
+        refresh_providers(
+            cfg, root, track=lambda p: dvc("add", str(p.relative_to(root)), quiet=True)
+        )
 
 
 LEADERBOARD_KEY, DECISION_KEY = "stockcast-leaderboard", "stockcast-decision"

@@ -67,7 +67,11 @@ def io_only(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=io_only)
 def check_sources(cfg: Config, paths: Paths) -> ops.NewData:
-    """Fetch every source (URLs retried with back-off) and compare with the last ingest."""
+    """Fetch every source (URLs retried with back-off; a provider's new days appended to its
+    raw file) and compare with the last ingest."""
+    from flows.repro import fetch_providers
+
+    fetch_providers(paths.root, cfg)
     frame = read_sources(cfg, paths.root).frame
     return ops.new_data(frame, paths.ingested)
 

@@ -196,6 +196,20 @@ def _forecast_rows(champion: Any, group: Any, name: str, target: str, horizon: i
     ]
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    """Bring every provider source's raw file up to date (``make pipeline`` does it too)."""
+    from stockcast.config import load_config
+
+    cfg = load_config(args.params)
+    if not any(s.provider for s in cfg.data.sources):
+        print("no provider source in data.sources (provider: yfinance | akshare)")
+        return 0
+    from flows.repro import fetch_providers
+
+    fetch_providers(Path.cwd(), cfg)
+    return 0
+
+
 def _restore(args: argparse.Namespace) -> int:
     """Bring back the code, params, data and models a registered version was made by."""
     from stockcast.config import load_config
@@ -490,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--params", default="params.yaml", help="the parameters file")
     serve.set_defaults(handler=_serve)
+    fetch = commands.add_parser(
+        "fetch", help="append the providers' new days to their raw files (yfinance, akshare)"
+    )
+    fetch.add_argument("--params", default="params.yaml", help="the parameters file")
+    fetch.set_defaults(handler=_fetch)
     restore_ = commands.add_parser(
         "restore", help="the code, data and models a registered version was made by, in a folder"
     )

@@ -24,6 +24,7 @@ SCOPES = ("per_ticker", "global")
 DATE_ORDERS = ("auto", "month_first", "day_first")
 ON_FAILURE = ("stop", "skip_ticker")
 ON_DECAY = ("warn", "retrain")
+PROVIDERS = ("yfinance", "akshare")  # source kinds that keep a raw file up to date
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,27 @@ class Source:
     ticker: str | None = None
     columns: dict[str, str] | None = None
     date_format: str | None = None
+    # A provider keeps ``path`` (a raw file under data/raw/) up to date: yfinance | akshare
+    provider: str | None = None
+    symbol: str | None = None  # the provider's symbol (default: the ticker)
+    first_day: str = "2010-01-01"  # where an empty raw file starts
 
     def __post_init__(self) -> None:
+        if self.provider is not None:
+            _check_choice(f"data.sources[{self.path}].provider", self.provider, PROVIDERS)
+            if (
+                "://" in self.path
+                or any(c in self.path for c in "*?[")
+                or not self.path.endswith(".csv")
+            ):
+                raise ConfigError(
+                    f"data.sources[{self.path}]: the path of a {self.provider} source is the raw "
+                    "CSV file it keeps up to date, e.g. data/raw/MSFT.yfinance.csv"
+                )
+            if not (self.symbol or self.ticker):
+                raise ConfigError(f"data.sources[{self.path}]: a provider source needs symbol")
+            if self.ticker is None:  # the raw file's rows are the symbol's
+                object.__setattr__(self, "ticker", self.symbol)
         if self.columns is None:
             return
         if "date" not in self.columns or not set(PRICES) & set(self.columns):

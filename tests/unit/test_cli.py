@@ -20,7 +20,7 @@ def test_every_command_and_option_has_help():
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands.choices) == {
         "run", "retrain", "schedule", "ui", "compare", "validate", "predict", "rollback", "serve",
-        "request", "ledger", "restore",
+        "request", "ledger", "restore", "fetch",
     }  # fmt: skip
     helped = {c.dest for c in commands._choices_actions if c.help}
     assert helped == set(commands.choices)
