@@ -68,8 +68,10 @@ def run_stages(
     force: bool = False,
     single_item: bool = False,
     params: str = DEFAULT_PARAMS,
+    stale: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Run the stale stages in this process, as Prefect flows, upstream first.
+    """Run the stale stages in this process, as Prefect flows, upstream first. ``stale``:
+    stages to run whatever DVC says (ingest, when a URL source has a new day DVC cannot see).
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
     records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
@@ -94,7 +96,8 @@ def run_stages(
         warming = None
         try:
             for name in order:
-                if own_params and not force and not repo.status(targets=[name]):
+                unchanged = name not in stale and not repo.status(targets=[name])
+                if own_params and not force and unchanged:
                     print(f"Stage '{name}' didn't change, skipping", flush=True)
                     continue
                 print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)

@@ -110,8 +110,11 @@ def _run(args: argparse.Namespace) -> int:
     own_params = args.params == DEFAULT_PARAMS
     from stockcast.config import load_config
 
-    fetch_providers(Path.cwd(), load_config(Path.cwd() / args.params))  # a new day: ingest stale
-    if own_params and not args.force and dvc("status", "--quiet", *args.targets, quiet=True) == 0:
+    cfg = load_config(Path.cwd() / args.params)
+    fetch_providers(Path.cwd(), cfg)  # a provider's new day: data/raw changed, ingest stale
+    stale = url_news(Path.cwd(), cfg)  # a URL's new day: DVC cannot see it, ingest reruns
+    quiet = not stale and dvc("status", "--quiet", *args.targets, quiet=True) == 0
+    if own_params and not args.force and quiet:
         print("pipeline is up to date: every stage skipped (dvc status)")
         return 0
     from stockcast.errors import StockcastError
@@ -122,13 +125,32 @@ def _run(args: argparse.Namespace) -> int:
             from prefect import tags
 
             with tags(project_tag(Path.cwd())):
-                pipeline_flow()(args.targets, args.force, args.single_item, args.params)
+                pipeline_flow()(args.targets, args.force, args.single_item, args.params, stale)
         except StockcastError as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 1
         finally:
             flush_prefect_logs()
     return 0
+
+
+def url_news(root: Path, cfg: Any) -> list[str]:
+    """``["ingest"]`` when a URL source has a trading day newer than the last ingest (read
+    once: the ingest stage reuses the download), else ``[]``."""
+    from stockcast import sources
+
+    sources.forget_fetched()
+    if not any(sources.is_url(s.path) for s in cfg.data.sources):
+        return []
+    from stockcast.ops import new_data
+    from stockcast.paths import Paths
+    from stockcast.stages.ingest import read_sources
+
+    news = new_data(read_sources(cfg, root).frame, Paths(root).ingested)
+    if news.tickers:
+        print(f"{news.message()}: ingest reruns", flush=True)
+        return ["ingest"]
+    return []
 
 
 def fetch_providers(root: Path, cfg: Any) -> None:
@@ -176,10 +198,13 @@ def pipeline_flow() -> Any:
         force: bool = False,
         single_item: bool = False,
         params: str = DEFAULT_PARAMS,
+        stale: list[str] | None = None,
     ) -> list[str]:
         mark_orphans(Path.cwd())
         end_dead_mlflow_runs(Path.cwd())
-        ran = run_stages(Path.cwd(), targets, force, single_item, params=params)
+        ran = run_stages(
+            Path.cwd(), targets, force, single_item, params=params, stale=frozenset(stale or ())
+        )
         if "register" in ran:
             try:
                 publish_verdict(Path.cwd())

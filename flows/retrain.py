@@ -70,7 +70,9 @@ def check_sources(cfg: Config, paths: Paths) -> ops.NewData:
     """Fetch every source (URLs retried with back-off; a provider's new days appended to its
     raw file) and compare with the last ingest."""
     from flows.repro import fetch_providers
+    from stockcast.sources import forget_fetched
 
+    forget_fetched()  # a served process runs many runs: each downloads afresh, once
     fetch_providers(paths.root, cfg)
     frame = read_sources(cfg, paths.root).frame
     return ops.new_data(frame, paths.ingested)

@@ -44,6 +44,14 @@ def synthetic_prices(
     )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_downloads():
+    """Each test downloads its URL sources afresh (a run's downloads are kept for the run)."""
+    from stockcast.sources import forget_fetched
+
+    forget_fetched()
+
+
 @pytest.fixture
 def prices() -> pd.DataFrame:
     return synthetic_prices()

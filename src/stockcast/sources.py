@@ -38,12 +38,23 @@ def expand(spec: str, root: Path) -> list[Path | str]:
     return [path]
 
 
+_FETCHED: dict[str, bytes] = {}  # this run's downloads: a URL is fetched once per run
+
+
+def forget_fetched() -> None:
+    """Start a run afresh: the next read of a URL source downloads it again."""
+    _FETCHED.clear()
+
+
 def fetch(url: str, timeout: float = 30.0, retries: int = 3) -> bytes:
-    """Download ``url``; only this network step is retried (with back-off), never parsing.
+    """Download ``url`` (once per run: :func:`forget_fetched`); only this network step is
+    retried (with back-off), never parsing.
 
     Raises:
         DataError: the server keeps failing or answers with an error status.
     """
+    if url in _FETCHED:
+        return _FETCHED[url]
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
@@ -74,6 +85,7 @@ def fetch(url: str, timeout: float = 30.0, retries: int = 3) -> bytes:
             f"download failed: HTTP {response.status_code}",
             expected="HTTP 200 with a CSV body",
         )
+    _FETCHED[url] = response.content
     return response.content
 
 

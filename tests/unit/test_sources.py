@@ -102,13 +102,16 @@ def _serve(handler: type) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 def test_a_503_then_a_200_is_retried_into_success():
-    from stockcast.sources import fetch
+    from stockcast.sources import fetch, forget_fetched
 
     _Flaky.body, _Flaky.hits = (FIXTURES / "MSFT_data.csv").read_bytes(), []
     httpd, url = _serve(_Flaky)
     try:
         assert fetch(url, timeout=5, retries=3) == _Flaky.body
         assert len(_Flaky.hits) == 3  # two 503s, then the file
+        assert fetch(url, timeout=5, retries=3) == _Flaky.body  # the same run: no download
+        assert len(_Flaky.hits) == 3
+        forget_fetched()  # the next run downloads again
         _Flaky.hits = []
         with pytest.raises(DataError, match="after 1 retries: HTTP 503"):
             fetch(url, timeout=5, retries=1)
@@ -142,3 +145,53 @@ def test_sources_are_shown_relative_to_the_project_and_urls_as_they_are(tmp_path
         "A": ["data/raw/A.csv", "http://127.0.0.1:8000/A.csv"],
         "B": ["/elsewhere/B.csv"],
     }
+
+
+def _csv_server(body: dict) -> tuple[object, list[str]]:
+    """Serves ``body["csv"]`` on loopback; the paths asked are kept."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server spelling
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(body["csv"].encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, asked
+
+
+def test_a_urls_new_day_makes_the_pipeline_rerun_ingest_and_downloads_once(tmp_path):
+    from flows.repro import url_news
+    from stockcast.config import config_from_dict
+    from stockcast.paths import Paths, write_parquet
+    from stockcast.stages.ingest import read_sources
+    from tests.conftest import synthetic_prices, write_yahoo_csv
+
+    frame = synthetic_prices(30, "AAA")
+    write_yahoo_csv(frame, tmp_path / "a.csv")
+    body = {"csv": (tmp_path / "a.csv").read_text()}
+    server, asked = _csv_server(body)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/AAA.csv"
+        cfg = config_from_dict({"data": {"sources": [{"path": url, "ticker": "AAA"}]}})
+        write_parquet(frame.iloc[:-1], Paths(tmp_path).ingested)  # the last ingest lacks a day
+        assert url_news(tmp_path, cfg) == ["ingest"]
+        read_sources(cfg, tmp_path)  # the ingest stage, in the same run
+        assert asked == ["/AAA.csv"]  # downloaded once
+        write_parquet(frame, Paths(tmp_path).ingested)
+        assert url_news(tmp_path, cfg) == []  # a new run downloads again; nothing new
+        assert asked == ["/AAA.csv", "/AAA.csv"]
+    finally:
+        server.shutdown()
+    files = config_from_dict({"data": {"sources": ["a.csv"]}})
+    assert url_news(tmp_path, files) == []  # no URL source: nothing fetched, DVC decides
