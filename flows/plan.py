@@ -16,12 +16,15 @@ from flows.warmup import AFTER_TRAIN, preload
 DEFAULT_PARAMS = "params.yaml"
 
 
-def dvc(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> int:
+def dvc(
+    *args: str, env: dict[str, str] | None = None, quiet: bool = False, cwd: Path | None = None
+) -> int:
     """Run the venv's ``dvc`` with its ``python`` first on PATH (stage commands use it)."""
     env = dict(env or os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.DEVNULL if quiet else None
-    return subprocess.run([str(BIN / "dvc"), *args], env=env, stdout=out, stderr=out).returncode
+    proc = subprocess.run([str(BIN / "dvc"), *args], env=env, stdout=out, stderr=out, cwd=cwd)
+    return proc.returncode
 
 
 def stage_order(

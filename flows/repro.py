@@ -158,9 +158,11 @@ def fetch_providers(root: Path, cfg: Any) -> None:
     if any(s.provider for s in cfg.data.sources):
         from stockcast.stages.ingest import refresh_providers
 
-        refresh_providers(
-            cfg, root, track=lambda p: dvc("add", str(p.relative_to(root)), quiet=True)
-        )
+        def track(path: Path) -> None:
+            if dvc("add", str(path.relative_to(root)), quiet=True, cwd=root) != 0:
+                print(f"warning: dvc add {path} failed: its new rows are not in DVC yet")
+
+        refresh_providers(cfg, root, track=track)
 
 
 LEADERBOARD_KEY, DECISION_KEY = "stockcast-leaderboard", "stockcast-decision"

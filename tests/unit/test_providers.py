@@ -5,6 +5,7 @@ the HTTP layer under each library returns the recorded body)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -172,3 +173,38 @@ def test_a_provider_source_feeds_ingest(tmp_path, east_money):
 def test_a_provider_source_is_a_raw_csv_of_a_known_provider(source):
     with pytest.raises(ConfigError, match=r"provider|source is the raw CSV"):
         config_from_dict({"data": {"sources": [source]}})
+
+
+def test_a_providers_new_day_makes_dvc_status_name_ingest(tmp_path, east_money):
+    """On real DVC: the raw file a provider appends to is dvc add-ed inside data/raw, the
+    ingest stage's dependency, so the next dvc status names ingest."""
+    import subprocess
+    import sys
+
+    from flows.repro import fetch_providers
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+
+    def sh(*cmd: str) -> str:
+        return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    _, answers = east_money
+    sh("git", "init", "-q")
+    sh(dvc, "init", "-q")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  ingest:\n    cmd: echo ingested > ingested.txt\n    deps:\n    - data/raw\n"
+        "    outs:\n    - ingested.txt\n"
+    )
+    cfg = config_from_dict(
+        {"data": {"sources": [{"path": "data/raw/SH600519.akshare.csv", "provider": "akshare",
+                               "symbol": "600519", "first_day": "2020-04-20"}]}}
+    )  # fmt: skip
+    klines = answers["body"]["data"]["klines"]
+    answers["body"]["data"]["klines"] = klines[:4]
+    fetch_providers(tmp_path, cfg)
+    assert (tmp_path / "data/raw/SH600519.akshare.csv.dvc").exists()  # DVC tracks it
+    sh(dvc, "repro", "-q")
+    assert "ingest" not in sh(dvc, "status")
+    answers["body"]["data"]["klines"] = klines  # the next day
+    fetch_providers(tmp_path, cfg)
+    assert "ingest" in sh(dvc, "status")
