@@ -7,7 +7,9 @@ retrain`` one daily retrain now, ``stockcast schedule`` serves that flow on its 
 ``stockcast predict`` writes next-day forecasts of every ticker's ``@champion``, with
 prediction intervals (``lower_80`` .. ``upper_95``), the next day recorded in the forecast
 ledger; ``stockcast ledger`` prints every forecast served with what happened (``--summary``:
-the live skill against the ``last_close`` rule);
+the live skill against the ``last_close`` rule); ``stockcast fetch`` appends the providers'
+new days (yfinance, akshare) to their raw files; ``stockcast restore --ticker T --version N``
+brings back the code, data and models a version was made by;
 ``stockcast rollback --ticker T`` moves ``@champion`` back to the previous champion;
 ``stockcast serve --ticker T`` serves ``@champion`` over HTTP and ``stockcast request --ticker T``
 prints the JSON body it takes.
