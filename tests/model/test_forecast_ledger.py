@@ -51,7 +51,7 @@ def test_the_champion_forecasts_the_next_day_once_per_version(champion_run):
     write_parquet(frame, run.paths.validated)
     seen = forecast.monitor(run.cfg, run.paths, now=NOW)  # what the daily job does
     assert seen.recorded.added == 1 and seen.logged == {"TEST": 1} and seen.decays == []
-    assert run.paths.live_plot("TEST").read_bytes()[:4] == b"\x89PNG"
+    assert (run.paths.root / "reports/live/TEST.png").read_bytes()[:4] == b"\x89PNG"
     served = seen.summary.set_index("model_version").loc["served"]
     assert served["scored_days"] == 1
     table = forecast.scored_table(run.paths)

@@ -208,6 +208,15 @@ def test_a_warm_continuation_of_the_champion_that_loses_is_no_new_version(sqlite
         )  # fmt: skip
 
     kept = register("warm")
+    assert {k: kept[k] for k in ("model", "variant", "kind", "selection", "promote")} == {
+        "model": "stockcast-TEST",
+        "variant": "gru",
+        "kind": "network",
+        "selection": "forced for the test",
+        "promote": True,  # the champion stays champion
+    }
+    assert kept["candidate_rmse"] == pytest.approx(scores["gru"].test.rmse)
+    assert kept["champion_rmse"] is not None and kept["champion_rmse"] <= kept["candidate_rmse"]
     assert kept["already_registered"] and str(kept["version"]) == str(network.version)
     assert kept["reason"].startswith(
         f"a warm continuation of the champion (v{network.version}, gru) that did not replace it"
