@@ -84,6 +84,7 @@ def test_a_decayed_network_champion_is_replaced_by_the_rule_and_the_operator_tol
     now = client.get_model_version_by_alias("stockcast-TEST", CHAMPION)
     assert now.version == rule
     assert now.tags["restored_as_rule"] == reading.message(run.cfg.monitor)
+    assert now.tags["previous_champion"] == str(network)  # a rollback goes back to it
     replaced = client.get_model_version("stockcast-TEST", network).tags["replaced_by_rule"]
     assert replaced == reading.message(run.cfg.monitor)
     assert f"stockcast-TEST: @champion moved to the last_close rule (v{rule})." in notes

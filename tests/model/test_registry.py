@@ -114,8 +114,20 @@ def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
     scores2 = {n: c.scores for n, c in later.items()}
     assert choice.name == first["variant"], "the synthetic day changed the winning rule"
     assert choice.own and str(choice.earlier.version) == str(first["version"])
-    out = registry.register_best(mlflow, client, cfg.register, SPAN, ws2, later, {}, choice)
+    run_tags = {"prefect_flow_run_id": "run-7"}
+    out = registry.register_best(mlflow, client, cfg.register, SPAN, ws2, later, run_tags, choice)
     assert out["promote"] and out["already_registered"] and out["version"] == first["version"]
+    chosen = later[first["variant"]].scores
+    assert {k: out[k] for k in ("model", "variant", "kind", "selection")} == {
+        "model": "stockcast-TEST",
+        "variant": first["variant"],
+        "kind": "baseline",
+        "selection": choice.why,
+    }
+    assert out["candidate_rmse"] == out["champion_rmse"] == chosen.test.rmse
+    tags = client.get_model_version("stockcast-TEST", str(first["version"])).tags
+    assert tags["confirmed_by_run"] == "run-7"
+    assert tags[registry.RECALIBRATED] == json.dumps(chosen.interval_halfwidths, sort_keys=True)
     assert out["reason"].startswith(f"the champion's own forecaster ({first['variant']}")
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
     widths = later[first["variant"]].scores.interval_halfwidths
