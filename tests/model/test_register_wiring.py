@@ -222,8 +222,24 @@ def test_a_warm_continuation_of_the_champion_that_loses_is_no_new_version(sqlite
         f"a warm continuation of the champion (v{network.version}, gru) that did not replace it"
     )
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == before
+    # another variant than the champion's is no continuation of it: judged, registered
+    import mlflow
+
+    lstm = registry.register_best(
+        mlflow, client, run.cfg.register, "val", run.ws,
+        {"lstm": registry.Candidate(scores["gru"], v1.source)},
+        {"train_start": "warm"}, registry.Choice("lstm", "forced", "", None),
+    )  # fmt: skip
+    assert "already_registered" not in lstm and not lstm["promote"]
+    before += 1
     cold = register("cold")
     assert "already_registered" not in cold and not cold["promote"]
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == before + 1
     champion = client.get_model_version_by_alias("stockcast-TEST", "champion")
     assert str(champion.version) == str(network.version)
+
+
+def test_a_warm_run_without_a_champion_registers_as_a_first_run_does(sqlite_store, tmp_path):
+    run = baseline_run(tmp_path)
+    first = run.register(tags={"train_start": "warm"})["TEST"]
+    assert "already_registered" not in first and first["promote"] and str(first["version"]) == "1"

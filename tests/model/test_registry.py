@@ -128,7 +128,11 @@ def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
     tags = client.get_model_version("stockcast-TEST", str(first["version"])).tags
     assert tags["confirmed_by_run"] == "run-7"
     assert tags[registry.RECALIBRATED] == json.dumps(chosen.interval_halfwidths, sort_keys=True)
-    assert out["reason"].startswith(f"the champion's own forecaster ({first['variant']}")
+    assert out["reason"] == (
+        f"the champion's own forecaster ({first['variant']}, the same rule and params) as "
+        f"v{first['version']}: not registered again; it stays @champion, its intervals "
+        "recalibrated on this run's residuals"
+    )
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
     widths = later[first["variant"]].scores.interval_halfwidths
     recalibrated = client.get_model_version("stockcast-TEST", str(first["version"])).tags
@@ -136,6 +140,13 @@ def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
     champion = registry.load_champion_version(Path.cwd(), "stockcast-TEST")
     assert champion.version == str(first["version"]) and champion.half_widths == pytest.approx(
         widths
+    )
+
+    # a run without a Prefect flow run (a test, a script) says so with "?"
+    registry.register_best(mlflow, client, cfg.register, SPAN, ws2, later, {}, choice)
+    assert (
+        client.get_model_version("stockcast-TEST", str(first["version"])).tags["confirmed_by_run"]
+        == "?"
     )
 
     # another rule's params (a moving average of other days) is another forecaster
