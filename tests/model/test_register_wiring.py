@@ -243,3 +243,8 @@ def test_a_warm_run_without_a_champion_registers_as_a_first_run_does(sqlite_stor
     run = baseline_run(tmp_path)
     first = run.register(tags={"train_start": "warm"})["TEST"]
     assert "already_registered" not in first and first["promote"] and str(first["version"]) == "1"
+    # rejected by a gate with no champion at all: still a version, rejected, no champion
+    strict = baseline_run(tmp_path, register={"max_rmse_vs_naive": 0.01})
+    sqlite_store.delete_registered_model_alias("stockcast-TEST", "champion")
+    out = strict.register(tags={"train_start": "warm"})["TEST"]
+    assert "already_registered" not in out and not out["promote"]
