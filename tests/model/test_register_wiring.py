@@ -248,3 +248,5 @@ def test_a_warm_run_without_a_champion_registers_as_a_first_run_does(sqlite_stor
     sqlite_store.delete_registered_model_alias("stockcast-TEST", "champion")
     out = strict.register(tags={"train_start": "warm"})["TEST"]
     assert "already_registered" not in out and not out["promote"]
+    assert str(out["version"]) == "2" and "rmse_vs_naive" in out["reason"]
+    assert sqlite_store.get_model_version("stockcast-TEST", "2").tags["promotion"] == "rejected"
