@@ -242,7 +242,7 @@ def served(scored_table: pd.DataFrame) -> pd.DataFrame:
     return order.drop_duplicates(["ticker", "made_on"], keep="last")
 
 
-def _rmse(errors: np.ndarray) -> float:
+def rmse(errors: np.ndarray) -> float:
     return float(math.sqrt(np.mean(np.square(errors)))) if len(errors) else float("nan")
 
 
@@ -250,21 +250,17 @@ def live_metrics(rows: pd.DataFrame, min_dm_days: int = 20) -> dict[str, float]:
     """Live skill over scored ``rows`` (oldest first): RMSE over the last 20 and 60 scored
     days beside the ``last_close`` rule's on the same days, their ratio, coverage per level
     and, with at least ``min_dm_days`` rows, the Diebold-Mariano p-value against the rule."""
-    from stockcast.evaluate import diebold_mariano
+    from stockcast.evaluate import diebold_mariano, ratio
 
     done = rows[rows["actual"].notna()]
     errors = (done["actual"] - done["forecast"]).to_numpy(dtype="float64")
     rule = (done["actual"] - done["baseline_forecast"]).to_numpy(dtype="float64")
     out: dict[str, float] = {"scored_days": float(len(done))}
     for span in WINDOWS:
-        mine, theirs = _rmse(errors[-span:]), _rmse(rule[-span:])
+        mine, theirs = rmse(errors[-span:]), rmse(rule[-span:])
         out[f"live_rmse_{span}"] = mine
         out[f"live_last_close_rmse_{span}"] = theirs
-        out[f"live_rmse_{span}_vs_last_close"] = (
-            (mine / theirs if theirs > 0 else (1.0 if mine == 0 else float("inf")))
-            if len(errors)
-            else float("nan")
-        )
+        out[f"live_rmse_{span}_vs_last_close"] = ratio(mine, theirs) if len(errors) else math.nan
     for level in levels_of(rows.columns):
         hits = done[f"hit_{level}"].astype("float64").to_numpy()
         out[f"live_coverage_{level}"] = float(hits.mean()) if len(hits) else float("nan")

@@ -54,19 +54,18 @@ def decay(ticker: str, served: pd.DataFrame, cfg: MonitorConfig) -> Decay | None
     scored days their RMSE is above ``max_rmse_vs_last_close`` times the rule's on the same
     days and, when ``max_p_value`` is set, the Diebold-Mariano test says it is not chance.
     None until ``cfg.days`` days are scored."""
-    from stockcast.evaluate import diebold_mariano
+    from stockcast.evaluate import diebold_mariano, ratio
 
     done = served[served["actual"].notna()].sort_values("made_on").tail(cfg.days)
     if len(done) < cfg.days:
         return None
     errors = (done["actual"] - done["forecast"]).to_numpy(dtype="float64")
     rule = (done["actual"] - done["baseline_forecast"]).to_numpy(dtype="float64")
-    mine, theirs = math.sqrt((errors**2).mean()), math.sqrt((rule**2).mean())
-    ratio = mine / theirs if theirs > 0 else (1.0 if mine == 0 else math.inf)
+    times = ratio(ledger.rmse(errors), ledger.rmse(rule))
     p_value = float(diebold_mariano(errors, rule)[1]) if cfg.max_p_value is not None else None
-    worse = ratio > cfg.max_rmse_vs_last_close
+    worse = times > cfg.max_rmse_vs_last_close
     significant = p_value is None or p_value < (cfg.max_p_value or 1.0)
-    return Decay(ticker, len(done), ratio, p_value, worse and significant)
+    return Decay(ticker, len(done), times, p_value, worse and significant)
 
 
 def _live_run(client: Any, experiment_id: str, ticker: str) -> str:
