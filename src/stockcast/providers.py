@@ -18,6 +18,7 @@ import pandas as pd
 
 from stockcast.config import PROVIDERS
 from stockcast.errors import DataError, FetchFailed
+from stockcast.paths import atomic_write
 
 __all__ = ["PROVIDERS", "Update", "fetch", "update"]
 COLUMNS = ("Date", "Open", "High", "Low", "Close", "Volume")
@@ -136,11 +137,8 @@ def update(
     if new.empty:
         return Update(path, 0, revised, newest or "")
     before = path.read_bytes() if path.exists() else b""
-    text = new.to_csv(index=False, header=not before, lineterminator="\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_bytes(before + text.encode("utf-8"))
-    tmp.replace(path)
+    text = new.to_csv(index=False, header=not before, lineterminator="\n").encode("utf-8")
+    atomic_write(path, lambda tmp: tmp.write_bytes(before + text))
     return Update(path, len(new), revised, str(new["Date"].iloc[-1]))
 
 
