@@ -68,12 +68,9 @@ def load_champion_version(root: Path, name: str) -> Champion | None:
     """The ``@champion`` of ``name``, its model loaded by version number (so the version
     named is the one that forecast); None when there is none."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    client = client_for(root)
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    version = _champion(client_for(root), name)
+    if version is None:
         return None
     with sys_path_kept():
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
@@ -385,13 +382,8 @@ def replace_with_rule(client: Any, name: str, rule: str, reason: str) -> str | N
     """Move ``@champion`` of ``name`` to its newest registered version of baseline ``rule``,
     ``reason`` tagged on both versions. Returns the version now champion; None when the
     champion is that rule already or no version of it was ever registered."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-    if current.tags.get("variant") == rule:
+    current = _champion(client, name)
+    if current is None or current.tags.get("variant") == rule:
         return None
     found = client.search_model_versions(f"name = '{name}' and tags.variant = '{rule}'")
     if not found:
