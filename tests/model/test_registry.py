@@ -196,3 +196,35 @@ def test_rollback_as_a_command(store, tmp_path: Path, capsys):
     assert restored["restored_by_rollback_from"] == "2"
     assert main(["rollback", "--ticker", "TEST"]) == 1  # v1 replaced nothing
     assert "v1 replaced no earlier champion" in capsys.readouterr().err
+
+
+class _Echo:
+    """A pyfunc's model logged without the ``intervals`` metadata stockcast's models carry."""
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_the_champion_is_read_from_the_projects_store_and_may_carry_no_intervals(
+    tmp_path: Path, monkeypatch
+):
+    """With no ``MLFLOW_TRACKING_URI`` the project root names the store; a champion logged
+    without intervals has no half-widths (not a crash)."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert registry.load_champion_version(tmp_path, "stockcast-X") is None  # no model yet
+    echo = type("Echo", (_Echo, mlflow.pyfunc.PythonModel), {})
+    try:
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="m", python_model=echo())
+        version = mlflow.register_model(info.model_uri, "stockcast-X")
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias("stockcast-X", "champion", version.version)
+        mlflow.set_tracking_uri(None)  # only the root passed below can name the store
+        champion = registry.load_champion_version(tmp_path, "stockcast-X")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert champion is not None and champion.version == str(version.version)
+    assert champion.half_widths == {}
