@@ -103,10 +103,8 @@ NEXT = (
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.set_param:  # a DVC experiment: dvc runs each stage's cmd as its own process
-        repro = ["exp", "run", *(f"-S{kv}" for kv in args.set_param), *args.targets]
-        with prefect_api() as url:
-            return dvc(*repro, env={**os.environ, "PREFECT_API_URL": url})
+    if args.set_param:  # a DVC experiment: one pipeline flow run, its stages run by dvc
+        return _in_pipeline_flow(args, [])
     own_params = args.params == DEFAULT_PARAMS
     from stockcast.config import load_config
 
@@ -117,15 +115,23 @@ def _run(args: argparse.Namespace) -> int:
     if own_params and not args.force and quiet:
         print("pipeline is up to date: every stage skipped (dvc status)")
         return 0
+    return _in_pipeline_flow(args, stale)
+
+
+def _in_pipeline_flow(args: argparse.Namespace, stale: list[str]) -> int:
     from stockcast.errors import StockcastError
 
-    needs_tf = not args.targets or bool(set(args.targets) & {"train", "evaluate", "register"})
+    needs_tf = not args.set_param and (
+        not args.targets or bool(set(args.targets) & {"train", "evaluate", "register"})
+    )
     with prefect_api(while_starting=lambda url: import_stages(url, needs_tf)):
         try:
             from prefect import tags
 
             with tags(project_tag(Path.cwd())):
-                pipeline_flow()(args.targets, args.force, args.single_item, args.params, stale)
+                pipeline_flow()(
+                    args.targets, args.force, args.single_item, args.params, stale, args.set_param
+                )
         except StockcastError as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 1
@@ -189,6 +195,27 @@ def publish_verdict(root: Path) -> None:
     create_markdown_artifact(text, key=DECISION_KEY, description=headline)
 
 
+def run_experiment(root: Path, settings: list[str], targets: list[str]) -> list[str]:
+    """``dvc exp run -S KEY=VALUE ...`` from inside the pipeline flow run: DVC runs each stale
+    stage's command as its own process, whose stage flow run is a subflow of this one
+    (``flows.stages.PIPELINE_RUN``). ``["register"]`` when it reran the register stage (the
+    decisions file changed), so the verdict is published; else ``[]``."""
+    from prefect.runtime import flow_run
+
+    from flows.stages import PIPELINE_RUN
+    from stockcast.errors import StockcastError
+    from stockcast.paths import Paths
+
+    registry = Paths(root).registry
+    before = registry.stat().st_mtime_ns if registry.exists() else None
+    env = {**os.environ, PIPELINE_RUN: str(flow_run.id)}
+    code = dvc("exp", "run", *(f"-S{kv}" for kv in settings), *targets, env=env)
+    if code != 0:
+        raise StockcastError(f"dvc exp run exited {code}: the experiment stopped (see above)")
+    after = registry.stat().st_mtime_ns if registry.exists() else None
+    return ["register"] if after != before else []
+
+
 def pipeline_flow() -> Any:
     """The ``pipeline`` flow: one flow run per ``make pipeline`` run, each stage a subflow of
     it, so the Prefect UI says whether a run as a whole succeeded and how long it took."""
@@ -201,12 +228,16 @@ def pipeline_flow() -> Any:
         single_item: bool = False,
         params: str = DEFAULT_PARAMS,
         stale: list[str] | None = None,
+        experiment: list[str] | None = None,
     ) -> list[str]:
         mark_orphans(Path.cwd())
         end_dead_mlflow_runs(Path.cwd())
-        ran = run_stages(
-            Path.cwd(), targets, force, single_item, params=params, stale=frozenset(stale or ())
-        )
+        if experiment:
+            ran = run_experiment(Path.cwd(), experiment, targets or [])
+        else:
+            ran = run_stages(
+                Path.cwd(), targets, force, single_item, params=params, stale=frozenset(stale or ())
+            )
         if "register" in ran:
             try:
                 publish_verdict(Path.cwd())

@@ -12,6 +12,10 @@ from typing import Any
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
 
+# the environment variable naming the pipeline flow run a stage's process belongs to (a DVC
+# experiment's stages: ``python -m flows.stages``)
+PIPELINE_RUN = "STOCKCAST_PIPELINE_RUN"
+
 
 def stage_flows() -> dict[str, Any]:
     """Stage name -> its flow (imports every stage's flow module)."""

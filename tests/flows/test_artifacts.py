@@ -72,3 +72,77 @@ def test_the_verdict_is_a_table_and_a_markdown_artifact_kept_per_run(tmp_path: P
     assert chosen["candidate"] == "last_close" and chosen["decision"] == "champion (version 1)"
     assert tables[0]["description"] == "TEST: last_close is champion; no network scored on val"
     assert "**TEST**: v1 last_close (baseline) is @champion: no champion yet" in notes[0]["data"]
+
+
+EXPERIMENT = """
+import json, os, subprocess, sys
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.runtime import flow_run
+from flows.stages import PIPELINE_RUN
+
+STAGE = '''
+import os, sys
+from prefect import flow
+from flows.stages import PIPELINE_RUN
+from flows.stages.__main__ import run_as_subflow
+from stockcast.errors import StockcastError
+
+@flow(name=sys.argv[1])
+def stage(params: str) -> str:
+    if sys.argv[1] == "bad":
+        raise StockcastError("the bad stage stopped")
+    return params
+
+try:
+    print("RESULT", run_as_subflow(stage, os.environ[PIPELINE_RUN], {"params": "p.yaml"}))
+except StockcastError as exc:
+    print("STOPPED", exc)
+'''
+
+@flow(name="pipeline")
+def pipeline():
+    env = {**os.environ, PIPELINE_RUN: str(flow_run.id)}
+    outs = [
+        subprocess.run([sys.executable, "-c", STAGE, name], env=env, capture_output=True,
+                       text=True, check=True).stdout
+        for name in ("window", "bad")
+    ]
+    return str(flow_run.id), outs
+
+parent, outs = pipeline()
+with get_client(sync_client=True) as client:
+    children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))
+    found = [(client.read_flow(c.flow_id).name, c.state.type.value, c.tags) for c in children]
+    top = client.read_flow_runs()
+print(json.dumps({"outs": outs, "children": sorted(found),
+                  "top": len([r for r in top if r.parent_task_run_id is None])}))
+"""
+
+
+def test_a_stage_run_by_another_process_is_a_subflow_of_the_pipeline_run(tmp_path: Path):
+    """A DVC experiment's stages run one process each (``dvc exp run``); each stage's flow
+    run is a subflow of the pipeline flow run, not a loose top-level run, and a stage that
+    stops raises as a direct call does."""
+    from flows.server import prefect_api
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env["PREFECT_HOME"] = str(tmp_path / ".prefect")
+    os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]
+    try:
+        with prefect_api() as url:
+            done = subprocess.run(
+                [sys.executable, "-c", EXPERIMENT], cwd=tmp_path, capture_output=True,
+                text=True, env={**env, "PREFECT_API_URL": url, "PYTHONPATH": str(ROOT)},
+                timeout=300,
+            )  # fmt: skip
+    finally:
+        os.environ.pop("PREFECT_HOME", None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "RESULT p.yaml" in found["outs"][0]
+    assert "STOPPED the bad stage stopped" in found["outs"][1]
+    assert [c[:2] for c in found["children"]] == [["bad", "FAILED"], ["window", "COMPLETED"]]
+    assert found["top"] == 1  # the pipeline run alone is top-level
