@@ -259,6 +259,45 @@ def test_a_dvc_experiment_reruns_train_and_shows_in_metrics_and_params_diff(serv
     metrics = run(["dvc", "metrics", "diff", "--json", "--all"], root, env)
     diff = json.loads(metrics.stdout)["reports/metrics.json"]
     assert "SH600519.gru.test_rmse" in diff
+    # in Prefect the experiment is one pipeline flow run, its stages subflows of it
+    runs = _flow_runs(root, env)
+    (exp,) = [r for r in runs if r["parameters"].get("experiment")]
+    assert exp["flow"] == "pipeline" and exp["parent"] is None
+    assert exp["parameters"]["experiment"] == ["train.epochs=2"]
+    stages = {r["flow"] for r in runs if r["parent_flow_run"] == exp["id"]}
+    assert {"train", "evaluate", "register"} <= stages and "ingest" not in stages
+    assert all(r["parent"] is not None for r in runs if r["flow"] != "pipeline")
+
+
+FLOW_RUNS = """
+import json
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as client:
+    out = []
+    for r in client.read_flow_runs():
+        parent = client.read_task_run(r.parent_task_run_id) if r.parent_task_run_id else None
+        out.append({"id": str(r.id), "flow": client.read_flow(r.flow_id).name,
+                    "parameters": r.parameters, "parent": str(r.parent_task_run_id or "") or None,
+                    "parent_flow_run": str(parent.flow_run_id) if parent else None})
+print(json.dumps(out))
+"""
+
+
+def _flow_runs(root: Path, env: dict[str, str]) -> list[dict]:
+    """Every flow run in the project's Prefect database, read through a server on it."""
+    from flows.server import prefect_api
+
+    os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]
+    try:
+        with prefect_api() as url:
+            done = subprocess.run(
+                [sys.executable, "-c", FLOW_RUNS], cwd=root, capture_output=True, text=True,
+                env={**env, "PREFECT_API_URL": url}, timeout=120,
+            )  # fmt: skip
+    finally:
+        os.environ.pop("PREFECT_HOME", None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_second_run_at_once_exits_with_a_clear_message(served):
