@@ -27,6 +27,23 @@ def dvc(
     return proc.returncode
 
 
+def out_of_date(root: Path, targets: list[str] | None = None) -> list[str] | None:
+    """The stages ``dvc status`` finds out of date (their deps, params or outs changed) or
+    whose data files changed, by name; None when it could not tell (it failed)."""
+    import json
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        [str(BIN / "dvc"), "status", "--json", *(targets or [])],
+        env=env, cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        found = json.loads(proc.stdout or "{}") if proc.returncode == 0 else None
+    except json.JSONDecodeError:
+        return None
+    return None if found is None else [name.rsplit(":", 1)[-1] for name in found]
+
+
 def stage_order(
     repo: Any, targets: list[str] | None = None, single_item: bool = False
 ) -> list[str]:

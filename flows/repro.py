@@ -21,7 +21,7 @@ from typing import Any
 
 import flows.env  # noqa: F401
 from flows.orphans import end_dead_mlflow_runs, mark_orphans, project_tag
-from flows.plan import DEFAULT_PARAMS, dvc, planned_stages, run_stages
+from flows.plan import DEFAULT_PARAMS, dvc, out_of_date, planned_stages, run_stages
 from flows.server import flush_prefect_logs, prefect_api
 from flows.warmup import import_stages
 
@@ -104,6 +104,11 @@ NEXT = (
 
 def _run(args: argparse.Namespace) -> int:
     if args.set_param:  # a DVC experiment: one pipeline flow run, its stages run by dvc
+        print(
+            f"stockcast run: a DVC experiment with {' '.join(args.set_param)} (dvc exp run "
+            f"reruns what it feeds); {STARTING}",
+            flush=True,
+        )
         return _in_pipeline_flow(args, [])
     own_params = args.params == DEFAULT_PARAMS
     from stockcast.config import load_config
@@ -111,11 +116,27 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(Path.cwd() / args.params)
     fetch_providers(Path.cwd(), cfg)  # a provider's new day: data/raw changed, ingest stale
     stale = url_news(Path.cwd(), cfg)  # a URL's new day: DVC cannot see it, ingest reruns
-    quiet = not stale and dvc("status", "--quiet", *args.targets, quiet=True) == 0
-    if own_params and not args.force and quiet:
+    changed = out_of_date(Path.cwd(), args.targets)
+    if own_params and not args.force and not stale and changed == []:
         print("pipeline is up to date: every stage skipped (dvc status)")
         return 0
+    print(f"stockcast run: {_what_runs(args, stale, changed)}; {STARTING}", flush=True)
     return _in_pipeline_flow(args, stale)
+
+
+STARTING = "starting Prefect and loading the libraries, then the stages"
+
+
+def _what_runs(args: argparse.Namespace, stale: list[str], changed: list[str] | None) -> str:
+    """The run's first line: what it is about to bring up to date, and why."""
+    if args.force:
+        return "--force: every selected stage runs"
+    if args.params != DEFAULT_PARAMS:
+        return f"parameters from {args.params}: every selected stage runs"
+    if changed is None:
+        return "dvc status could not tell what changed: each stage is judged as it comes"
+    names = list(dict.fromkeys([*stale, *changed]))
+    return f"out of date: {', '.join(names)} (dvc status), and what follows from them"
 
 
 def _in_pipeline_flow(args: argparse.Namespace, stale: list[str]) -> int:

@@ -128,6 +128,8 @@ def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
     # no link to the run's own Prefect server, gone when the run ends; what to do next
     assert "View at http" not in logs
     assert first.stdout.rstrip().splitlines()[-1].startswith("next: make ui")
+    # the first line, before Prefect and the libraries load: what is about to run
+    assert first.stdout.splitlines()[0].startswith("stockcast run: out of date: ")
     assert re.search(r"SH600519: v1 \w+ \((network|baseline)\) is @champion: ", logs)
 
 
