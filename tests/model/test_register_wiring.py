@@ -250,3 +250,52 @@ def test_a_warm_run_without_a_champion_registers_as_a_first_run_does(sqlite_stor
     assert "already_registered" not in out and not out["promote"]
     assert str(out["version"]) == "2" and "rmse_vs_naive" in out["reason"]
     assert sqlite_store.get_model_version("stockcast-TEST", "2").tags["promotion"] == "rejected"
+
+
+def test_a_version_that_beats_the_champion_says_what_it_replaced_and_why_it_was_chosen(
+    sqlite_store, tmp_path
+):
+    """register_best on its own: a candidate whose test RMSE is half the champion's (scored
+    again on the same targets) becomes v2 and @champion; its tags say what it is, which span
+    chose it and why, and the version it replaced; a rule without an identity and a run
+    without a fingerprint leave those tags out."""
+    from dataclasses import replace
+
+    import mlflow
+
+    run = baseline_run(tmp_path)
+    first = run.register()["TEST"]
+    name = first["variant"]
+    scores = dict(run.reports["TEST"].candidates)
+    scores[name] = replace(
+        scores[name], test=replace(scores[name].test, rmse=0.5 * scores[name].test.rmse)
+    )
+    candidates = {n: registry.Candidate(s, "models:/stockcast-TEST/1") for n, s in scores.items()}
+    out = registry.register_best(
+        mlflow, sqlite_store, run.cfg.register, "val", run.ws, candidates, {"git_commit": "abc"}
+    )
+    assert out["promote"] and str(out["version"]) == "2" and out["previous_version"] == "1"
+    assert out["champion_rmse"] == pytest.approx(2 * out["candidate_rmse"])
+    assert str(sqlite_store.get_model_version_by_alias("stockcast-TEST", "champion").version) == "2"
+    tags = sqlite_store.get_model_version("stockcast-TEST", "2").tags
+    assert {k: tags[k] for k in ("variant", "kind", "selected_on", "selection")} == {
+        "variant": name,
+        "kind": "baseline",
+        "selected_on": "val rmse",
+        "selection": out["selection"],
+    }
+    assert out["selection"] and tags["previous_champion"] == "1" and tags["git_commit"] == "abc"
+    assert (
+        tags["promotion"] == "promoted" and "forecaster" not in tags and "fingerprint" not in tags
+    )
+
+
+def test_of_two_versions_with_one_fingerprint_the_first_is_the_registration(sqlite_store, tmp_path):
+    run = baseline_run(tmp_path)
+    run.register()
+    fingerprint = sqlite_store.get_model_version("stockcast-TEST", "1").tags["fingerprint"]
+    sqlite_store.delete_model_version_tag("stockcast-TEST", "1", "forecaster")  # not its own
+    run.register(tags={**CLEAN, "params_hash": "p2"})  # v2, another fingerprint
+    sqlite_store.set_model_version_tag("stockcast-TEST", "2", "fingerprint", fingerprint)
+    found = registry._registered_as(sqlite_store, "stockcast-TEST", fingerprint)
+    assert found is not None and str(found.version) == "1"
