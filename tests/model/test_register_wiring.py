@@ -265,6 +265,7 @@ def test_a_version_that_beats_the_champion_says_what_it_replaced_and_why_it_was_
 
     run = baseline_run(tmp_path)
     first = run.register()["TEST"]
+    assert sqlite_store.get_model_version("stockcast-TEST", "1").tags["previous_champion"] == "none"
     name = first["variant"]
     scores = dict(run.reports["TEST"].candidates)
     scores[name] = replace(
