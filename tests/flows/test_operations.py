@@ -259,6 +259,20 @@ def test_a_dvc_experiment_reruns_train_and_shows_in_metrics_and_params_diff(serv
     metrics = run(["dvc", "metrics", "diff", "--json", "--all"], root, env)
     diff = json.loads(metrics.stdout)["reports/metrics.json"]
     assert "SH600519.gru.test_rmse" in diff
+    # make compare: the changed param and a number per headline metric, in 120 columns
+    compared = run(["stockcast", "compare"], root, env)
+    assert compared.returncode == 0, compared.stdout[-2000:] + compared.stderr[-2000:]
+    lines = [line for line in compared.stdout.splitlines() if line.strip(" -")]
+    header = lines[0].split()
+    metrics = header.count("x") + header.count("test_rmse")  # "gru x best", "best test_rmse"
+    assert header[0] == "run" and "train.epochs" in header and metrics >= 2, header
+    assert all(len(line) <= 120 for line in lines), compared.stdout
+    rows = {row[0]: row for row in (line.split() for line in lines[1:])}
+    epochs = header.index("train.epochs")
+    assert sorted({row[epochs] for row in rows.values()}) == ["1", "2"], rows
+    for name, row in rows.items():
+        if name != "workspace":  # HEAD and each experiment: every headline metric a number
+            assert all(float(cell) > 0 for cell in row[-metrics:]), row
     # in Prefect the experiment is one pipeline flow run, its stages subflows of it
     runs = _flow_runs(root, env)
     (exp,) = [r for r in runs if r["parameters"].get("experiment") == ["train.epochs=2"]]
