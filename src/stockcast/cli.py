@@ -383,16 +383,22 @@ def _compare(args: argparse.Namespace) -> int:
 def ui_link(port: int, root: Path, experiment: str = "stockcast") -> str:
     """The UI's page of the training runs: the experiment's runs in the classic (machine
     learning) view. MLflow's UI opens in its GenAI view unless the URL asks otherwise (its
-    ``workflowType`` parameter wins over the browser's remembered choice)."""
+    ``workflowType`` parameter wins over the browser's remembered choice); in the shared view
+    the pipeline's runs tag the experiment with (:mod:`stockcast.ui_view`) when there is one."""
     from stockcast.config import load_config
     from stockcast.store import client_for
 
     params = root / "params.yaml"
     name = load_config(params).register.experiment if params.exists() else experiment
+    from stockcast import ui_view
+
     found = client_for(root).get_experiment_by_name(name)
     base = f"http://127.0.0.1:{port}/#/experiments"
-    where = f"/{found.experiment_id}/runs" if found is not None else ""
-    return f"{base}{where}?workflowType=machine_learning"
+    if found is None:
+        return f"{base}?workflowType=machine_learning"
+    # the runs page in the view the pipeline's runs wrote (its figures as columns and charts)
+    shared = f"&viewStateShareKey={ui_view.VIEW_KEY}" if ui_view.TAG in found.tags else ""
+    return f"{base}/{found.experiment_id}/runs?workflowType=machine_learning{shared}"
 
 
 def _positive(text: str) -> int:

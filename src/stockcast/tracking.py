@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stockcast import leaderboard, registry, store
+from stockcast import leaderboard, registry, store, ui_view
 from stockcast.config import Config
 from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
@@ -44,18 +44,24 @@ PIPELINE_TAG = ("stockcast.run", "pipeline")
 EXPERIMENT_KIND = ("mlflow.experimentKind", "forecasting")
 
 
-def ensure_experiment(client: Any, name: str, project_root: Path) -> str:
+def ensure_experiment(client: Any, name: str, project_root: Path, span: str | None = None) -> str:
     """The experiment's id, creating it (artifacts under ``mlruns/`` for the local store),
-    tagged as a forecasting experiment so the UI opens on its runs."""
+    tagged as a forecasting experiment so the UI opens on its runs; with ``span`` (the one
+    that chooses), also tagged with the runs page's view that shows its figures first
+    (:mod:`stockcast.ui_view`)."""
+    wanted = dict([EXPERIMENT_KIND])
+    if span is not None:
+        wanted[ui_view.TAG] = ui_view.tag_value(span)
     found = client.get_experiment_by_name(name)
     if found is not None:
-        if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
-            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+        for key, value in wanted.items():
+            if found.tags.get(key) != value:
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     location = None
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         location = (project_root.resolve() / "mlruns").as_uri()
-    return client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+    return client.create_experiment(name, artifact_location=location, tags=wanted)
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -101,7 +107,9 @@ def log_pipeline_run(
     with store.store_faults(uri, policy, partial(_changed_before, decisions)) as step:
         client = store.client_for(paths.root, policy)
         store.end_dead_runs(store.client_at, paths.root, f"the register stage of {_who(tags)}")
-        experiment_id = ensure_experiment(client, cfg.register.experiment, paths.root)
+        experiment_id = ensure_experiment(
+            client, cfg.register.experiment, paths.root, selection_span(cfg.backtest.folds)
+        )
         store.open_journal(paths.root, uri, experiment_id)
         tags = {**tags, store.PROJECT_TAG: store.project_id(paths.root)}
         attempt = Attempt(client, experiment_id, tags, decisions, [], step)

@@ -3,6 +3,8 @@ chooses, which gates the choice hears, and that only a promoted version moves @c
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -158,8 +160,36 @@ def test_make_ui_names_the_training_runs_page_in_the_classic_view(sqlite_store, 
     assert experiment.tags["mlflow.experimentKind"] == "forecasting"
     assert ui_link(5001, tmp_path) == (
         f"http://127.0.0.1:5001/#/experiments/{experiment.experiment_id}/runs"
-        "?workflowType=machine_learning"
+        "?workflowType=machine_learning&viewStateShareKey=stockcast"
     )
+    # the view the link names: the span that chooses (validation for this run) leads
+    view = json.loads(experiment.tags["mlflow.sharedViewState.stockcast"])
+    metrics = [c for c in view["selectedColumns"] if c.startswith("metrics.")]
+    assert metrics[0] == "metrics.`val_rmse_vs_best_baseline`", metrics
+    assert [c["metricKey"] for c in view["compareRunCharts"]][:2] == [
+        "val_rmse_vs_best_baseline",
+        "val_rmse",
+    ]
+
+
+def test_an_experiment_from_before_the_view_gets_it_on_the_next_run(sqlite_store, tmp_path):
+    """A store whose experiment predates the view (or holds another span's) is brought up to
+    date by the next registration, without a second experiment."""
+    from stockcast import store, tracking
+
+    client = store.client_for(tmp_path)
+    first = tracking.ensure_experiment(client, "stockcast", tmp_path)
+    assert "mlflow.sharedViewState.stockcast" not in client.get_experiment(first).tags
+    assert tracking.ensure_experiment(client, "stockcast", tmp_path, "backtest") == first
+    tags = client.get_experiment(first).tags
+    assert (
+        json.loads(tags["mlflow.sharedViewState.stockcast"])["compareRunCharts"][0]["metricKey"]
+        == "backtest_rmse_vs_best_baseline"
+    )
+    tracking.ensure_experiment(client, "stockcast", tmp_path, "val")
+    tags = client.get_experiment(first).tags
+    assert "val_rmse" in tags["mlflow.sharedViewState.stockcast"]
+    assert "backtest_rmse" not in tags["mlflow.sharedViewState.stockcast"]
 
 
 def test_a_rerun_of_the_same_registration_says_which_version_stands(sqlite_store, tmp_path, capsys):
