@@ -107,14 +107,19 @@ def test_the_three_variants_trained_on_a_dask_local_cluster(served):
     assert 1 <= len({w.split("pid ")[-1] for w in workers}) <= 2
 
 
-def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
+def test_the_mlflow_ui_opens_on_the_verdict_and_the_figures_that_choose(served, tmp_path):
+    """What a person sees on `make ui`'s URL: the training view (not GenAI's), the parent
+    run's verdict, the selection span's figures as columns and as the first charts."""
     if not CHROMIUM.exists():
         if os.environ.get("STOCKCAST_REQUIRE_BROWSER"):
             pytest.fail("Chromium is missing: `make browser` installs Debian's chromium")
         pytest.skip("no /usr/bin/chromium (make test installs it)")
     from playwright.sync_api import expect, sync_playwright
 
+    from stockcast.scores import selection_span
+
     root, env, uri, store, _ = served
+    span = selection_span(load_config(root / "params.yaml").backtest.folds)
     # a second pipeline run with another target transform: the compare view must show it
     original = (root / "params.yaml").read_text()
     try:
@@ -123,22 +128,24 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
     finally:
         (root / "params.yaml").write_text(original)
     port = free_port()
-    ui = subprocess.Popen(
-        # -o: the project's venv is a link to ours, already set up: never reinstall into it
-        ["make", "-o", str(root / ".venv/.installed"), "-o", str(root / ".venv/.compiled"), "ui"]
-        + [f"MLFLOW_PORT={port}"],
-        cwd=root,
-        env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    printed = tmp_path / "ui.out"
+    with printed.open("w") as out:
+        ui = subprocess.Popen(
+            # -o: the project's venv is a link to ours, already set up: never reinstall into it
+            ["make", "-o", str(root / ".venv/.installed"), "-o", str(root / ".venv/.compiled")]
+            + ["ui", f"MLFLOW_PORT={port}"],
+            cwd=root,
+            env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"},
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     client = _client(uri)
     experiment = client.get_experiment_by_name("stockcast")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
     parent_run, diff_run = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run.info.run_id]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == diff_run.info.run_id]
     grus = [
         next(
             r
@@ -152,6 +159,8 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
     shot.mkdir(exist_ok=True)
     try:
         _wait_http(f"{base}/health", ui)
+        link = re.search(r"open (http\S+)", printed.read_text())
+        assert link, printed.read_text()  # the URL `make ui` prints is the one a person opens
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=str(CHROMIUM),
@@ -166,18 +175,54 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
                 ],
             )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs")
-            name = parent_run.data.tags["mlflow.runName"]  # "<date> <time> SH600519 params <hash>"
-            assert "SH600519 params " in name
+            page.goto(link[1])
+            # the newest run leads; its name is the verdict, readable without a click
+            name = diff_run.data.tags["mlflow.runName"]
+            verdict = name.split(" · ")[0]
+            assert "SH600519: " in verdict and " is champion; best network " in verdict, name
             parent = page.get_by_role("link", name=name, exact=True)
             expect(parent).to_be_visible(timeout=60000)
+            expect(parent).to_be_in_viewport()
+            expect(parent).to_contain_text(verdict)
+            cell = page.get_by_role("gridcell").filter(has=parent).first
+            assert cell.bounding_box()["width"] >= 500  # wide enough to read the verdict
+            # the training view: GenAI's sidebar entries are not there
+            expect(page.get_by_text("Model training", exact=True).first).to_be_visible()
+            for genai in ("Judges", "Agent versions"):
+                expect(page.get_by_text(genai, exact=True)).to_have_count(0)
+            # the figure that chooses heads the metric columns, on the first screen
+            first = page.get_by_role("columnheader").filter(
+                has_text=re.compile(f"^{span}_rmse_vs_best_baseline$")
+            )
+            expect(first.first).to_be_in_viewport()
+            page.screenshot(path=str(shot / "mlflow-first-screen.png"))
+            close = page.get_by_label("Close")  # MLflow's Assistant panel, once per browser
+            if close.count():
+                close.first.click()
             # the variant runs are nested under the parent: expand it, as a person would
-            page.get_by_role("gridcell").filter(has=parent).get_by_role("button").first.click()
+            cell.get_by_role("button").first.click()
             for child in children:
-                name = child.data.tags["mlflow.runName"]
-                link = page.get_by_role("link", name=name, exact=True)
-                expect(link).to_be_visible(timeout=30000)
+                link_ = page.get_by_role("link", name=child.data.tags["mlflow.runName"], exact=True)
+                expect(link_).to_be_visible(timeout=30000)
+            # each child's figure is in its column (the full value: JS and Python print a
+            # float the same way, but for a whole number's ".0")
+            key = f"{span}_rmse_vs_best_baseline"
+            column = page.locator(f"[role=gridcell][col-id='metrics.`{key}`']")
+            expect(column).to_have_count(len(children) + 2)  # and the two parents' "-"
+            cells = [c.strip() for c in column.all_inner_texts()]
+            for child in children:
+                assert repr(child.data.metrics[key]).removesuffix(".0") in cells, cells
             page.screenshot(path=str(shot / "mlflow-runs.png"), full_page=True)
+            # the chart view leads with the same figures, one bar per run
+            page.locator("label:has(input[value=CHART])").click()
+            section = page.get_by_text(re.compile(rf"^Selection \({span}, against the best"))
+            expect(section.first).to_be_visible(timeout=30000)
+            cards = page.get_by_text(re.compile(rf"^{span}_rmse_vs_best_baseline$"))
+            expect(cards.first).to_be_in_viewport(timeout=30000)
+            page.screenshot(path=str(shot / "mlflow-charts.png"))
+            children = [
+                r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run.info.run_id
+            ]
             networks = [c for c in children if c.data.tags["kind"] == "network"]
             ids = json.dumps([c.info.run_id for c in networks])
             page.goto(
@@ -187,6 +232,9 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
             shown = _compare_row(page, "test_rmse")
             # the compare view shows 4 significant digits, one column per run, in run order
             assert shown == [f"{c.data.metrics['test_rmse']:.4g}" for c in networks], shown
+            chosen_on = _compare_row(page, f"{span}_rmse_vs_best_baseline")
+            key = f"{span}_rmse_vs_best_baseline"
+            assert chosen_on == [f"{c.data.metrics[key]:.4g}" for c in networks], chosen_on
             page.screenshot(path=str(shot / "mlflow-compare.png"), full_page=True)
             # the GRU of each run side by side: the transform differs, test_rmse is there
             # (a fresh page: a hash change alone leaves the single-page app's last compare)
@@ -206,7 +254,8 @@ def test_the_mlflow_ui_lists_the_runs_and_compares_test_rmse(served, tmp_path):
         _stop(ui)
     saved = Path(__file__).resolve().parents[2] / "reports"
     saved.mkdir(exist_ok=True)
-    for name in ("mlflow-runs.png", "mlflow-compare.png", "mlflow-compare-transforms.png"):
+    shots = ("mlflow-first-screen.png", "mlflow-runs.png", "mlflow-charts.png")
+    for name in (*shots, "mlflow-compare.png", "mlflow-compare-transforms.png"):
         (saved / name).write_bytes((shot / name).read_bytes())
 
 
