@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,7 @@ def build_suite(
     """
     import great_expectations as gx
 
-    name = f"stockcast_{level}_{'_'.join(sorted(absent))}_{step_days}"
-    suite = gx.ExpectationSuite(name=name)
+    suite = gx.ExpectationSuite(name=suite_name(level, absent, step_days))
     price = price_column(absent)
     every = _expectations(min_rows, today, max_daily_move, max_gap_days, step_days, price)
     for expectation in every[level]:
@@ -115,6 +115,17 @@ def _ordered_columns(expectation: Any) -> list[str]:
 
 def _columns_of(expectation: Any) -> set[str]:
     return set(_ordered_columns(expectation))
+
+
+def suite_name(level: str, absent: frozenset[str], step_days: int) -> str:
+    """The suite's name as the Data Docs list it: what it checks, at which step, on which
+    columns (``stockcast-price-rows-daily``, ``stockcast-per-ticker-weekly-without-volume``)."""
+    what = {"rows": "price-rows", "series": "per-ticker"}.get(level, level)
+    every = {1: "daily", 7: "weekly"}.get(step_days) or (
+        "monthly" if 28 <= step_days <= 31 else f"every-{step_days}-days"
+    )
+    lacking = f"-without-{'-'.join(sorted(absent))}" if absent else ""
+    return f"stockcast-{what}-{every}{lacking}"
 
 
 def step_days(dates: pd.Series) -> int:
@@ -223,6 +234,7 @@ def validate_prices(
     rows_needed: str = "",
     absent: dict[str, list[str]] | None = None,
     progress: Callable[[str], None] | None = None,
+    run_name: str | None = None,
 ) -> ValidationReport:
     """Judge every ticker (:func:`judge_prices`), then publish the verdict
     (:func:`stockcast.validation_report.publish`: ``validation.json`` and HTML Data Docs
@@ -239,6 +251,8 @@ def validate_prices(
         rows_needed: ``min_rows`` in words: which params add up to it, which to lower.
         absent: per ticker, the columns its sources lack (a single-price series); their
             expectations are skipped and reported as skipped.
+        run_name: the run the report and the Data Docs name (default: ``stockcast
+            validate`` and the time).
 
     Returns:
         The report, a result per ticker; ``report.success`` is False when any ticker failed.
@@ -246,10 +260,12 @@ def validate_prices(
     report_dir.mkdir(parents=True, exist_ok=True)
     context = gate_context(report_dir / DATA_DOCS)
     checks = Checks(min_rows, today or pd.Timestamp.now().normalize(), max_daily_move, max_gap_days)
-    results = judge_prices(frame, context, checks, rows_needed, absent or {}, progress)
+    started = datetime.now(UTC)
+    run = run_name or f"stockcast validate {started:%Y-%m-%d %H:%M:%S} UTC"
+    results = judge_prices(frame, context, checks, rows_needed, absent or {}, progress, run)
     for result in results:
         result.sources = list((sources or {}).get(result.ticker, []))
-    return publish(context, results, report_dir)
+    return publish(context, results, report_dir, run, f"{started:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @dataclass(frozen=True)
@@ -269,9 +285,13 @@ def judge_prices(
     rows_needed: str = "",
     absent: dict[str, list[str]] | None = None,
     progress: Callable[[str], None] | None = None,
+    run_name: str | None = None,
 ) -> list[TickerResult]:
     """Every ticker's verdict, by ticker: the suite run in one batch per kind of series
-    (its absent columns and its step) on ``context``'s checkpoints."""
+    (its absent columns and its step) on ``context``'s checkpoints, as the GX run
+    ``run_name``."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
     batch = {
         level: context.data_sources.add_pandas(f"prices_{level}")
         .add_dataframe_asset(level)
@@ -298,7 +318,7 @@ def judge_prices(
             )
             name = f"{level}-{'_'.join(sorted(lacks))}-{step}"
             outcome = _checkpoint(context, batch[level], suite, name, level).run(
-                batch_parameters={"dataframe": table}
+                batch_parameters={"dataframe": table}, run_id=RunIdentifier(run_name=run_name)
             )
             _judge(judged, table, counts, outcome, rows_needed)
         skipped = skipped_expectations(lacks)
@@ -342,22 +362,36 @@ def _judge(
     and, for each that its rows fail, a failure (critical) or a warning."""
     (validation,) = outcome.run_results.values()
     for result in validation.results:
-        for ticker in judged:
-            judged[ticker].evaluated += 1
-        if result.success:
-            continue
-        for ticker, failure in _failures_by_ticker(result, table, counts, rows_needed).items():
-            if ticker not in judged:
+        severity = _severity(result)
+        config = result.expectation_config
+        check = [config.type, _column_of(config.kwargs) or "", severity]
+        failed = {} if result.success else _failures_by_ticker(result, table, counts, rows_needed)
+        for ticker, judgement in judged.items():
+            judgement.evaluated += 1
+            passed = ticker not in failed
+            judgement.checks.append([*check, "passed" if passed else "failed"])
+            if passed:
                 continue
-            if _severity(result) == "critical":
-                judged[ticker].failures.append(failure)
+            if severity == "critical":
+                judgement.failures.append(failed[ticker])
             else:
-                judged[ticker].warnings.append(failure)
+                judgement.warnings.append(failed[ticker])
 
 
 def _severity(result: Any) -> str:
     severity = getattr(result.expectation_config, "severity", "critical")
     return str(getattr(severity, "value", severity))
+
+
+def _column_of(kwargs: dict[str, Any]) -> str | None:
+    """The column an expectation checks, as the report names it (``high vs low`` for a
+    pair, the key's columns but the ticker for a compound one)."""
+    column = kwargs.get("column") or (
+        f"{kwargs['column_A']} vs {kwargs['column_B']}" if "column_A" in kwargs else None
+    )
+    if column is None and kwargs.get("column_list"):
+        column = ", ".join(c for c in kwargs["column_list"] if c != "ticker")
+    return column
 
 
 def _failures_by_ticker(
@@ -367,11 +401,7 @@ def _failures_by_ticker(
     failure no row carries (a missing column) is every ticker's."""
     config = result.expectation_config
     kwargs = config.kwargs
-    column = kwargs.get("column") or (
-        f"{kwargs['column_A']} vs {kwargs['column_B']}" if "column_A" in kwargs else None
-    )
-    if column is None and kwargs.get("column_list"):
-        column = ", ".join(c for c in kwargs["column_list"] if c != "ticker")
+    column = _column_of(kwargs)
     res = result.result or {}
     expected = {
         k: v

@@ -68,6 +68,8 @@ class TickerResult:
     sources: list[str] = field(default_factory=list)  # the files the ticker's rows came from
     absent: list[str] = field(default_factory=list)  # columns its sources lack
     skipped: list[str] = field(default_factory=list)  # the expectations those would need
+    # every check it was judged on: [expectation, column, severity, "passed" | "failed"]
+    checks: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +78,8 @@ class ValidationReport:
 
     results: list[TickerResult]
     data_docs: str | None = None
+    run_name: str = ""  # the run the Data Docs file the results under
+    validated_at: str = ""  # when, in UTC
 
     @property
     def success(self) -> bool:
@@ -118,6 +122,25 @@ class ValidationReport:
             items = "".join(f"<li><code>{escape(r)}</code></li>" for r in f.rows[:MAX_ROWS_SHOWN])
             return f"<ul>{items}</ul>" if items else ""
 
+        def every_check(r: TickerResult) -> str:
+            """Each check the ticker was judged on, with its result (a failed warning apart
+            from a failed critical check)."""
+            label = {"passed": "passed", "critical": "FAILED", "warning": "warning"}
+            rows = "".join(
+                f"<tr class={'ok' if result == 'passed' else severity}><td>"
+                f"{escape(plain_english(kind, column or None) or kind)}<br><code>{escape(kind)}"
+                f"</code></td><td>{escape(column)}</td><td>{escape(severity)}</td><td>"
+                f"{label['passed' if result == 'passed' else severity]}</td></tr>"
+                for kind, column, severity, result in r.checks
+            )
+            return (
+                f"<details><summary>every check ({len(r.checks)})</summary><table class=checks>"
+                "<tr><th>check</th><th>column</th><th>severity</th><th>result</th></tr>"
+                f"{rows}</table></details>"
+                if rows
+                else ""
+            )
+
         def table(items: list[Failure]) -> str:
             rows = "".join(
                 f"<tr><td>{escape(f.plain or f.expectation)}<br><code>{escape(f.expectation)}"
@@ -148,7 +171,7 @@ class ValidationReport:
                     f"<p>Skipped {len(r.skipped)} checks on {escape(', '.join(r.absent))}: "
                     "not in the source.</p>"
                 )
-            parts.append("</section>")
+            parts.append(every_check(r) + "</section>")
         overall = "every ticker passed" if self.success else (
             f"failed: {', '.join(self.failed_tickers)}"
         )  # fmt: skip
@@ -157,7 +180,10 @@ class ValidationReport:
             "section{border-left:6px solid #2a2;padding:0 1em;margin:1em 0}"
             "section.bad{border-color:#c22}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}"
+            "tr.critical td{background:#fdd}tr.warning td{background:#ffe9b3}"
         )
+        when = " · ".join(x for x in (self.run_name, self.validated_at) if x)
+        run = f"<p>Run: {escape(when)}</p>" if when else ""
         docs = (
             f"<p>Great Expectations' own Data Docs: <code>{escape(self.data_docs)}</code> (their"
             " styles load from the internet).</p>"
@@ -166,13 +192,15 @@ class ValidationReport:
         return (
             f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{escape(title)}: {escape(overall)}</h1>"
-            f"{''.join(parts)}{docs}</body></html>"
+            f"{run}{''.join(parts)}{docs}</body></html>"
         )
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "success": self.success,
+                "run_name": self.run_name,
+                "validated_at": self.validated_at,
                 "data_docs": self.data_docs,
                 "results": [asdict(r) for r in self.results],
             },
@@ -205,12 +233,20 @@ def gate_context(docs_dir: Path) -> Any:
     return context
 
 
-def publish(context: Any, results: list[TickerResult], report_dir: Path) -> ValidationReport:
+def publish(
+    context: Any,
+    results: list[TickerResult],
+    report_dir: Path,
+    run_name: str = "",
+    validated_at: str = "",
+) -> ValidationReport:
     """Build the Data Docs of everything ``context`` validated and write ``validation.json``
-    (atomically) under ``report_dir``: the report of ``results``."""
+    and the offline page (atomically) under ``report_dir``: the report of ``results``, the
+    run ``run_name`` at ``validated_at``."""
     context.build_data_docs(site_names=[SITE])
     index = report_dir / DATA_DOCS / "index.html"
-    report = ValidationReport(results, data_docs=str(index) if index.exists() else None)
+    docs = str(index) if index.exists() else None
+    report = ValidationReport(results, docs, run_name, validated_at)
     atomic_write(
         report_dir / "validation.json",
         lambda tmp: tmp.write_text(report.to_json(), encoding="utf-8"),

@@ -193,3 +193,56 @@ def test_tickers_of_other_kinds_are_judged_in_their_own_batch(good, tmp_path: Pa
         "validated 1 of 2 tickers: 1 in one batch, 0 passed, 1 FAILED (TEST)",
         "validated 2 of 2 tickers: 1 in one batch, 1 passed, 0 FAILED",
     ]
+
+
+def test_the_offline_page_lists_every_check_and_names_the_run(good, tmp_path: Path):
+    """The page holds what GX's Data Docs hold, without their scripts: every check each
+    ticker was judged on with its result, a failed warning apart from a failed critical check,
+    and the run it belongs to (the Data Docs file their results under the same name)."""
+    bad = good.copy()
+    bad.loc[7, "open"] = -1.0  # critical
+    bad.loc[5, "volume"] = float("nan")  # a warning
+    report = validate_prices(bad, 100, tmp_path, today=TODAY, run_name="pipeline 42")
+    (result,) = report.results
+    assert len(result.checks) == result.evaluated
+    by_result = {
+        (kind, column): (severity, outcome) for kind, column, severity, outcome in result.checks
+    }
+    assert by_result[("expect_column_values_to_be_between", "open")] == ("critical", "failed")
+    assert by_result[("expect_column_values_to_not_be_null", "volume")] == ("warning", "failed")
+    assert by_result[("expect_column_values_to_not_be_null", "close")] == ("critical", "passed")
+    page = (tmp_path / "index.html").read_text()
+    assert "<p>Run: pipeline 42 · " in page and report.validated_at.endswith(" UTC")
+    # each failed check is one failure or warning of the ticker (the bad open fails two)
+    assert page.count("<tr class=ok>") == result.evaluated - 3
+    assert page.count("<tr class=critical>") == len(result.failures) == 2
+    assert page.count("<tr class=warning>") == len(result.warnings) == 1
+    critical = page.index("<tr class=critical>")
+    assert page.index("<code>expect_column_values_to_be_between</code>", critical) < page.index(
+        "FAILED", critical
+    )
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert saved["run_name"] == "pipeline 42" and len(saved["results"][0]["checks"]) == len(
+        result.checks
+    )
+    # GX's own site: readable suite names, the run's name instead of "__none__"
+    pages = sorted(
+        p.relative_to(tmp_path / "data_docs") for p in (tmp_path / "data_docs").rglob("*.html")
+    )
+    suites = {p.parts[1] for p in pages if p.parts[0] == "validations"}
+    assert suites == {"stockcast-price-rows-daily", "stockcast-per-ticker-daily"}, pages
+    assert all(p.parts[2] == "pipeline 42" for p in pages if p.parts[0] == "validations"), pages
+
+
+def test_a_suite_is_named_by_what_it_checks_and_at_which_step():
+    from stockcast.validate import suite_name
+
+    assert suite_name("rows", frozenset(), 1) == "stockcast-price-rows-daily"
+    assert suite_name("series", frozenset(), 7) == "stockcast-per-ticker-weekly"
+    assert suite_name("rows", frozenset({"volume", "high"}), 30) == (
+        "stockcast-price-rows-monthly-without-high-volume"
+    )
+    assert suite_name("rows", frozenset(), 91) == "stockcast-price-rows-every-91-days"
+    assert suite_name("rows", frozenset(), 28) == "stockcast-price-rows-monthly"
+    assert suite_name("rows", frozenset(), 31) == "stockcast-price-rows-monthly"
+    assert suite_name("rows", frozenset(), 32) == "stockcast-price-rows-every-32-days"
