@@ -270,6 +270,9 @@ class RegisterConfig:
     max_mase: float | None = None  # MASE is reported; scaled by another span, it is no gate
     min_improvement: float = 0.0
     max_p_value: float | None = None
+    # the false discovery rate across a run's tickers (Benjamini-Hochberg over each ticker's
+    # one-sided DM p-value of its best network); set, it replaces max_p_value
+    fdr: float | None = None
     intervals: tuple[float, ...] = (0.8, 0.95)  # split-conformal prediction interval levels
 
     def __post_init__(self) -> None:
@@ -277,6 +280,8 @@ class RegisterConfig:
             raise ConfigError(f"register.min_improvement={self.min_improvement} must be in [0, 1)")
         if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:
             raise ConfigError(f"register.max_p_value={self.max_p_value} must be in (0, 1]")
+        if self.fdr is not None and not 0.0 < self.fdr < 1.0:
+            raise ConfigError(f"register.fdr={self.fdr} must be in (0, 1), e.g. 0.1")
         for level in self.intervals:
             if not 0.0 < level < 1.0:
                 raise ConfigError(

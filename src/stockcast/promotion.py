@@ -66,11 +66,74 @@ def leaders(candidates: dict[str, CandidateScores], span: str) -> tuple[str | No
     return (min(networks, key=rmse) if networks else None), min(baselines, key=rmse)
 
 
+def one_sided_p(statistic: float, two_sided: float) -> float:
+    """The p-value of "the network's loss is the smaller" from Diebold-Mariano's two-sided
+    one (``statistic`` < 0: the network is ahead): half of it when the network is ahead, one
+    minus half when it is behind, so a network significantly *worse* is never a discovery."""
+    if not (math.isfinite(statistic) and math.isfinite(two_sided)):
+        return math.nan
+    return two_sided / 2 if statistic < 0 else 1.0 - two_sided / 2
+
+
+def benjamini_hochberg(p_values: dict[str, float]) -> dict[str, float]:
+    """Benjamini-Hochberg adjusted p-values (by key): ``min over j >= i of m p_(j) / j`` over
+    the p-values ranked ascending, at most 1. Rejecting every key whose adjusted p-value is
+    at most ``q`` controls the false discovery rate at ``q`` for independent (or positively
+    dependent) tests. A NaN p-value (no test) is left out of the family and stays NaN."""
+    tested = sorted((p, k) for k, p in p_values.items() if math.isfinite(p))
+    m = len(tested)
+    out = {k: math.nan for k in p_values}
+    running = 1.0
+    for rank in range(m, 0, -1):
+        p, key = tested[rank - 1]
+        running = min(running, m * p / rank)
+        out[key] = running
+    return out
+
+
+def network_edges(reports: dict[str, dict[str, CandidateScores]], span: str) -> dict[str, float]:
+    """Per ticker, the one-sided DM p-value of its best network against its best baseline on
+    ``span`` (the family the false discovery rate is controlled over); NaN for a ticker with
+    no scored network."""
+    out = {}
+    for ticker, candidates in reports.items():
+        net, _ = leaders(candidates, span)
+        scores = candidates[net].on(span) if net is not None else None
+        out[ticker] = one_sided_p(scores.dm_stat, scores.dm_p_value) if scores else math.nan
+    return out
+
+
+@dataclass(frozen=True)
+class Discoveries:
+    """A run's networks chosen over the rule, across its tickers, and what chance gives."""
+
+    tickers: int  # tickers with a network tested
+    chosen: int  # tickers whose network passed
+    by_chance: float  # how many would pass with no network better than its rule
+    rule: str  # the test they passed, in words
+
+
+def discoveries(edges: dict[str, float], chosen: int, r: RegisterConfig) -> Discoveries:
+    """The run's ``chosen`` networks beside how many chance alone would give: with
+    ``register.fdr`` q, Benjamini-Hochberg expects at most q of those chosen to be false;
+    with a raw ``max_p_value`` a, a ticker whose network is no better than its rule passes
+    with probability a / 2 (the DM test is two-sided, a win one side of it), so m a / 2 of
+    the m tickers tested."""
+    tested = sum(math.isfinite(p) for p in edges.values())
+    if r.fdr is not None:
+        return Discoveries(tested, chosen, r.fdr * chosen, f"BH-adjusted p <= {r.fdr}")
+    if r.max_p_value is None:
+        return Discoveries(tested, chosen, math.nan, "RMSE alone, no significance test")
+    return Discoveries(tested, chosen, tested * r.max_p_value / 2, f"DM p < {r.max_p_value}")
+
+
 def choose_candidate(
     candidates: dict[str, CandidateScores],
     span: str,
     min_improvement: float = 0.0,
     max_p_value: float | None = None,
+    fdr: float | None = None,
+    adjusted_p: float | None = None,
 ) -> tuple[str, str]:
     """The candidate to register: the best forecaster of ``span``, network or baseline.
 
@@ -86,6 +149,9 @@ def choose_candidate(
         span: ``backtest`` or ``val``.
         min_improvement: the share of the baseline's RMSE a network must win by.
         max_p_value: the p-value a network's win must be under; None: no test.
+        fdr: ``register.fdr``: the network's Benjamini-Hochberg adjusted p-value across the
+            run's tickers (``adjusted_p``, :func:`benjamini_hochberg` of
+            :func:`network_edges`) must be at most this; it replaces ``max_p_value``.
 
     Returns:
         (the candidate's name, why it was chosen).
@@ -102,6 +168,13 @@ def choose_candidate(
     said = f"{net} {span} rmse {versus:.4f}x {base} (DM p={p_value:.3g})"
     if versus >= 1.0 - min_improvement:
         return base, f"{said}: the network does not beat the best baseline"
+    if fdr is not None:
+        if adjusted_p is None:
+            raise ValueError("register.fdr needs the run's adjusted p-values (network_edges)")
+        said = f"{said}, BH-adjusted p={adjusted_p:.3g} across the run's tickers"
+        if not adjusted_p <= fdr:
+            return base, f"{said}: not a discovery at FDR {fdr}"
+        return net, f"{said}: the network beats the best baseline"
     if max_p_value is not None and not p_value < max_p_value:
         return base, f"{said}: not significant at {max_p_value}"
     return net, f"{said}: the network beats the best baseline"

@@ -101,6 +101,7 @@ class Choice:
     fingerprint: str
     earlier: Any | None
     own: bool = False
+    adjusted_p: float | None = None  # the BH-adjusted p-value it was judged on (register.fdr)
 
 
 def choose_registration(
@@ -111,20 +112,23 @@ def choose_registration(
     scores: dict[str, CandidateScores],
     tags: dict[str, str],
     forecasters: dict[str, str] | None = None,
+    adjusted_p: float | None = None,
 ) -> Choice:
     """The candidate to register (:func:`choose_candidate` on ``span``, the selection span:
     :func:`stockcast.scores.selection_span`) and whether this very registration exists
     already, or the candidate is the champion's own forecaster (``forecasters``: each
-    rule's identity, :func:`stockcast.packaging.forecaster_id`)."""
-    name, why = choose_candidate(scores, span, r.min_improvement, r.max_p_value)
+    rule's identity, :func:`stockcast.packaging.forecaster_id`). ``adjusted_p``: the
+    ticker's Benjamini-Hochberg adjusted p-value, which ``register.fdr`` judges."""
+    name, why = choose_candidate(scores, span, r.min_improvement, r.max_p_value, r.fdr, adjusted_p)
     fingerprint = registration_fingerprint(tags, name, scores[name])
     earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
     identity = (forecasters or {}).get(name)
+    judged = adjusted_p if r.fdr is not None and adjusted_p == adjusted_p else None  # not NaN
     if earlier is None and identity:
         champion = _champion(client, r.model_name(ticker))
         if champion is not None and champion.tags.get("forecaster") == identity:
-            return Choice(name, why, fingerprint, champion, own=True)
-    return Choice(name, why, fingerprint, earlier)
+            return Choice(name, why, fingerprint, champion, own=True, adjusted_p=judged)
+    return Choice(name, why, fingerprint, earlier, adjusted_p=judged)
 
 
 def _champion(client: Any, name: str) -> Any | None:
@@ -183,6 +187,11 @@ def register_best(
             "selection": why,
             **({"fingerprint": fingerprint} if fingerprint else {}),
             **({"forecaster": chosen.forecaster} if chosen.forecaster else {}),
+            **(
+                {"dm_p_adjusted": f"{choice.adjusted_p:.6g}"}
+                if choice.adjusted_p is not None
+                else {}
+            ),
             **tags,
             **decision_tags(decision),
         },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
 from stockcast.packaging import forecaster_id, log_forecaster
 from stockcast.paths import Paths, read_json
-from stockcast.promotion import leaders
+from stockcast.promotion import benjamini_hochberg, discoveries, leaders, network_edges
 from stockcast.scores import CandidateScores, TickerReport, selection_span
 from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
@@ -201,6 +202,8 @@ def _log_tree(
     _log_run_inputs(client, parent, paths)
     client.log_inputs(parent, datasets=list(inputs.values()))  # one call for every ticker
     summary = []
+    edges = network_edges({t: r.candidates for t, r in reports.items()}, span)
+    adjusted = benjamini_hochberg(edges) if cfg.register.fdr is not None else {}
     report_at = progress_points(len(sets))
     stamp = time.strftime("%Y%m%d-%H%M")  # child runs' names stay distinct across runs
     for done, ws in enumerate(sets, start=1):
@@ -212,7 +215,14 @@ def _log_tree(
             if c.kind == "baseline"
         }
         choice = registry.choose_registration(
-            client, cfg.register, span, ws.ticker, report.candidates, tags, rules
+            client,
+            cfg.register,
+            span,
+            ws.ticker,
+            report.candidates,
+            tags,
+            rules,
+            adjusted.get(ws.ticker),
         )
         logged = models_to_log(cfg.train.scope, report, choice)
         candidates = {n: registry.Candidate(c, "") for n, c in report.candidates.items()}
@@ -252,8 +262,31 @@ def _log_tree(
     step("ending the parent run")
     log_batch(client, parent, summary, [], [])
     _log_verdict(client, parent, reports, decisions, span)
+    _log_discoveries(client, parent, cfg, edges, decisions)
     client.set_terminated(parent)
     opened.remove(parent)
+
+
+def _log_discoveries(
+    client: Any, run_id: str, cfg: Config, edges: dict[str, float], decisions: dict[str, Any]
+) -> None:
+    """How many of the run's tickers chose a network over their rule, beside how many chance
+    alone would give (:func:`stockcast.promotion.discoveries`): a tag that reads, and two
+    metrics that compare across runs."""
+    chosen = sum(d.get("kind") == "network" for d in decisions.values())
+    found = discoveries(edges, chosen, cfg.register)
+    client.set_tag(
+        run_id,
+        "networks_chosen",
+        f"{found.chosen} of {found.tickers} tickers chose a network ({found.rule}); "
+        f"chance alone: {found.by_chance:.3g}",
+    )
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    values = {"networks_chosen": found.chosen, "networks_chosen_by_chance": found.by_chance}
+    metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(v)]
+    log_batch(client, run_id, metrics, [], [])
 
 
 def _fit_times(result: TrainResult | None) -> tuple[int | None, int | None]:

@@ -330,3 +330,37 @@ def test_of_two_versions_with_one_fingerprint_the_first_is_the_registration(sqli
     sqlite_store.set_model_version_tag("stockcast-TEST", "2", "fingerprint", fingerprint)
     found = registry._registered_as(sqlite_store, "stockcast-TEST", fingerprint)
     assert found is not None and str(found.version) == "1"
+
+
+def test_with_fdr_the_version_records_the_adjusted_p_value_and_the_run_counts_discoveries(
+    sqlite_store, tmp_path
+):
+    """register.fdr: each ticker's network is judged on its BH-adjusted p-value across the
+    run's tickers; the version registered records it, and the parent run says how many
+    tickers chose a network beside how many chance alone would give."""
+    from dataclasses import replace
+
+    from stockcast.scores import TickerReport
+
+    # global scope: the fake network is not logged as a model (it has none)
+    run = baseline_run(tmp_path, register={"fdr": 0.1}, train={"scope": "global"})
+    scores = run.reports["TEST"].candidates
+    rule = scores["last_close"]
+    # a network a hair ahead of the rule on the span that chooses, nowhere near significant
+    edge = replace(rule.val, rmse=rule.val.rmse * 0.999, dm_stat=-0.5, dm_p_value=0.6)
+    gru = replace(rule, name="gru", kind="network", val=edge)
+    run.reports["TEST"] = TickerReport("TEST", {**scores, "gru": gru})
+    decision = run.register()["TEST"]
+    assert decision["variant"] == "last_close"
+    assert "BH-adjusted p=0.3 across the run's tickers" in decision["selection"]
+    assert decision["selection"].endswith("not a discovery at FDR 0.1")
+    version = sqlite_store.get_model_version("stockcast-TEST", decision["version"])
+    assert version.tags["dm_p_adjusted"] == "0.3"  # one ticker: its one-sided p, 0.6 / 2
+    (experiment,) = sqlite_store.search_experiments(filter_string="name = 'stockcast'")
+    runs = sqlite_store.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("stockcast.run") == "pipeline"]
+    assert parent.data.tags["networks_chosen"] == (
+        "0 of 1 tickers chose a network (BH-adjusted p <= 0.1); chance alone: 0"
+    )
+    assert parent.data.metrics["networks_chosen"] == 0.0
+    assert parent.data.metrics["networks_chosen_by_chance"] == 0.0

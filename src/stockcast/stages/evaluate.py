@@ -136,7 +136,14 @@ def _write_forecasts(
     scores = report.candidates
     span = next(iter(scores.values())).selection_span  # the span that chooses
     network, baseline = leaders(scores, span)
-    chosen, _ = choose_candidate(scores, span, r.min_improvement, r.max_p_value)
+    # with register.fdr the choice waits for every ticker's p-value (the register stage):
+    # the chart then bands the best network, or the best baseline, without naming a choice
+    chosen = (
+        None
+        if r.fdr is not None
+        else choose_candidate(scores, span, r.min_improvement, r.max_p_value)[0]
+    )
+    banded = chosen or network or baseline
     draw(
         plot_candidates,
         ws,
@@ -146,7 +153,7 @@ def _write_forecasts(
         (network, baseline),
         span,
         paths.forecast_plot(ws.ticker),
-        scores[chosen].interval_halfwidths,
+        scores[banded].interval_halfwidths,
         chosen,
     )
     paths.predictions.mkdir(parents=True, exist_ok=True)
