@@ -18,18 +18,6 @@ def flow_(params: str = "params.yaml") -> dict[str, TickerReport]:
     reports = evaluate.run(cfg, paths)
     logger = get_run_logger()
     for ticker, report in reports.items():
-        for name, c in report.candidates.items():
-            bt = c.on("backtest")
-            logger.info(
-                "%s/%s (%s): test_rmse %.3f = %.4fx %s (DM p=%.3g); backtest %.4fx %s",
-                ticker,
-                name,
-                c.kind,
-                c.test.rmse,
-                c.test.rmse_vs_best_baseline,
-                c.test.best_baseline,
-                c.test.dm_p_value,
-                bt.rmse_vs_best_baseline,
-                bt.best_baseline or "-",
-            )
+        for c in report.candidates.values():
+            logger.info("%s", c.line(ticker))
     return reports

@@ -122,6 +122,23 @@ class CandidateScores:
             out[f"test_coverage_{level}"] = self.test_coverage[level]
         return out
 
+    def line(self, ticker: str) -> str:
+        """One line for the evaluate log: the test span against its best baseline, then the
+        span that chooses (the backtest, else validation) against its own; a span that could
+        not be scored says so rather than printing "nan"."""
+
+        def versus(scores: SpanScores) -> str:
+            if not math.isfinite(scores.rmse_vs_best_baseline):
+                return "not scored"
+            return f"{scores.rmse_vs_best_baseline:.4f}x {scores.best_baseline}"
+
+        test, span = self.test, self.selection_span
+        p_value = f" (DM p={test.dm_p_value:.3g})" if math.isfinite(test.dm_p_value) else ""
+        return (
+            f"{ticker}/{self.name} ({self.kind}): test_rmse {test.rmse:.3f} = {versus(test)}"
+            f"{p_value}; {span} {versus(self.on(span))}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         folds = [asdict(f) for f in self.folds]
         return {**self.flat(), "folds": folds, "backtest_expected_folds": self.expected_folds}

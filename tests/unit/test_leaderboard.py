@@ -85,3 +85,23 @@ def test_a_decision_reads_as_one_line_and_a_runs_board_is_every_tickers_rows():
     board = leaderboard.board(reports, {"A": {"variant": "gru", "promote": True}}, "val")
     assert [r["ticker"] for r in board] == ["A"] * 3 + ["B"] * 3
     assert [r["decision"] for r in board if r["decision"]] == ["champion (version None)"]
+
+
+def test_the_evaluate_line_names_the_span_that_chooses_and_never_prints_nan():
+    from dataclasses import replace
+
+    from stockcast.scores import CandidateScores, SpanScores
+
+    base = SpanScores.missing("last_close")
+    test = replace(base, rmse=11.25, rmse_vs_best_baseline=1.0132, dm_p_value=0.04)
+    val = replace(base, rmse=7.0, rmse_vs_best_baseline=0.9969)
+    # no folds: validation chooses, and the backtest is not there to print
+    no_folds = CandidateScores("gru", "network", test, val, None)
+    assert no_folds.line("SH600519") == (
+        "SH600519/gru (network): test_rmse 11.250 = 1.0132x last_close (DM p=0.04); "
+        "val 0.9969x last_close"
+    )
+    # folds expected, one failed: the backtest chooses and says it was not scored
+    failed = CandidateScores("gru", "network", test, val, base, expected_folds=3)
+    assert failed.line("X").endswith("; backtest not scored")
+    assert "nan" not in failed.line("X")
