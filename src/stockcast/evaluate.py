@@ -19,25 +19,53 @@ from stockcast.columns import OHLCV
 from stockcast.scores import CandidateScores, FoldScore, SpanScores
 from stockcast.windows import WindowSet
 
-BASELINES = ("naive", "drift", "moving_average", "last_close")
+BASELINES = ("naive", "drift", "moving_average", "last_close", "seasonal_naive")
+
+# A series' season in steps, by its usual step in days: a monthly series repeats yearly (12),
+# a quarterly one too (4), a weekly one over 52 weeks. A daily price series has none.
+SEASONS = ((28, 31, 12), (89, 92, 4), (7, 7, 52))
 
 
-def baseline_rules(target: str) -> tuple[str, ...]:
-    """The baselines for a target: ``last_close`` is naive itself when the target is the close."""
-    return tuple(b for b in BASELINES if not (b == "last_close" and target == "close"))
+def season_of(dates: np.ndarray) -> int:
+    """The season, in rows, of a series with these dates (ascending): 12 for monthly rows, 4
+    for quarterly, 52 for weekly; 0 when the step says it is not seasonal (daily prices)."""
+    steps = np.diff(np.asarray(dates, dtype="datetime64[D]")).astype("int64")
+    if len(steps) == 0:
+        return 0
+    step = int(np.median(steps))
+    return next((season for low, high, season in SEASONS if low <= step <= high), 0)
+
+
+def baseline_rules(target: str, season: int = 0) -> tuple[str, ...]:
+    """The baselines for a target: ``last_close`` is naive itself when the target is the
+    close; ``seasonal_naive`` only for a seasonal series (``season`` rows, 0: none)."""
+    return tuple(
+        b
+        for b in BASELINES
+        if not (b == "last_close" and target == "close")
+        and not (b == "seasonal_naive" and season <= 0)
+    )
 
 
 def baseline_forecast(
-    rule: str, windows: np.ndarray, target: str, ma_window: int = 5
+    rule: str, windows: np.ndarray, target: str, ma_window: int = 5, season: int = 0
 ) -> np.ndarray:
-    """A rule's next-day forecast from raw OHLCV windows ``(n, context, 5)``, oldest first.
+    """A rule's next-step forecast from raw OHLCV windows ``(n, context, 5)``, oldest first.
 
     naive: the target's last value. drift: the last value plus the window's average daily
     change. moving_average: the mean of the last ``ma_window`` values. last_close: the last
-    close (at forecast time the day's close is known).
+    close (at forecast time the day's close is known). seasonal_naive: the value one season
+    (``season`` rows) back, the rule a forecaster tries first on a monthly series.
     """
     windows = np.asarray(windows, dtype="float64")
     series = windows[..., OHLCV.index(target)]  # (n, context)
+    if rule == "seasonal_naive":
+        if not 0 < season <= series.shape[1]:
+            raise ValueError(
+                f"seasonal_naive needs one season back: season {season} rows, the window "
+                f"holds {series.shape[1]} (set window.window to at least the season)"
+            )
+        return series[:, -season]
     if rule == "naive":
         return series[:, -1]
     if rule == "drift":
@@ -311,11 +339,19 @@ def baselines(ws: WindowSet, idx: np.ndarray, ma_window: int = 5) -> dict[str, n
     windows = ws.raw_inputs(np.asarray(idx))
     # a series with one price column (no close) has no last_close rule
     has_close = ws.ohlcv is None or not np.isnan(ws.ohlcv[:, OHLCV.index("close")]).all()
+    season = ws_season(ws)
     return {
-        rule: baseline_forecast(rule, windows, ws.target, ma_window)
-        for rule in baseline_rules(ws.target)
+        rule: baseline_forecast(rule, windows, ws.target, ma_window, season)
+        for rule in baseline_rules(ws.target, season)
         if not (rule == "last_close" and not has_close)
     }
+
+
+def ws_season(ws: WindowSet) -> int:
+    """The ticker's season in rows (:func:`season_of`) when its raw window reaches one season
+    back, else 0 (no seasonal rule)."""
+    season = season_of(ws.dates)
+    return season if 0 < season <= ws.context else 0
 
 
 def in_sample_naive_mae(ws: WindowSet) -> float:

@@ -35,7 +35,10 @@ def model_spec(
         "intervals": widths,
     }
     if keras_path is None:
-        return {**spec, "rule": rule, "ma_window": ma_window}
+        from stockcast.evaluate import ws_season
+
+        season = {"season": ws_season(ws)} if rule == "seasonal_naive" else {}
+        return {**spec, "rule": rule, "ma_window": ma_window, **season}
     return {
         **spec,
         **ws.scaler.to_dict(),
@@ -51,6 +54,10 @@ def forecaster_id(rule: str, ws: WindowSet, ma_window: int) -> str:
     it reads and, for the moving average, its days (its intervals are calibration, not the
     forecaster: they are recalibrated without a new version)."""
     days = f"|ma={ma_window}" if rule == "moving_average" else ""
+    if rule == "seasonal_naive":
+        from stockcast.evaluate import ws_season
+
+        days = f"|season={ws_season(ws)}"
     return f"{rule}|target={ws.target}|context={ws.context}{days}"
 
 

@@ -76,6 +76,7 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
         self.extra = tuple(spec.get("extra_inputs", ()))
         self.rule = spec.get("rule")
         self.ma_window = int(spec.get("ma_window", 5))
+        self.season = int(spec.get("season", 0))  # seasonal_naive's rows back
         self.half_widths = {str(k): float(v) for k, v in spec.get("intervals", {}).items()}
         self.model = None
         if self.kind == "network":
@@ -103,7 +104,7 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
         if self.kind == "baseline":
             from stockcast.evaluate import baseline_forecast
 
-            point = baseline_forecast(self.rule, raw, self.target, self.ma_window)
+            point = baseline_forecast(self.rule, raw, self.target, self.ma_window, self.season)
         else:
             point = self._network(raw)
         return forecast_frame(point, self.half_widths)

@@ -178,3 +178,55 @@ def test_the_choice_takes_the_lowest_rmse_whatever_the_order_and_says_why():
         "drift",
         "lstm backtest rmse 0.8889x drift (DM p=0.01): the network does not beat the best baseline",
     )
+
+
+def test_the_seasonal_naive_rule_is_the_value_one_season_back_by_hand():
+    window = np.zeros((1, 14, 5))
+    window[0, :, 0] = np.arange(100.0, 114.0)  # open: 100 .. 113, the last row is t-1
+    # season 12: the target's row minus 12, i.e. index -12 of the window (102)
+    assert baseline_forecast("seasonal_naive", window, "open", season=12).tolist() == [102.0]
+    assert baseline_forecast("seasonal_naive", window, "open", season=1).tolist() == [113.0]
+    with pytest.raises(ValueError, match="needs one season back: season 15 rows"):
+        baseline_forecast("seasonal_naive", window, "open", season=15)
+    with pytest.raises(ValueError, match="season 0 rows"):
+        baseline_forecast("seasonal_naive", window, "open")
+
+
+def test_a_series_step_says_whether_it_is_seasonal():
+    from stockcast.evaluate import baseline_rules, season_of
+
+    monthly = np.array(["1949-01-01", "1949-02-01", "1949-03-01", "1949-04-01"], "datetime64[D]")
+    assert season_of(monthly) == 12
+    quarterly = np.array(["2000-01-01", "2000-04-01", "2000-07-01"], "datetime64[D]")
+    assert season_of(quarterly) == 4
+    weekly = np.arange("2020-01-03", "2020-03-01", 7, dtype="datetime64[D]")
+    assert season_of(weekly) == 52
+    trading = np.array(["2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07"], "datetime64[D]")
+    assert season_of(trading) == 0  # daily prices: no season
+    assert season_of(trading[:1]) == 0
+    assert "seasonal_naive" not in baseline_rules("open")
+    assert baseline_rules("close", 12) == ("naive", "drift", "moving_average", "seasonal_naive")
+
+
+def test_a_monthly_seasonal_series_gets_the_seasonal_rule_and_it_wins():
+    """The airline tutorial's shape: monthly, a trend times a yearly cycle. The seasonal naive
+    rule is among the baselines, every span scores it, and it beats tomorrow = today."""
+    import pandas as pd
+
+    from stockcast.evaluate import baseline_candidates, score_candidates
+    from stockcast.windows import make_windows
+
+    months = pd.date_range("1949-01-01", periods=240, freq="MS")
+    cycle = 1 + 0.25 * np.sin(2 * np.pi * np.arange(240) / 12)
+    price = 100 * (1.005 ** np.arange(240)) * cycle
+    frame = pd.DataFrame(
+        {"date": months, "ticker": "AIR", "open": np.nan, "high": np.nan, "low": np.nan}
+    ).assign(close=price, volume=np.nan)
+    ws = make_windows(frame, "close", 24, 36, 36)
+    forecasts = baseline_candidates(ws, [], 5)
+    assert "seasonal_naive" in forecasts
+    expected = ws.prices[ws.test_idx - 12]
+    assert np.allclose(forecasts["seasonal_naive"].test, expected)
+    scores = score_candidates(ws, [], forecasts, (0.8,))
+    assert scores["seasonal_naive"].test.rmse < scores["naive"].test.rmse / 1.5
+    assert scores["naive"].test.best_baseline == "seasonal_naive"
