@@ -47,6 +47,80 @@ def rows(report: TickerReport, decision: dict[str, Any] | None, span: str) -> li
     return sorted(out, key=lambda r: (math.isnan(r["rmse"]), r["rmse"]))
 
 
+TICKER_COLUMNS = (
+    "ticker",
+    "registered",
+    "kind",
+    "decision",
+    "span",
+    "rmse",
+    "x_best_baseline",
+    "best_baseline",
+    "best_network",
+    "network_x_best_baseline",
+    "network_dm_p_value",
+    "network_dm_p_adjusted",
+    "test_rmse",
+    "test_coverage_80",
+    "test_coverage_95",
+)
+NOTE_LIMIT = 7500  # MLflow cuts a tag at 8000 characters: the note stops before that
+
+
+def ticker_row(
+    report: TickerReport,
+    decision: dict[str, Any] | None,
+    span: str,
+    adjusted_p: float = math.nan,
+) -> dict[str, Any]:
+    """A ticker in one row: the registered candidate (or, before registration, the best
+    baseline) on ``span`` against the best baseline, its test RMSE and coverage, and the
+    best network's edge with its DM p-value, adjusted across the run's tickers when
+    ``register.fdr`` is set (NaN otherwise)."""
+    network, baseline = leaders(report.candidates, span)
+    name = (decision or {}).get("variant") or baseline
+    chosen = report.candidates[name]
+    on = chosen.on(span)
+    edge = report.candidates[network].on(span) if network else None
+    if not decision:
+        said = ""
+    elif decision.get("promote"):
+        said = f"champion v{decision.get('version')}"
+    else:
+        said = f"v{decision.get('version')} not promoted"
+    return {
+        "ticker": report.ticker,
+        "registered": name,
+        "kind": chosen.kind,
+        "decision": said,
+        "span": span,
+        "rmse": on.rmse,
+        "x_best_baseline": on.rmse_vs_best_baseline,
+        "best_baseline": baseline,
+        "best_network": network or "",
+        "network_x_best_baseline": edge.rmse_vs_best_baseline if edge else math.nan,
+        "network_dm_p_value": edge.dm_p_value if edge else math.nan,
+        "network_dm_p_adjusted": adjusted_p,
+        "test_rmse": chosen.test.rmse,
+        "test_coverage_80": chosen.test_coverage.get("80", math.nan),
+        "test_coverage_95": chosen.test_coverage.get("95", math.nan),
+    }
+
+
+def ticker_board(
+    reports: dict[str, TickerReport],
+    decisions: dict[str, dict[str, Any]],
+    span: str,
+    adjusted: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Every ticker's row (:func:`ticker_row`), in ticker order: a leaderboard that stays
+    readable at 500 tickers (``reports/leaderboard.csv``, the parent run's ``tickers.json``)."""
+    return [
+        ticker_row(reports[t], decisions.get(t), span, (adjusted or {}).get(t, math.nan))
+        for t in sorted(reports)
+    ]
+
+
 def board(
     reports: dict[str, TickerReport], decisions: dict[str, dict[str, Any]], span: str
 ) -> list[dict[str, Any]]:
@@ -110,13 +184,27 @@ def run_verdict(
     return f"{len(reports)} tickers: {promoted} new champion(s), {networks} of them networks"
 
 
-def markdown(board: list[dict[str, Any]], headline: str) -> str:
-    """The leaderboard as the run's description: the verdict, then a table."""
-    head = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "---|" * len(COLUMNS)
+def markdown(
+    board: list[dict[str, Any]],
+    headline: str,
+    columns: tuple[str, ...] = COLUMNS,
+    limit: int = NOTE_LIMIT,
+) -> str:
+    """The leaderboard as the run's description: the verdict, then a table of ``columns``,
+    as many rows as fit in ``limit`` characters; a last line says how many rows are left
+    out and where they all are."""
+    head = "| " + " | ".join(columns) + " |"
+    rule = "|" + "---|" * len(columns)
     lines = [f"**{headline}**", "", head, rule]
-    for row in board:
-        lines.append("| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |")
+    size = sum(len(line) + 1 for line in lines)
+    rest = "\n_{} more rows: every row is in the logged tables (tickers.json, leaderboard.json)_"
+    for done, row in enumerate(board):
+        line = "| " + " | ".join(_cell(row[c]) for c in columns) + " |"
+        if size + len(line) + 1 + len(rest) + 10 > limit:
+            lines.append(rest.format(len(board) - done))
+            break
+        lines.append(line)
+        size += len(line) + 1
     return "\n".join(lines)
 
 

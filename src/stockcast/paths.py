@@ -87,6 +87,10 @@ class Paths:
         return self.root / "reports/registry.json"
 
     @property
+    def leaderboard(self) -> Path:
+        return self.root / "reports/leaderboard.csv"
+
+    @property
     def train_summary(self) -> Path:
         return self.models / "train.json"
 

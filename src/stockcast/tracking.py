@@ -261,7 +261,7 @@ def _log_tree(
             progress(f"logged and registered {done} of {len(sets)} tickers")
     step("ending the parent run")
     log_batch(client, parent, summary, [], [])
-    _log_verdict(client, parent, reports, decisions, span)
+    _log_verdict(client, parent, reports, decisions, span, adjusted)
     _log_discoveries(client, parent, cfg, edges, decisions)
     client.set_terminated(parent)
     opened.remove(parent)
@@ -302,19 +302,33 @@ def _log_verdict(
     reports: dict[str, TickerReport],
     decisions: dict[str, Any],
     span: str,
+    adjusted: dict[str, float] | None = None,
 ) -> None:
     """Say on the parent run who won: its name leads with the verdict, its description (the
-    run's note) holds the leaderboard, which is also a logged table (``leaderboard.json``)."""
+    run's note) holds the leaderboard, which is also a logged table (``leaderboard.json``,
+    every candidate; ``tickers.json``, a row per ticker). One ticker's note lists its
+    candidates; many tickers' list a row each, as many as a note holds."""
     import pandas as pd
 
     board = leaderboard.board(reports, decisions, span)
+    per_ticker = leaderboard.ticker_board(reports, decisions, span, adjusted)
     headline = leaderboard.run_verdict(reports, decisions, span)
     client.log_table(
         run_id,
         data=pd.DataFrame(board, columns=leaderboard.COLUMNS),
         artifact_file="leaderboard.json",
     )
-    client.set_tag(run_id, "mlflow.note.content", leaderboard.markdown(board, headline))
+    client.log_table(
+        run_id,
+        data=pd.DataFrame(per_ticker, columns=leaderboard.TICKER_COLUMNS),
+        artifact_file="tickers.json",
+    )
+    note = (
+        leaderboard.markdown(board, headline)
+        if len(reports) == 1
+        else leaderboard.markdown(per_ticker, headline, leaderboard.TICKER_COLUMNS)
+    )
+    client.set_tag(run_id, "mlflow.note.content", note)
     name = client.get_run(run_id).info.run_name
     client.update_run(run_id, name=f"{headline} · {name}")
 

@@ -105,3 +105,69 @@ def test_the_evaluate_line_names_the_span_that_chooses_and_never_prints_nan():
     failed = CandidateScores("gru", "network", test, val, base, expected_folds=3)
     assert failed.line("X").endswith("; backtest not scored")
     assert "nan" not in failed.line("X")
+
+
+def test_a_tickers_row_says_what_was_registered_and_the_networks_edge():
+    import math
+
+    from stockcast.leaderboard import TICKER_COLUMNS, ticker_board
+
+    reports = {
+        "B": _report("B", naive=12.0, last_close=10.0, gru=9.9),
+        "A": _report("A", naive=12.0, last_close=10.0, gru=9.9),
+    }
+    decisions = {"A": {"variant": "last_close", "promote": True, "version": "3"}}
+    rows = ticker_board(reports, decisions, "backtest", {"A": 0.4, "B": 0.9})
+    assert [r["ticker"] for r in rows] == ["A", "B"] and set(rows[0]) == set(TICKER_COLUMNS)
+    a, b = rows
+    assert a["registered"] == "last_close" and a["decision"] == "champion v3"
+    assert a["best_network"] == "gru" and a["network_dm_p_adjusted"] == 0.4
+    gru = reports["A"].candidates["gru"].on("backtest")
+    assert a["network_x_best_baseline"] == gru.rmse_vs_best_baseline
+    assert b["decision"] == "" and b["registered"] == b["best_baseline"]  # not registered yet
+    assert math.isnan(ticker_board(reports, {}, "backtest")[0]["network_dm_p_adjusted"])
+
+
+def test_a_note_of_many_tickers_stops_before_mlflows_limit_and_says_where_the_rest_is():
+    from stockcast.leaderboard import TICKER_COLUMNS, markdown, ticker_board
+
+    reports = {
+        f"T{k:03d}": _report(f"T{k:03d}", naive=12.0, last_close=10.0, gru=9.9) for k in range(500)
+    }
+    rows = ticker_board(reports, {}, "backtest")
+    note = markdown(rows, "500 tickers", TICKER_COLUMNS)
+    assert len(note) <= 7500
+    shown = note.count("\n| T")
+    assert 10 < shown < 500
+    assert note.endswith(
+        f"_{500 - shown} more rows: every row is in the logged tables "
+        "(tickers.json, leaderboard.json)_"
+    )
+    small = markdown(rows[:3], "3 tickers", TICKER_COLUMNS)
+    assert small.count("\n| T") == 3 and "more rows" not in small
+
+
+def test_the_register_stage_writes_the_tickers_leaderboard_as_csv(tmp_path):
+    import pandas as pd
+
+    from stockcast.config import config_from_dict
+    from stockcast.paths import Paths
+    from stockcast.stages.register import write_leaderboard
+
+    reports = {}
+    for t in ("B", "A"):
+        report = _report(t, naive=12.0, last_close=10.0, gru=9.9)
+        gru = report.candidates["gru"]
+        ahead = replace(gru.backtest, dm_stat=-1.0)  # the network ahead of the rule
+        reports[t] = TickerReport(t, {**report.candidates, "gru": replace(gru, backtest=ahead)})
+    cfg = config_from_dict({"data": {"sources": ["x.csv"]}, "register": {"fdr": 0.1}})
+    write_leaderboard(
+        cfg, Paths(tmp_path), reports, {"A": {"variant": "gru", "promote": False, "version": "2"}}
+    )
+    table = pd.read_csv(tmp_path / "reports/leaderboard.csv")
+    assert list(table.columns) == list(leaderboard.TICKER_COLUMNS)
+    assert table["ticker"].tolist() == ["A", "B"]
+    assert table.loc[0, "registered"] == "gru" and table.loc[0, "decision"] == "v2 not promoted"
+    # fdr set: each network's p-value adjusted across the two tickers (both 0.25 two-sided,
+    # the network ahead: one-sided 0.125 each, adjusted 0.125)
+    assert table["network_dm_p_adjusted"].tolist() == [0.125, 0.125]
