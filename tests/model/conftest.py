@@ -19,3 +19,16 @@ def sqlite_store(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yield MlflowClient(tracking_uri=uri)
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch):
+    """MLflow's fluent API pointed at ``tmp_path/mlflow.db`` (for ``mlflow.start_run`` and
+    ``mlflow.pyfunc.load_model``)."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield mlflow
+    mlflow.set_tracking_uri(None)

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import pytest
 
 from stockcast import packaging
 from stockcast.evaluate import baselines
 from stockcast.serving import point_forecast
 from stockcast.windows import make_windows
-
-
-@pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch):
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    yield mlflow
-    mlflow.set_tracking_uri(None)
 
 
 def _monthly():

@@ -28,17 +28,6 @@ def trained(tmp_path_factory):
     return root, ws, result
 
 
-@pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch):
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    yield mlflow
-    mlflow.set_tracking_uri(None)
-
-
 def test_tracking_uri_defaults_to_sqlite_at_the_root(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert store.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
