@@ -84,9 +84,11 @@ def test_a_monthly_single_price_series_goes_through_the_gate_and_into_windows(pr
     assert ws.ticker == "AIRLINE" and ws.scaled.shape[1] == 1 and np.isfinite(ws.scaled).all()
     assert len(ws.test_idx) == 24
     rules = evaluate.baselines(ws, ws.test_idx)
-    assert set(rules) == {"naive", "drift", "moving_average"}  # no close: no last_close rule
+    # no close: no last_close rule; a monthly series: the value a year back
+    assert set(rules) == {"naive", "drift", "moving_average", "seasonal_naive"}
     actual = ws.prices[ws.test_idx]
     assert np.allclose(rules["naive"], ws.prices[ws.test_idx - 1])
+    assert np.allclose(rules["seasonal_naive"], ws.prices[ws.test_idx - 12])
     assert np.isfinite(evaluate.regression_metrics(actual, rules["drift"])["rmse"])
 
 
