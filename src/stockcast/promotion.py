@@ -103,6 +103,16 @@ def network_edges(reports: dict[str, dict[str, CandidateScores]], span: str) -> 
     return out
 
 
+def fdr_family(
+    reports: dict[str, dict[str, CandidateScores]], span: str, r: RegisterConfig
+) -> tuple[dict[str, float], dict[str, float]]:
+    """A run's tickers as one family of tests: each ticker's network edge
+    (:func:`network_edges`) and, with ``register.fdr``, its Benjamini-Hochberg adjusted
+    p-value (empty without it)."""
+    edges = network_edges(reports, span)
+    return edges, (benjamini_hochberg(edges) if r.fdr is not None else {})
+
+
 @dataclass(frozen=True)
 class Discoveries:
     """A run's networks chosen over the rule, across its tickers, and what chance gives."""

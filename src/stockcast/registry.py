@@ -8,6 +8,7 @@ in :mod:`stockcast.tracking`.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,7 +124,8 @@ def choose_registration(
     fingerprint = registration_fingerprint(tags, name, scores[name])
     earlier = _registered_as(client, r.model_name(ticker), fingerprint) if fingerprint else None
     identity = (forecasters or {}).get(name)
-    judged = adjusted_p if r.fdr is not None and adjusted_p == adjusted_p else None  # not NaN
+    tested = adjusted_p is not None and not math.isnan(adjusted_p)
+    judged = adjusted_p if r.fdr is not None and tested else None
     if earlier is None and identity:
         champion = _champion(client, r.model_name(ticker))
         if champion is not None and champion.tags.get("forecaster") == identity:

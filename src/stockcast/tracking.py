@@ -24,7 +24,7 @@ from stockcast.lineage import pipeline_started
 from stockcast.ops import progress_points
 from stockcast.packaging import forecaster_id, log_forecaster
 from stockcast.paths import Paths, read_json
-from stockcast.promotion import benjamini_hochberg, discoveries, leaders, network_edges
+from stockcast.promotion import discoveries, fdr_family, leaders
 from stockcast.scores import CandidateScores, TickerReport, selection_span
 from stockcast.train import TrainResult
 from stockcast.windows import WindowSet
@@ -202,8 +202,7 @@ def _log_tree(
     _log_run_inputs(client, parent, paths)
     client.log_inputs(parent, datasets=list(inputs.values()))  # one call for every ticker
     summary = []
-    edges = network_edges({t: r.candidates for t, r in reports.items()}, span)
-    adjusted = benjamini_hochberg(edges) if cfg.register.fdr is not None else {}
+    edges, adjusted = fdr_family({t: r.candidates for t, r in reports.items()}, span, cfg.register)
     report_at = progress_points(len(sets))
     stamp = time.strftime("%Y%m%d-%H%M")  # child runs' names stay distinct across runs
     for done, ws in enumerate(sets, start=1):

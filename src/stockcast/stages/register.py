@@ -11,7 +11,7 @@ from stockcast import leaderboard, tracking
 from stockcast.config import Config
 from stockcast.lineage import lineage_tags
 from stockcast.paths import Paths, atomic_write, write_json
-from stockcast.promotion import benjamini_hochberg, network_edges
+from stockcast.promotion import fdr_family
 from stockcast.scores import TickerReport, selection_span
 from stockcast.stages.evaluate import read_reports
 from stockcast.stages.train import read_summary
@@ -57,10 +57,7 @@ def write_leaderboard(
     import pandas as pd
 
     span = selection_span(cfg.backtest.folds)
-    adjusted = None
-    if cfg.register.fdr is not None:
-        edges = network_edges({t: r.candidates for t, r in reports.items()}, span)
-        adjusted = benjamini_hochberg(edges)
+    _, adjusted = fdr_family({t: r.candidates for t, r in reports.items()}, span, cfg.register)
     rows = leaderboard.ticker_board(reports, decisions, span, adjusted)
     table = pd.DataFrame(rows, columns=leaderboard.TICKER_COLUMNS)
     atomic_write(paths.leaderboard, lambda tmp: table.to_csv(tmp, index=False))
