@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from stockcast import intervals  # noqa: E402
 from stockcast.config import load_config  # noqa: E402
-from stockcast.evaluate import baselines  # noqa: E402
+from stockcast.evaluate import baselines, level_name  # noqa: E402
 from stockcast.ingest import read_prices  # noqa: E402
 from stockcast.windows import WindowSet, make_windows  # noqa: E402
 
@@ -56,7 +56,7 @@ def bands(method: str, cal_rows, eval_rows, days: int, gamma: float) -> dict[str
 def judged(actual, forecast, widths) -> dict[str, float]:
     out = {}
     for level in LEVELS:
-        name = f"{level * 100:g}"
+        name = level_name(level)
         out[f"cov{name}"] = float(np.mean(intervals.covered(actual, forecast, widths[name])))
         out[f"is{name}"] = intervals.winkler(actual, forecast, widths[name], level)
     return out
@@ -101,8 +101,8 @@ def choose(frame, cfg, method: str) -> tuple[str, dict[str, dict[str, float]]]:
     for days, gamma in settings:
         scores = spans(frame, cfg, method, days, gamma)
         b = scores["backtest"]
-        miss = max(abs(b[f"cov{level * 100:g}"] - level) for level in LEVELS)
-        score = float(np.mean([b[f"is{level * 100:g}"] for level in LEVELS]))
+        miss = max(abs(b[f"cov{level_name(level)}"] - level) for level in LEVELS)
+        score = float(np.mean([b[f"is{level_name(level)}"] for level in LEVELS]))
         tried.append((round(miss / TIE), score, days, gamma, scores))
     _, _, days, gamma, scores = min(tried, key=lambda t: (t[0], t[1]))
     label = "" if method == "static" else f"k={days}" + (f", γ={gamma}" if gamma else "")

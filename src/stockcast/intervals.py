@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stockcast.evaluate import level_name
+
 METHODS = ("static", "scaled", "adaptive")
 FLOOR = 1e-6  # the smallest volatility a scale takes (a constant stretch of prices)
 
@@ -75,7 +77,7 @@ class Calibration:
 
     def alpha(self, level: float) -> float:
         """The miscoverage the band of ``level`` uses now (``1 - level`` until nudged)."""
-        return dict(self.alphas).get(_name(level), 1.0 - level)
+        return dict(self.alphas).get(level_name(level), 1.0 - level)
 
     def multiplier(self, level: float) -> float:
         """The band's width per unit of volatility (or the width itself for ``static``)."""
@@ -90,10 +92,6 @@ class Calibration:
         if self.method == "static":
             return np.full(len(scale), q)
         return q * np.asarray(scale, "float64")
-
-
-def _name(level: float) -> str:
-    return f"{level * 100:g}"
 
 
 def calibrate(
@@ -125,17 +123,15 @@ def run_online(
     level name) for every row, and the calibration after the last row. ``adaptive`` nudges
     each level's miscoverage after every row's outcome; ``static`` and ``scaled`` keep theirs
     (their calibration set is the one they were given)."""
-    widths = {_name(level): np.empty(len(actual)) for level in levels}
     if cal.method != "adaptive":
-        for level in levels:
-            widths[_name(level)] = cal.half_widths(level, scale)
-        return widths, cal
+        return {level_name(level): cal.half_widths(level, scale) for level in levels}, cal
+    widths = {level_name(level): np.empty(len(actual)) for level in levels}
     residuals = log_residuals(actual, predicted)
     ranked = np.sort(np.asarray(cal.scores))
-    alphas = {_name(level): cal.alpha(level) for level in levels}
+    alphas = {level_name(level): cal.alpha(level) for level in levels}
     for t in range(len(actual)):
         for level in levels:
-            name = _name(level)
+            name = level_name(level)
             alpha = alphas[name]
             q = _adaptive_quantile(ranked, alpha)
             width = q * scale[t]

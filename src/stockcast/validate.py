@@ -260,12 +260,12 @@ def validate_prices(
     report_dir.mkdir(parents=True, exist_ok=True)
     context = gate_context(report_dir / DATA_DOCS)
     checks = Checks(min_rows, today or pd.Timestamp.now().normalize(), max_daily_move, max_gap_days)
-    started = datetime.now(UTC)
-    run = run_name or f"stockcast validate {started:%Y-%m-%d %H:%M:%S} UTC"
+    started = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    run = run_name or f"stockcast validate {started}"
     results = judge_prices(frame, context, checks, rows_needed, absent or {}, progress, run)
     for result in results:
         result.sources = list((sources or {}).get(result.ticker, []))
-    return publish(context, results, report_dir, run, f"{started:%Y-%m-%d %H:%M:%S} UTC")
+    return publish(context, results, report_dir, run, started)
 
 
 @dataclass(frozen=True)
