@@ -50,8 +50,18 @@ def log_models(store: str, variant: str) -> tuple[str, str, bytes]:
     uris = []
     for rule, path in (("last_close", None), (variant, keras)):
         with mlflow.start_run(run_name=f"serving benchmark {rule}"):
-            widths = scores[rule].interval_halfwidths
-            uris.append(log_forecaster(mlflow, ws, path, widths, rule, cfg.features.moving_average))
+            mine = scores[rule]  # with its calibration: bands drawn per request, as served
+            uris.append(
+                log_forecaster(
+                    mlflow,
+                    ws,
+                    path,
+                    mine.interval_halfwidths,
+                    rule,
+                    cfg.features.moving_average,
+                    mine.calibration,
+                )
+            )
     newest = ws.raw_inputs([len(ws.prices)], ws.context)  # the days before tomorrow
     return uris[0], uris[1], json.dumps({"inputs": newest.tolist()}).encode()
 

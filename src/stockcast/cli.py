@@ -103,24 +103,17 @@ def _predict(args: argparse.Namespace) -> int:
 
     from stockcast.config import load_config
     from stockcast.paths import Paths
-    from stockcast.registry import CHAMPION, load_champion_version
+    from stockcast.registry import CHAMPION
     from stockcast.stages.forecast import forecast_all, validated
 
     cfg = load_config(args.params)
     paths = Paths(Path.cwd())
     frame = validated(paths)
-    loaded: dict[str, Any] = {}
-
-    def load(root: Path, name: str) -> Any:
-        loaded[name] = load_champion_version(root, name)
-        return loaded[name]
-
-    made = forecast_all(cfg, paths, load)
+    made = forecast_all(cfg, paths)
     rows = []
     for ticker, group in frame.groupby("ticker", sort=True):
         name = cfg.register.model_name(str(ticker))
-        if loaded.get(name) is not None:
-            champion = loaded[name]
+        if (champion := made.champions.get(name)) is not None:
             model_ref = f"{name}/{champion.version}"
             rows += _forecast_rows(champion, group, model_ref, cfg.data.target, args.horizon)
     for name in made.missing:
@@ -193,7 +186,7 @@ def _forecast_rows(champion: Any, group: Any, name: str, target: str, horizon: i
             "variant": variant,
         }
         for step, values in enumerate(
-            forecast(model, ohlcv, horizon, target, champion.half_widths), start=1
+            forecast(model, ohlcv, horizon, target, champion.bands), start=1
         )
     ]
 

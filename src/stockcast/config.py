@@ -16,6 +16,7 @@ from stockcast.yaml_types import check_type
 
 VARIANTS = ("simple_rnn", "lstm", "gru")
 TRANSFORMS = ("level", "diff", "log_return")
+INTERVAL_METHODS = ("static", "scaled", "adaptive")  # how bands follow volatility (intervals)
 INPUTS = (*PRICES, "volume_change", "range", "intraday")
 ANCHORS = ("target", "close")
 RUNNERS = ("processes", "threads", "dask")
@@ -274,8 +275,22 @@ class RegisterConfig:
     # one-sided DM p-value of its best network); set, it replaces max_p_value
     fdr: float | None = None
     intervals: tuple[float, ...] = (0.8, 0.95)  # split-conformal prediction interval levels
+    # how the bands follow volatility (stockcast.intervals): static | scaled | adaptive; the
+    # volatility window in days (within a model's input window); adaptive's step
+    interval_method: str = "adaptive"
+    interval_days: int = 59
+    interval_gamma: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.interval_method not in INTERVAL_METHODS:
+            raise ConfigError(
+                f"register.interval_method={self.interval_method!r}: expected one of "
+                f"{', '.join(INTERVAL_METHODS)}"
+            )
+        if self.interval_days < 1:
+            raise ConfigError(f"register.interval_days={self.interval_days} must be 1 or more")
+        if not 0.0 < self.interval_gamma < 1.0:
+            raise ConfigError(f"register.interval_gamma={self.interval_gamma} must be in (0, 1)")
         if not 0.0 <= self.min_improvement < 1.0:
             raise ConfigError(f"register.min_improvement={self.min_improvement} must be in [0, 1)")
         if self.max_p_value is not None and not 0.0 < self.max_p_value <= 1.0:

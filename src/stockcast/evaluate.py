@@ -129,15 +129,20 @@ def conformal_quantiles(
     return out
 
 
-def interval(predicted: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper) of the interval ``forecast * exp(-+half_width)``."""
+def interval(
+    predicted: np.ndarray, half_width: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the interval ``forecast * exp(-+half_width)`` (one width, or each
+    row's)."""
     predicted = np.asarray(predicted, dtype="float64")
-    return predicted * math.exp(-half_width), predicted * math.exp(half_width)
+    width = np.asarray(half_width, dtype="float64")
+    return predicted * np.exp(-width), predicted * np.exp(width)
 
 
-def coverage(actual: np.ndarray, predicted: np.ndarray, half_width: float) -> float:
-    """Share of ``actual`` inside the interval around ``predicted`` (NaN for an unknown width)."""
-    if math.isnan(half_width):
+def coverage(actual: np.ndarray, predicted: np.ndarray, half_width: float | np.ndarray) -> float:
+    """Share of ``actual`` inside the interval around ``predicted`` (NaN for an unknown width);
+    ``half_width``: one for every row, or each row's."""
+    if np.isnan(half_width).any():
         return float("nan")
     lower, upper = interval(predicted, half_width)
     actual = np.asarray(actual, dtype="float64")
@@ -252,9 +257,12 @@ def score_candidates(
     folds: list[WindowSet],
     forecasts: dict[str, CandidateForecasts],
     levels: tuple[float, ...],
+    bands: Banding | None = None,
 ) -> dict[str, CandidateScores]:
-    """Every candidate on every span against the strongest baseline of that span; conformal
-    intervals calibrated on the selection span (the backtest, else validation)."""
+    """Every candidate on every span against the strongest baseline of that span; prediction
+    intervals (``bands``: how they follow volatility) calibrated on the selection span (the
+    backtest, else validation) and drawn day by day over the test span for its coverage."""
+    bands = bands or Banding()
     rules = [n for n, f in forecasts.items() if f.kind == "baseline"]
     out = {}
     for name, mine in forecasts.items():
@@ -269,11 +277,14 @@ def score_candidates(
             for span, idx in (("test", ws.test_idx), ("val", ws.val_idx))
         }
         calibration = (ws.prices[ws.val_idx], mine.val)
+        scale = bands.volatility(ws, ws.val_idx)
         backtest = None
         if folds:
             backtest, calibration = _pooled(folds, mine, {r: forecasts[r] for r in rules})
-        widths = conformal_quantiles(*calibration, levels)
+            scale = np.concatenate([bands.volatility(f, f.test_idx) for f in folds])
+        cal = bands.calibrate(ws, *calibration, scale)
         actual = ws.prices[ws.test_idx]
+        widths = drawn_bands(ws, mine.test, cal, levels)
         out[name] = CandidateScores(
             name=name,
             kind=mine.kind,
@@ -286,10 +297,49 @@ def score_candidates(
                 if predicted is not None
             ),
             expected_folds=len(folds),
-            interval_halfwidths=widths,
+            interval_halfwidths=conformal_quantiles(*calibration, levels),
             test_coverage={k: coverage(actual, mine.test, w) for k, w in widths.items()},
+            calibration=cal,
         )
     return out
+
+
+@dataclass(frozen=True)
+class Banding:
+    """How prediction intervals follow volatility (:mod:`stockcast.intervals`): the method,
+    the volatility window in days (capped at a model's window less one, all a served window
+    holds) and the adaptive step. The default is the first bands: static split conformal."""
+
+    method: str = "static"
+    days: int = 20
+    gamma: float = 0.005
+
+    def days_for(self, ws: WindowSet) -> int:
+        return max(1, min(self.days, ws.window - 1))
+
+    def volatility(self, ws: WindowSet, idx: np.ndarray) -> np.ndarray:
+        from stockcast.intervals import realised_volatility
+
+        return realised_volatility(ws.prices, idx, self.days_for(ws))
+
+    def calibrate(
+        self, ws: WindowSet, actual: np.ndarray, predicted: np.ndarray, scale: np.ndarray
+    ) -> Any:
+        from stockcast.intervals import calibrate
+
+        return calibrate(self.method, actual, predicted, scale, self.days_for(ws), self.gamma)
+
+
+def drawn_bands(
+    ws: WindowSet, predicted: np.ndarray, cal: Any, levels: tuple[float, ...]
+) -> dict[str, np.ndarray]:
+    """The half-widths of each test row by level name, drawn day by day as the daily job does
+    (an adaptive band nudged after each day's outcome)."""
+    from stockcast.intervals import realised_volatility, run_online
+
+    scale = realised_volatility(ws.prices, ws.test_idx, cal.days)
+    widths, _ = run_online(cal, levels, ws.prices[ws.test_idx], predicted, scale)
+    return widths
 
 
 def _pooled(
@@ -432,7 +482,7 @@ def plot_candidates(
     leaders: tuple[str | None, str],
     span: str,
     path: Path,
-    half_widths: dict[str, float] | None = None,
+    half_widths: dict[str, np.ndarray] | None = None,
     chosen: str | None = None,
 ) -> Path:
     """One chart per ticker, titled by the candidate the registration rule chooses
@@ -445,16 +495,16 @@ def plot_candidates(
         forecasts: each candidate's forecasts for ``idx``.
         kinds: each candidate's kind (network | baseline).
         leaders: (the best network, the best baseline) on ``span``, the span that chooses.
-        half_widths: the banded candidate's conformal half-widths by level name.
+        half_widths: the banded candidate's half-widths by level name, per row of ``idx``.
         chosen: the candidate registration picks (the champion when it is promoted).
     """
     network, baseline = leaders
     fig, (ax, edge) = _figure(13, 4.5, 2, [3, 2])
     dates, actual = ws.dates[idx], ws.prices[idx]
     banded = chosen or network or baseline
-    finite = {k: w for k, w in (half_widths or {}).items() if math.isfinite(w)}
+    finite = {k: w for k, w in (half_widths or {}).items() if np.isfinite(w).all()}
     for shade, (name, width) in zip(
-        (0.15, 0.3, 0.45), sorted(finite.items(), key=lambda kv: -kv[1]), strict=False
+        (0.15, 0.3, 0.45), sorted(finite.items(), key=lambda kv: -np.mean(kv[1])), strict=False
     ):
         lower, upper = interval(forecasts[banded], width)
         ax.fill_between(

@@ -22,13 +22,15 @@ needlessly wide pays for its width.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from stockcast.config import INTERVAL_METHODS
 from stockcast.evaluate import level_name
 
-METHODS = ("static", "scaled", "adaptive")
+METHODS = INTERVAL_METHODS
 FLOOR = 1e-6  # the smallest volatility a scale takes (a constant stretch of prices)
 
 
@@ -54,11 +56,22 @@ def realised_volatility(prices: np.ndarray, idx: np.ndarray, days: int) -> np.nd
     return np.maximum(np.sqrt(mean), FLOOR)
 
 
+def window_volatility(prices: np.ndarray, days: int) -> np.ndarray:
+    """Per window of ``prices`` (n, context), oldest first, the realised volatility of the
+    day after it: :func:`realised_volatility` at the row past its end, over the window's last
+    ``days`` daily log changes (all it has when shorter)."""
+    prices = np.atleast_2d(np.asarray(prices, "float64"))
+    end = np.array([prices.shape[1]])
+    return np.array([realised_volatility(row, end, days)[0] for row in prices])
+
+
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
     """The split-conformal quantile: the ceil((n + 1) level)-th smallest score; infinite when
-    ``n`` is too small for ``level``."""
+    ``n`` is too small for ``level``, unknown (NaN) without a score."""
     ranked = np.sort(np.asarray(scores, "float64")[np.isfinite(scores)])
     n = len(ranked)
+    if n == 0:
+        return math.nan
     k = math.ceil((n + 1) * level)
     return float(ranked[k - 1]) if 0 < k <= n else math.inf
 
@@ -92,6 +105,41 @@ class Calibration:
         if self.method == "static":
             return np.full(len(scale), q)
         return q * np.asarray(scale, "float64")
+
+    def widths(self, levels: tuple[float, ...], scale: np.ndarray) -> dict[str, np.ndarray]:
+        """Each row's half-width per level name, for its volatility ``scale``."""
+        return {level_name(level): self.half_widths(level, scale) for level in levels}
+
+    def after(self, level: float, hits: list[bool]) -> Calibration:
+        """The calibration once the scored days ``hits`` of the band of ``level`` (oldest
+        first; True: the actual fell inside) have nudged its miscoverage; ``static`` and
+        ``scaled`` keep theirs."""
+        if self.method != "adaptive" or not hits:
+            return self
+        alpha = self.alpha(level)
+        for hit in hits:
+            alpha = nudge(alpha, level, not hit, self.gamma)
+        alphas = {**dict(self.alphas), level_name(level): alpha}
+        return replace(self, alphas=tuple(sorted(alphas.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (a model's spec, a version tag); scores to 6 significant digits."""
+        return {
+            "method": self.method,
+            "days": self.days,
+            "gamma": self.gamma,
+            "alphas": dict(self.alphas),
+            "scores": [float(f"{s:.6g}") for s in self.scores],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Calibration:
+        alphas = tuple(sorted((str(k), float(v)) for k, v in raw.get("alphas", {}).items()))
+        scores = tuple(float(s) for s in raw.get("scores", ()))
+        method = str(raw["method"])
+        if method not in METHODS:
+            raise ValueError(f"interval method {method!r}: expected one of {', '.join(METHODS)}")
+        return cls(method, scores, int(raw.get("days", 20)), float(raw.get("gamma", 0.005)), alphas)
 
 
 def calibrate(
@@ -156,10 +204,11 @@ def _adaptive_quantile(ranked: np.ndarray, alpha: float) -> float:
     """The calibration quantile at miscoverage ``alpha`` for the adaptive method: a level
     nudged past what ``n`` scores can resolve takes the largest score (Gibbs and Candes make
     that band infinite; a finite band the size of the worst calibration day serves better and
-    moves back as soon as the hits return), one nudged to 1 or more takes zero width."""
+    moves back as soon as the hits return), one nudged to 1 or more takes zero width; unknown
+    (NaN) without a score."""
     n = len(ranked)
     if n == 0:
-        return math.inf
+        return math.nan
     if alpha >= 1:
         return 0.0
     k = math.ceil((n + 1) * (1.0 - alpha))

@@ -23,9 +23,16 @@ LOG_MODEL_NOISE = re.compile(
 
 
 def model_spec(
-    ws: WindowSet, keras_path: Path | None, widths: dict[str, float], rule: str, ma_window: int
+    ws: WindowSet,
+    keras_path: Path | None,
+    widths: dict[str, float],
+    rule: str,
+    ma_window: int,
+    calibration: Any = None,
 ) -> dict[str, Any]:
-    """What the pyfunc needs besides the network: layout, scaling, rule and intervals."""
+    """What the pyfunc needs besides the network: layout, scaling, rule and intervals
+    (``widths``: the static half-widths; ``calibration``: the bands that follow volatility,
+    a :class:`stockcast.intervals.Calibration`, which the pyfunc draws when it is there)."""
     spec: dict[str, Any] = {
         "kind": "network" if keras_path is not None else "baseline",
         "input": "ohlcv",
@@ -34,6 +41,8 @@ def model_spec(
         "target": ws.target,
         "intervals": widths,
     }
+    if calibration is not None:
+        spec["calibration"] = calibration.to_dict()
     if keras_path is None:
         from stockcast.evaluate import ws_season
 
@@ -68,16 +77,18 @@ def log_forecaster(
     widths: dict[str, float],
     rule: str,
     ma_window: int = 5,
+    calibration: Any = None,
 ) -> str:
     """Log the OHLCV-in, price-out pyfunc of a network (``keras_path``) or a baseline
-    ``rule`` (``ma_window``: the moving average's days), with signature and input example."""
+    ``rule`` (``ma_window``: the moving average's days), with signature and input example;
+    ``calibration``: its bands (see :func:`model_spec`)."""
     from mlflow.models import infer_signature
 
     import stockcast
     from stockcast.models import muted_logs
     from stockcast.serving import PriceForecaster
 
-    spec = model_spec(ws, keras_path, widths, rule, ma_window)
+    spec = model_spec(ws, keras_path, widths, rule, ma_window, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -117,6 +128,7 @@ def _metadata(ws: WindowSet, spec: dict[str, Any], rule: str) -> dict[str, Any]:
         "anchor": spec.get("anchor", "none"),
         "extra_inputs": spec.get("extra_inputs", []),
         "intervals": spec["intervals"],
+        "interval_method": spec.get("calibration", {}).get("method", "static"),
     }
 
 

@@ -60,6 +60,11 @@ class Paths:
         return self.root / "reports/metrics.json"
 
     @property
+    def calibration(self) -> Path:
+        """Every candidate's interval calibration (scores, method, miscoverage levels)."""
+        return self.root / "reports/calibration.json"
+
+    @property
     def plots(self) -> Path:
         return self.root / "reports/plots"
 

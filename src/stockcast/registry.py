@@ -54,15 +54,25 @@ def load_champion(root: Path, name: str) -> Any | None:
 
 @dataclass(frozen=True)
 class Champion:
-    """A registered model's ``@champion``: its version, the pyfunc and its interval
-    half-widths (recalibrated ones when a later run confirmed it, else those logged with it)."""
+    """A registered model's ``@champion``: its version, the pyfunc, its static interval
+    half-widths and its calibration (a :class:`stockcast.intervals.Calibration`, None for a
+    model logged with fixed widths only): a later run's when one confirmed it, else those
+    logged with it."""
 
     version: str
     model: Any
     half_widths: dict[str, float]
+    calibration: Any = None
+
+    @property
+    def bands(self) -> Any:
+        """What :func:`stockcast.serving.forecast` draws the bands from."""
+        return self.calibration if self.calibration is not None else self.half_widths
 
 
-RECALIBRATED = "intervals_recalibrated"  # version tag: JSON half-widths of a later run
+# version tag: a later run's JSON calibration (method, scores, ... and its static half-widths
+# as "widths") or, before issue 31, those half-widths by level name alone
+RECALIBRATED = "intervals_recalibrated"
 
 
 def load_champion_version(root: Path, name: str) -> Champion | None:
@@ -75,10 +85,20 @@ def load_champion_version(root: Path, name: str) -> Champion | None:
         return None
     with sys_path_kept():
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    from stockcast.intervals import Calibration
+    from stockcast.serving import calibration_of
+
     widths = (model.metadata.metadata or {}).get("intervals", {})
+    calibration = calibration_of(model)
     if version.tags.get(RECALIBRATED):
-        widths = json.loads(version.tags[RECALIBRATED])
-    return Champion(str(version.version), model, {str(k): float(v) for k, v in widths.items()})
+        later = json.loads(version.tags[RECALIBRATED])
+        if "method" in later:
+            calibration = Calibration.from_dict(later)
+            widths = later.get("widths", widths)
+        else:
+            widths, calibration = later, None
+    fixed = {str(k): float(v) for k, v in widths.items()}
+    return Champion(str(version.version), model, fixed, calibration)
 
 
 @dataclass(frozen=True)
@@ -304,7 +324,10 @@ def _champions_own(
     """The champion's own rule chosen again: no new version. The champion's intervals are
     recalibrated with this run's residuals (a version tag the daily forecasts read)."""
     version = choice.earlier
-    widths = json.dumps(scores.interval_halfwidths, sort_keys=True)
+    later: dict[str, Any] = dict(scores.interval_halfwidths)
+    if scores.calibration is not None:
+        later = {**scores.calibration.to_dict(), "widths": later}
+    widths = json.dumps(later, sort_keys=True)
     client.set_model_version_tag(model_name, version.version, RECALIBRATED, widths)
     client.set_model_version_tag(
         model_name, version.version, "confirmed_by_run", tags.get("prefect_flow_run_id", "?")

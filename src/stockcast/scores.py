@@ -65,8 +65,9 @@ class CandidateScores:
     """A candidate (a network or a baseline rule) of one ticker, scored on every span.
 
     ``backtest`` pools every fold's rows (None without folds). ``interval_halfwidths`` are the
-    split-conformal half-widths in log price by level name (``"80"``), calibrated on the
-    selection span; ``test_coverage`` is their share of test prices covered.
+    static split-conformal half-widths in log price by level name (``"80"``), calibrated on
+    the selection span; ``test_coverage`` is the share of test prices inside the bands the
+    configured method (``calibration``) draws day by day.
     """
 
     name: str
@@ -78,6 +79,9 @@ class CandidateScores:
     expected_folds: int = 0
     interval_halfwidths: dict[str, float] = field(default_factory=dict)
     test_coverage: dict[str, float] = field(default_factory=dict)
+    # the bands' calibration (stockcast.intervals.Calibration); kept beside the metrics, in
+    # reports/calibration.json, not among them
+    calibration: Any = field(default=None, compare=False)
 
     def on(self, span: str) -> SpanScores:
         """The scores of ``test``, ``val`` or ``backtest`` (missing when not scored)."""

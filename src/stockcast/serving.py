@@ -20,16 +20,18 @@ from stockcast import transforms
 from stockcast.columns import OHLCV
 
 
-def forecast_frame(point: np.ndarray, half_widths: dict[str, float]) -> pd.DataFrame:
+def forecast_frame(point: np.ndarray, half_widths: dict[str, Any]) -> pd.DataFrame:
     """``forecast`` and, per interval level, ``lower_<level>`` / ``upper_<level>``, always
     nested: ``lower_95 <= lower_80 <= forecast <= upper_80 <= upper_95``. A wider level never
-    gets a narrower band than a lower one, and a band's ends are ordered whatever the sign."""
+    gets a narrower band than a lower one, and a band's ends are ordered whatever the sign.
+    ``half_widths``: per level name, one width for every row or each row's (an unknown, NaN,
+    width leaves that band and the wider ones unknown)."""
     from stockcast.evaluate import interval
 
     out = {"forecast": np.asarray(point, dtype="float64").reshape(-1)}
-    widest = 0.0
+    widest: Any = 0.0
     for name, width in sorted(half_widths.items(), key=lambda kv: _level(kv[0])):
-        widest = max(widest, abs(width)) if np.isfinite(width) else width
+        widest = np.maximum(widest, np.abs(np.asarray(width, dtype="float64")))
         ends = interval(out["forecast"], widest)
         out[f"lower_{name}"], out[f"upper_{name}"] = np.fmin(*ends), np.fmax(*ends)
     return pd.DataFrame(out)
@@ -78,6 +80,11 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
         self.ma_window = int(spec.get("ma_window", 5))
         self.season = int(spec.get("season", 0))  # seasonal_naive's rows back
         self.half_widths = {str(k): float(v) for k, v in spec.get("intervals", {}).items()}
+        self.calibration = None  # bands that follow volatility (logged since issue 31)
+        if "calibration" in spec:
+            from stockcast.intervals import Calibration
+
+            self.calibration = Calibration.from_dict(spec["calibration"])
         self.model = None
         if self.kind == "network":
             from stockcast.models import load_network
@@ -107,7 +114,12 @@ class PriceForecaster(mlflow.pyfunc.PythonModel):
             point = baseline_forecast(self.rule, raw, self.target, self.ma_window, self.season)
         else:
             point = self._network(raw)
-        return forecast_frame(point, self.half_widths)
+        return forecast_frame(point, self.bands(raw))
+
+    def bands(self, raw: np.ndarray) -> dict[str, Any]:
+        """Each window's half-widths by level name: drawn from its own recent volatility
+        when the model has a calibration, else the fixed ones logged with it."""
+        return band_widths(self.calibration, self.half_widths, raw[..., OHLCV.index(self.target)])
 
     def _ohlcv(self, model_input: Any) -> np.ndarray:
         """The input as (n, context, 5) raw OHLCV.
@@ -215,43 +227,71 @@ def model_inputs(meta: dict[str, Any], ohlcv_windows: np.ndarray, target: str) -
     return ohlcv_windows[..., OHLCV.index(target)]
 
 
+def band_widths(calibration: Any, fixed: dict[str, float], prices: np.ndarray) -> dict[str, Any]:
+    """Half-widths by level name for windows of target ``prices`` (n, context): a
+    :class:`stockcast.intervals.Calibration`'s, from each window's realised volatility, at
+    the levels of ``fixed`` (the static widths logged with a model); ``fixed`` itself without
+    one."""
+    if calibration is None:
+        return fixed
+    from stockcast.intervals import window_volatility
+
+    sigma = window_volatility(prices, calibration.days)
+    return calibration.widths(tuple(_level(name) / 100 for name in fixed), sigma)
+
+
+def calibration_of(model: Any) -> Any:
+    """The interval calibration inside a loaded pyfunc (None: it has fixed widths only)."""
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a python model of ours: fixed widths
+        return None
+    return getattr(inner, "calibration", None)
+
+
 def forecast(
     model: Any,
     ohlcv: np.ndarray,
     horizon: int,
     target: str,
-    half_widths: dict[str, float] | None = None,
+    bands: Any = None,
 ) -> list[dict[str, float]]:
     """The next ``horizon`` days from a logged model and the raw OHLCV history.
 
     Each forecast is fed back as a flat day (open = high = low = close = the forecast, the
     last volume) to forecast the next. The intervals are calibrated for one day ahead; for
     step h their log half-width is widened by sqrt(h), as for a random walk: an
-    approximation, not a calibrated interval. ``half_widths``: the champion's latest
-    calibration (:class:`stockcast.registry.Champion`), else those logged with the model.
+    approximation, not a calibrated interval. ``bands``: the champion's latest calibration
+    (:class:`stockcast.registry.Champion`: a :class:`stockcast.intervals.Calibration`, its
+    miscoverage nudged by the ledger, or fixed half-widths by level name), else the model's
+    own.
 
     Returns:
         One mapping per step: ``forecast`` and ``lower_<level>`` / ``upper_<level>``.
     """
     import math
 
-    from stockcast.evaluate import interval
     from stockcast.serving import point_forecast
 
     meta = model.metadata.metadata or {}
     needed = int(meta.get("context", meta.get("window")))
-    widths = meta.get("intervals", {}) if half_widths is None else half_widths
+    fixed = {str(k): float(v) for k, v in meta.get("intervals", {}).items()}
+    calibration = calibration_of(model) if bands is None else None
+    if isinstance(bands, dict):
+        fixed = {str(k): float(v) for k, v in bands.items()}
+    elif bands is not None:
+        calibration = bands
     history = np.asarray(ohlcv, dtype="float64")
     if len(history) < needed:
         raise ValueError(f"need {needed} days of history, have {len(history)}")
     history = history[-needed:]
+    column = OHLCV.index(target)
     out = []
     for step in range(1, horizon + 1):
         point = float(point_forecast(model.predict(model_inputs(meta, history[None], target)))[0])
-        values = {"forecast": point}
-        for level, width in widths.items():
-            lower, upper = interval(point, width * math.sqrt(step))
-            values[f"lower_{level}"], values[f"upper_{level}"] = float(lower), float(upper)
-        out.append(values)
+        widths = band_widths(calibration, fixed, history[None, :, column])
+        stretched = {k: np.asarray(w).reshape(-1) * math.sqrt(step) for k, w in widths.items()}
+        frame = forecast_frame(np.array([point]), stretched)
+        out.append({k: float(v) for k, v in frame.iloc[0].items()})
         history = np.vstack([history[1:], [point, point, point, point, history[-1, 4]]])
     return out

@@ -486,7 +486,13 @@ def log_candidate(
         with mlflow.start_run(run_id=run_id, nested=True):
             widths = scores.interval_halfwidths
             uri = log_forecaster(
-                mlflow, ws, keras_path, widths, scores.name, cfg.features.moving_average
+                mlflow,
+                ws,
+                keras_path,
+                widths,
+                scores.name,
+                cfg.features.moving_average,
+                scores.calibration,
             )
     log_batch(
         client,

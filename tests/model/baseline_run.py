@@ -48,7 +48,10 @@ def config(**sections: Any) -> Config:
 
 
 def baseline_run(root: Path, seed: int = 0, **sections: Any) -> BaselineRun:
+    from stockcast.stages.evaluate import banding
+
+    cfg = config(**sections)
     ws = make_windows(synthetic_prices(200, "TEST", seed=seed), "open", 10, 40, 40)
     forecasts = baseline_candidates(ws, [], 5)
-    scores = score_candidates(ws, [], forecasts, (0.8, 0.95))
-    return BaselineRun(config(**sections), Paths(root), ws, {"TEST": TickerReport("TEST", scores)})
+    scores = score_candidates(ws, [], forecasts, cfg.register.intervals, banding(cfg))
+    return BaselineRun(cfg, Paths(root), ws, {"TEST": TickerReport("TEST", scores)})

@@ -3,10 +3,13 @@ once per version and target, scored when the next row arrives."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
-from stockcast import ledger
+from stockcast import ledger, registry
+from stockcast.intervals import window_volatility
 from stockcast.paths import write_parquet
 from stockcast.stages import forecast
 from tests.conftest import synthetic_prices
@@ -39,6 +42,13 @@ def test_the_champion_forecasts_the_next_day_once_per_version(champion_run):
     f = {k: float(v) for k, v in row.items() if k.startswith(("lower", "upper", "forecast"))}
     assert f["lower_95"] <= f["lower_80"] <= f["forecast"] <= f["upper_80"] <= f["upper_95"]
     assert f["lower_80"] < f["upper_80"]
+    # the adaptive band (register.interval_method) from the last days' volatility, its days
+    # capped at the window less one
+    champion = registry.load_champion_version(run.paths.root, "stockcast-TEST")
+    cal = champion.calibration
+    assert (cal.method, cal.days) == ("adaptive", 9)
+    sigma = window_volatility(frame["open"].to_numpy()[-12:-1], cal.days)[0]
+    assert math.log(f["upper_80"] / f["forecast"]) == pytest.approx(cal.multiplier(0.8) * sigma)
 
     # A second run the same day (same version, same target): nothing new, nothing rewritten.
     before = run.paths.forecast_ledger.read_bytes()

@@ -127,7 +127,9 @@ def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
     assert out["candidate_rmse"] == out["champion_rmse"] == chosen.test.rmse
     tags = client.get_model_version("stockcast-TEST", str(first["version"])).tags
     assert tags["confirmed_by_run"] == "run-7"
-    assert tags[registry.RECALIBRATED] == json.dumps(chosen.interval_halfwidths, sort_keys=True)
+    assert json.loads(tags[registry.RECALIBRATED]) == json.loads(
+        json.dumps({**chosen.calibration.to_dict(), "widths": chosen.interval_halfwidths})
+    )
     assert out["reason"] == (
         f"the champion's own forecaster ({first['variant']}, the same rule and params) as "
         f"v{first['version']}: not registered again; it stays @champion, its intervals "
@@ -136,11 +138,15 @@ def test_the_champions_own_rule_chosen_again_is_no_new_version(store):
     assert len(client.search_model_versions("name = 'stockcast-TEST'")) == 1
     widths = later[first["variant"]].scores.interval_halfwidths
     recalibrated = client.get_model_version("stockcast-TEST", str(first["version"])).tags
-    assert json.loads(recalibrated[registry.RECALIBRATED]) == pytest.approx(widths)
+    assert json.loads(recalibrated[registry.RECALIBRATED])["widths"] == pytest.approx(widths)
     champion = registry.load_champion_version(Path.cwd(), "stockcast-TEST")
     assert champion.version == str(first["version"]) and champion.half_widths == pytest.approx(
         widths
     )
+    # the daily forecasts draw the bands of this run's calibration, not those logged at v1
+    mine = later[first["variant"]].scores.calibration
+    assert champion.calibration.scores == pytest.approx(mine.scores, rel=1e-5)
+    assert champion.bands is champion.calibration
 
     # a run without a Prefect flow run (a test, a script) says so with "?"
     registry.register_best(mlflow, client, cfg.register, SPAN, ws2, later, {}, choice)

@@ -193,3 +193,62 @@ def test_predict_prices_maps_a_models_scaled_output_back_to_prices(spans):
     np.testing.assert_allclose(prices, ws.prices[ws.test_idx], rtol=1e-5)
     n = len(ws.test_idx)  # in order, in batches of 17 rows, the last one the rest
     assert seen == [17] * (n // 17) + ([n % 17] if n % 17 else [])
+
+
+def test_the_configured_bands_are_calibrated_on_the_backtest_and_drawn_day_by_day(spans):
+    """``register.interval_method``: the calibration pools every fold's rows (residual over
+    the volatility each forecast knew), and the test coverage is of the bands a daily job
+    would have drawn, one day after another."""
+    from stockcast import intervals
+    from stockcast.evaluate import Banding
+
+    ws, folds = spans
+    forecasts = baseline_candidates(ws, folds, 5)
+    got = score_candidates(ws, folds, forecasts, LEVELS, Banding("adaptive", 500, 0.02))["naive"]
+    cal = got.calibration
+    assert (cal.method, cal.days, cal.gamma) == ("adaptive", ws.window - 1, 0.02)  # capped
+    actual = np.concatenate([f.prices[f.test_idx] for f in folds])
+    scale = np.concatenate(
+        [intervals.realised_volatility(f.prices, f.test_idx, cal.days) for f in folds]
+    )
+    residuals = intervals.log_residuals(actual, np.concatenate(forecasts["naive"].backtest))
+    assert cal.scores == pytest.approx(tuple(residuals / scale))
+    test = ws.prices[ws.test_idx]
+    widths, _ = intervals.run_online(
+        cal,
+        LEVELS,
+        test,
+        forecasts["naive"].test,
+        intervals.realised_volatility(ws.prices, ws.test_idx, cal.days),
+    )
+    for name, width in widths.items():
+        inside = intervals.covered(test, forecasts["naive"].test, width)
+        assert got.test_coverage[name] == pytest.approx(inside.mean())
+    static = score_candidates(ws, folds, forecasts, LEVELS)["naive"]
+    assert static.calibration.method == "static"
+    assert static.test_coverage != got.test_coverage
+    assert static.interval_halfwidths == got.interval_halfwidths  # the reference widths stay
+
+
+def test_the_calibrations_travel_from_evaluate_to_register(spans, tmp_path):
+    from stockcast.evaluate import Banding
+    from stockcast.paths import Paths, write_json
+    from stockcast.scores import TickerReport
+    from stockcast.stages.evaluate import calibrations, read_reports
+
+    ws, folds = spans
+    scores = score_candidates(
+        ws, folds, baseline_candidates(ws, folds, 5), LEVELS, Banding("adaptive", 20, 0.01)
+    )
+    paths = Paths(tmp_path)
+    reports = {"AAA": TickerReport("AAA", scores)}
+    write_json(paths.metrics, {t: r.to_json() for t, r in reports.items()})
+    assert read_reports(paths)["AAA"].candidates["naive"].calibration is None  # none written
+    write_json(paths.calibration, calibrations(reports))
+    back = read_reports(paths)["AAA"].candidates
+    assert set(back) == set(scores)
+    for name, mine in scores.items():
+        assert back[name].calibration.multiplier(0.8) == pytest.approx(
+            mine.calibration.multiplier(0.8), rel=1e-5
+        )
+        assert back[name].calibration.days == mine.calibration.days == ws.window - 1

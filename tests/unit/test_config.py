@@ -140,3 +140,17 @@ def test_whole_numbers_pass_where_a_number_is_expected():
     raw["register"]["intervals"] = [0.8, 0.95]
     cfg = config_from_dict(raw)
     assert cfg.train.learning_rate == 1 and cfg.register.intervals == (0.8, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("interval_method", "garch", "register.interval_method='garch': expected one of static"),
+        ("interval_days", 0, "register.interval_days=0 must be 1 or more"),
+        ("interval_gamma", 1.5, r"register.interval_gamma=1.5 must be in \(0, 1\)"),
+    ],
+)
+def test_a_bad_interval_setting_is_named(key, value, message):
+    raw = {"data": {"sources": ["x.csv"]}, "register": {key: value}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)

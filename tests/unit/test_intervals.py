@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -135,3 +136,47 @@ def test_the_adaptive_state_carries_over_to_the_next_day():
     assert np.allclose(np.concatenate([first["80"], rest["80"]]), whole["80"])
     assert state.alpha(0.8) != 0.2  # nudged
     assert state.multiplier(0.8) * scale[500] == pytest.approx(rest["80"][0])
+
+
+def test_a_served_window_sees_the_volatility_the_calibration_saw():
+    """The pyfunc reads volatility from the request's window; it must equal what calibration
+    and the test span read from the whole series for the same day."""
+    prices, _ = _regimes(3, 400)
+    ends = np.array([61, 200, 399])
+    windows = np.stack([prices[end - 61 : end] for end in ends])
+    got = intervals.window_volatility(windows, 59)
+    assert got == pytest.approx(intervals.realised_volatility(prices, ends, 59))
+    assert intervals.window_volatility(np.full((1, 61), 7.0), 20)[0] == intervals.FLOOR
+
+
+def test_scored_days_nudge_a_calibration_as_the_online_run_does():
+    """``after`` (the daily job replaying the ledger's hits) ends where ``run_online`` ends on
+    the same rows, and survives the JSON of a model's spec or a version tag."""
+    prices, _ = _regimes(5, 700)
+    idx = np.arange(30, len(prices))
+    actual, forecast = prices[idx], prices[idx - 1]
+    scale = intervals.realised_volatility(prices, idx, days=20)
+    cal = intervals.calibrate("adaptive", actual[:300], forecast[:300], scale[:300], 20, 0.02)
+    widths, state = intervals.run_online(
+        cal, (0.8, 0.95), actual[300:], forecast[300:], scale[300:]
+    )
+    replayed = cal
+    for level, name in ((0.8, "80"), (0.95, "95")):
+        hits = intervals.covered(actual[300:], forecast[300:], widths[name]).tolist()
+        replayed = replayed.after(level, hits)
+    assert replayed.alpha(0.8) == pytest.approx(state.alpha(0.8))
+    assert replayed.alpha(0.95) == pytest.approx(state.alpha(0.95))
+    back = intervals.Calibration.from_dict(json.loads(json.dumps(replayed.to_dict())))
+    assert (back.method, back.days, back.gamma) == ("adaptive", 20, 0.02)
+    assert back.alpha(0.95) == pytest.approx(replayed.alpha(0.95))
+    assert back.multiplier(0.8) == pytest.approx(replayed.multiplier(0.8), rel=1e-5)
+    static = intervals.calibrate("static", actual[:300], forecast[:300], scale[:300])
+    assert static.after(0.8, [False] * 50) is static  # only adaptive bands are nudged
+    with pytest.raises(ValueError, match="interval method 'garch'"):
+        intervals.Calibration.from_dict({**back.to_dict(), "method": "garch"})
+
+
+def test_no_calibration_score_is_an_unknown_band_not_an_infinite_one():
+    empty = intervals.calibrate("adaptive", np.array([1.0]), np.array([np.nan]), np.ones(1))
+    assert empty.scores == () and math.isnan(empty.multiplier(0.8))
+    assert math.isnan(intervals.conformal_quantile(np.array([]), 0.8))

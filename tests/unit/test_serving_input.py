@@ -142,3 +142,53 @@ def test_a_random_valid_window_gets_ordered_bands_from_every_rule(
     out = model.predict(None, window).iloc[0]
     assert out["lower_95"] <= out["lower_80"] <= out["forecast"]
     assert out["forecast"] <= out["upper_80"] <= out["upper_95"]
+
+
+def _calibrated(tmp_path, method: str) -> PriceForecaster:
+    from stockcast.intervals import Calibration
+
+    cal = Calibration(method, tuple(np.linspace(0.1, 2.0, 99)), days=10, gamma=0.02)
+    spec = {
+        "kind": "baseline",
+        "input": "ohlcv",
+        "window": 10,
+        "context": CONTEXT,
+        "target": "open",
+        "intervals": {"80": 0.01, "95": 0.02},
+        "calibration": cal.to_dict(),
+        "rule": "last_close",
+        "ma_window": 5,
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    model = PriceForecaster()
+    model.load_context(type("Context", (), {"artifacts": {"spec": str(path)}})())
+    return model
+
+
+@pytest.mark.parametrize("method", ["scaled", "adaptive"])
+def test_a_calibrated_model_draws_each_window_its_own_band_from_its_volatility(tmp_path, method):
+    """A stormy window gets a wider band than a calm one, by the ratio of their realised
+    volatilities: the band is the calibration quantile times the window's own volatility."""
+    from stockcast.intervals import window_volatility
+
+    model = _calibrated(tmp_path, method)
+    rng = np.random.default_rng(1)
+    calm = 100 * np.exp(np.cumsum(rng.normal(0, 0.005, CONTEXT)))
+    storm = 100 * np.exp(np.cumsum(rng.normal(0, 0.04, CONTEXT)))
+    windows = np.stack(
+        [np.column_stack([p, p * 1.01, p * 0.99, p, np.full(CONTEXT, 10.0)]) for p in (calm, storm)]
+    )
+    out = model.predict(None, windows)
+    width = np.log(out["upper_80"] / out["forecast"]).to_numpy()
+    sigma = window_volatility(windows[..., 0], 10)
+    assert width == pytest.approx(model.calibration.multiplier(0.8) * sigma)
+    assert width[1] > 3 * width[0]
+    assert (out["lower_95"] <= out["lower_80"]).all() and (out["upper_80"] <= out["upper_95"]).all()
+
+
+def test_a_model_logged_with_fixed_widths_still_serves_them(tmp_path):
+    model = _rule(tmp_path, "last_close", {"80": 0.01, "95": 0.02})
+    assert model.calibration is None
+    out = model.predict(None, _window()).iloc[0]
+    assert np.log(out["upper_95"] / out["forecast"]) == pytest.approx(0.02)

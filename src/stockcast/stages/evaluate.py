@@ -11,14 +11,16 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pandas as pd
 
 from stockcast.config import Config, RegisterConfig
 from stockcast.evaluate import (
+    Banding,
     CandidateForecasts,
     baseline_candidates,
+    drawn_bands,
     plot_backtest,
     plot_candidates,
     predict_prices,
@@ -44,12 +46,13 @@ def run(cfg: Config, paths: Paths) -> dict[str, TickerReport]:
                 **network_forecasts(ws, folds, mine, backtest.get(ws.ticker, {})),
                 **baseline_candidates(ws, folds, cfg.features.moving_average),
             }
-            scores = score_candidates(ws, folds, forecasts, cfg.register.intervals)
+            scores = score_candidates(ws, folds, forecasts, cfg.register.intervals, banding(cfg))
             errors = {v: r.error for v, r in mine.items() if not r.ok}
             reports[ws.ticker] = TickerReport(ws.ticker, scores, errors)
             _write_forecasts(paths, ws, reports[ws.ticker], forecasts, draw, cfg.register)
         _write_backtest(reports, paths, draw)
     write_json(paths.metrics, {t: r.to_json() for t, r in reports.items()})
+    write_json(paths.calibration, calibrations(reports))
     drawn = {p(t) for t in reports for p in (paths.forecast_plot, paths.backtest_plot)}
     for old in set(paths.plots.glob("*.png")) - drawn:  # charts of an earlier layout or ticker
         old.unlink()
@@ -57,8 +60,30 @@ def run(cfg: Config, paths: Paths) -> dict[str, TickerReport]:
 
 
 def read_reports(paths: Paths) -> dict[str, TickerReport]:
-    """What the evaluate stage wrote, typed."""
-    return {t: TickerReport.from_json(t, raw) for t, raw in read_json(paths.metrics).items()}
+    """What the evaluate stage wrote, typed, each candidate with its interval calibration
+    (a ``reports/calibration.json`` of an earlier layout, or none, leaves it None)."""
+    from stockcast.intervals import Calibration
+
+    reports = {t: TickerReport.from_json(t, raw) for t, raw in read_json(paths.metrics).items()}
+    kept = read_json(paths.calibration) if paths.calibration.exists() else {}
+    for ticker, report in reports.items():
+        for name, scores in list(report.candidates.items()):
+            if raw := kept.get(ticker, {}).get(name):
+                report.candidates[name] = replace(scores, calibration=Calibration.from_dict(raw))
+    return reports
+
+
+def banding(cfg: Config) -> Banding:
+    r = cfg.register
+    return Banding(r.interval_method, r.interval_days, r.interval_gamma)
+
+
+def calibrations(reports: dict[str, TickerReport]) -> dict[str, dict[str, object]]:
+    """Per ticker and candidate, its calibration as JSON (``reports/calibration.json``)."""
+    return {
+        t: {n: c.calibration.to_dict() for n, c in r.candidates.items() if c.calibration}
+        for t, r in reports.items()
+    }
 
 
 # Each network loaded traces its own predict function once; TensorFlow counts them as
@@ -153,7 +178,7 @@ def _write_forecasts(
         (network, baseline),
         span,
         paths.forecast_plot(ws.ticker),
-        scores[banded].interval_halfwidths,
+        drawn_bands(ws, forecasts[banded].test, scores[banded].calibration, r.intervals),
         chosen,
     )
     paths.predictions.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ each ``stockcast predict``), never rebuilt from the data (see :mod:`stockcast.le
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -27,11 +27,12 @@ ChampionLoader = Callable[[Any, str], Any]
 @dataclass(frozen=True)
 class Forecasts:
     """One run's forecasts: the ledger rows made, what the append did, tickers without a
-    champion."""
+    champion, and each champion as it forecast (its bands nudged by the ledger)."""
 
     rows: list[dict[str, str]]
     appended: ledger.Appended
     missing: list[str] = field(default_factory=list)
+    champions: dict[str, Any] = field(default_factory=dict)
 
 
 def levels(cfg: Config) -> list[str]:
@@ -63,18 +64,21 @@ def forecast_all(
     load = load or load_champion_version
     now = now or pd.Timestamp.now(tz="UTC")
     names = levels(cfg)
-    rows, missing = [], []
+    rows, missing, champions = [], [], {}
+    served_so_far = scored_table(paths)
     for ticker, group in validated(paths).groupby("ticker", sort=True):
         name = cfg.register.model_name(str(ticker))
         found = load(paths.root, name)
         if found is None:
             missing.append(name)
             continue
+        # the champion's latest calibration (recalibrated by a run that confirmed it), its
+        # miscoverage nudged by every day it has served
+        found = champions[name] = nudged(found, str(ticker), served_so_far, cfg.register.intervals)
         version, model = found.version, found.model
         group = group.sort_values("date")
         ohlcv = group[list(OHLCV)].to_numpy()
-        # the champion's latest calibration (recalibrated by a run that confirmed it)
-        values = forecast(model, ohlcv, 1, cfg.data.target, found.half_widths)[0]
+        values = forecast(model, ohlcv, 1, cfg.data.target, found.bands)[0]
         day = pd.Timestamp(group["date"].iloc[-1])
         bands = {
             f"{side}_{level}": values.get(f"{side}_{level}", float("nan"))
@@ -98,7 +102,27 @@ def forecast_all(
         if rows
         else ledger.Appended(0, 0)
     )
-    return Forecasts(rows, appended, missing)
+    return Forecasts(rows, appended, missing, champions)
+
+
+def nudged(champion: Any, ticker: str, table: pd.DataFrame, levels: tuple[float, ...]) -> Any:
+    """``champion`` (a :class:`stockcast.registry.Champion`) with its adaptive bands'
+    miscoverage nudged, per level, by each scored day this version served ``ticker`` (the
+    ledger's hits, oldest first): adaptive conformal inference run on what was served, so a
+    run of misses widens tomorrow's band. Other bands are returned as they are."""
+    cal = champion.calibration
+    if cal is None or cal.method != "adaptive" or table.empty:
+        return champion
+    mine = table[
+        (table["ticker"] == ticker)
+        & (table["model_version"].astype(str) == str(champion.version))
+        & table["actual"].notna()
+    ].sort_values("made_on")
+    for level in levels:
+        column = f"hit_{level_name(level)}"
+        if column in mine:
+            cal = cal.after(level, [bool(h) for h in mine[column].dropna()])
+    return replace(champion, calibration=cal)
 
 
 def score(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> ledger.Recorded:
