@@ -43,19 +43,28 @@ def write_tickers(raw: Path, n: int, seed: int = 0) -> None:
     for k in range(n):
         close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, DAYS)))
         open_ = close * (1 + rng.normal(0, 0.004, DAYS))
-        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, DAYS))
-        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, DAYS))
-        pd.DataFrame(
-            {
-                "Date": dates.strftime("%Y-%m-%d"),
-                "Open": open_.round(4),
-                "High": high.round(4),
-                "Low": low.round(4),
-                "Close": close.round(4),
-                "Adj Close": close.round(4),
-                "Volume": rng.integers(10_000, 1_000_000, DAYS),
-            }
-        ).to_csv(raw / f"T{k:03d}.csv", index=False)
+        write_yahoo(raw / f"T{k:03d}.csv", dates, open_, close, rng)
+
+
+def write_yahoo(
+    path: Path, dates: pd.DatetimeIndex, open_: np.ndarray, close: np.ndarray, rng
+) -> None:
+    """One Yahoo-layout CSV of daily bars: high and low a random reach beyond open and close,
+    a random volume."""
+    days = len(dates)
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, days))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, days))
+    pd.DataFrame(
+        {
+            "Date": dates.strftime("%Y-%m-%d"),
+            "Open": open_.round(4),
+            "High": high.round(4),
+            "Low": low.round(4),
+            "Close": close.round(4),
+            "Adj Close": close.round(4),
+            "Volume": rng.integers(10_000, 1_000_000, days),
+        }
+    ).to_csv(path, index=False)
 
 
 def one(

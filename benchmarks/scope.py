@@ -45,6 +45,8 @@ DAYS = 2520  # ten years of trading days
 
 def write_generated(raw: Path, n: int, seed: int = 0) -> None:
     """``n`` Yahoo-layout CSVs: AR(1) log returns in volatility regimes (see the module)."""
+    from benchmarks.scale import write_yahoo
+
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range("2014-01-02", periods=DAYS)
@@ -63,19 +65,7 @@ def write_generated(raw: Path, n: int, seed: int = 0) -> None:
             returns[t] = phi * returns[t - 1] + shocks[t]
         close = 50 * np.exp(np.cumsum(returns))
         open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0, 0.002, DAYS))
-        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, DAYS))
-        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, DAYS))
-        pd.DataFrame(
-            {
-                "Date": dates.strftime("%Y-%m-%d"),
-                "Open": open_.round(4),
-                "High": high.round(4),
-                "Low": low.round(4),
-                "Close": close.round(4),
-                "Adj Close": close.round(4),
-                "Volume": rng.integers(10_000, 1_000_000, DAYS),
-            }
-        ).to_csv(raw / f"G{k:03d}.csv", index=False)
+        write_yahoo(raw / f"G{k:03d}.csv", dates, open_, close, rng)
 
 
 def one(root: Path, scope: str, epochs: int, tickers: int, variants: list[str]) -> dict:

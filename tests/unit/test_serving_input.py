@@ -15,7 +15,7 @@ from stockcast.serving import PriceForecaster, forecast_frame, window_problem
 CONTEXT = 11
 
 
-def _rule(tmp_path, rule: str = "last_close", widths=None) -> PriceForecaster:
+def _rule(tmp_path, rule: str = "last_close", widths=None, **more) -> PriceForecaster:
     spec = {
         "kind": "baseline",
         "input": "ohlcv",
@@ -25,6 +25,7 @@ def _rule(tmp_path, rule: str = "last_close", widths=None) -> PriceForecaster:
         "intervals": widths or {"80": 0.01, "95": 0.02},
         "rule": rule,
         "ma_window": 5,
+        **more,
     }
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
@@ -148,22 +149,7 @@ def _calibrated(tmp_path, method: str) -> PriceForecaster:
     from stockcast.intervals import Calibration
 
     cal = Calibration(method, tuple(np.linspace(0.1, 2.0, 99)), days=10, gamma=0.02)
-    spec = {
-        "kind": "baseline",
-        "input": "ohlcv",
-        "window": 10,
-        "context": CONTEXT,
-        "target": "open",
-        "intervals": {"80": 0.01, "95": 0.02},
-        "calibration": cal.to_dict(),
-        "rule": "last_close",
-        "ma_window": 5,
-    }
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    model = PriceForecaster()
-    model.load_context(type("Context", (), {"artifacts": {"spec": str(path)}})())
-    return model
+    return _rule(tmp_path, calibration=cal.to_dict())
 
 
 @pytest.mark.parametrize("method", ["scaled", "adaptive"])
