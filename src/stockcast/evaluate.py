@@ -299,6 +299,12 @@ def score_candidates(
             expected_folds=len(folds),
             interval_halfwidths=conformal_quantiles(*calibration, levels),
             test_coverage={k: coverage(actual, mine.test, w) for k, w in widths.items()},
+            test_interval_score={
+                level_name(level): interval_score(
+                    actual, mine.test, widths[level_name(level)], level
+                )
+                for level in levels
+            },
             calibration=cal,
         )
     return out
@@ -328,6 +334,18 @@ class Banding:
         from stockcast.intervals import calibrate
 
         return calibrate(self.method, actual, predicted, scale, self.days_for(ws), self.gamma)
+
+
+def interval_score(
+    actual: np.ndarray, predicted: np.ndarray, half_width: np.ndarray, level: float
+) -> float:
+    """The mean Winkler score of the bands (:func:`stockcast.intervals.winkler`); NaN for an
+    unknown band."""
+    from stockcast.intervals import winkler
+
+    if np.isnan(half_width).any() or np.isnan(predicted).any():
+        return float("nan")
+    return winkler(actual, predicted, half_width, level)
 
 
 def drawn_bands(

@@ -79,6 +79,9 @@ class CandidateScores:
     expected_folds: int = 0
     interval_halfwidths: dict[str, float] = field(default_factory=dict)
     test_coverage: dict[str, float] = field(default_factory=dict)
+    # the mean interval (Winkler) score of those bands over the test span, in price (lower is
+    # better: a band that covers by being needlessly wide pays for its width)
+    test_interval_score: dict[str, float] = field(default_factory=dict)
     # the bands' calibration (stockcast.intervals.Calibration); kept beside the metrics, in
     # reports/calibration.json, not among them
     calibration: Any = field(default=None, compare=False)
@@ -124,6 +127,8 @@ class CandidateScores:
         for level, width in self.interval_halfwidths.items():
             out[f"interval_halfwidth_{level}"] = width
             out[f"test_coverage_{level}"] = self.test_coverage[level]
+            if level in self.test_interval_score:
+                out[f"test_interval_score_{level}"] = self.test_interval_score[level]
         return out
 
     def line(self, ticker: str) -> str:
@@ -170,6 +175,11 @@ class CandidateScores:
             expected_folds=int(raw.get("backtest_expected_folds", len(folds))),
             interval_halfwidths=widths,
             test_coverage={k: raw[f"test_coverage_{k}"] for k in widths},
+            test_interval_score={
+                k: raw[f"test_interval_score_{k}"]
+                for k in widths
+                if f"test_interval_score_{k}" in raw
+            },
         )
 
 

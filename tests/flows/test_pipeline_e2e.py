@@ -44,6 +44,7 @@ METRICS = {
     "backtest_dm_p_value",
     "interval_halfwidth_80",
     "test_coverage_95",
+    "test_interval_score_80",
 }
 CANDIDATES = ["drift", "gru", "last_close", "lstm", "moving_average", "naive", "simple_rnn"]
 STAGES = {"ingest", "validate", "drift", "window", "train", "evaluate", "register"}

@@ -221,9 +221,20 @@ def test_the_configured_bands_are_calibrated_on_the_backtest_and_drawn_day_by_da
         forecasts["naive"].test,
         intervals.realised_volatility(ws.prices, ws.test_idx, cal.days),
     )
-    for name, width in widths.items():
+    for (name, width), level in zip(widths.items(), LEVELS, strict=True):
         inside = intervals.covered(test, forecasts["naive"].test, width)
         assert got.test_coverage[name] == pytest.approx(inside.mean())
+        lower, upper = (
+            forecasts["naive"].test * np.exp(-width),
+            forecasts["naive"].test * np.exp(width),
+        )
+        by_hand = (upper - lower) + 2 / (1 - level) * (
+            np.maximum(lower - test, 0) + np.maximum(test - upper, 0)
+        )
+        assert got.test_interval_score[name] == pytest.approx(by_hand.mean())
+        assert got.flat()[f"test_interval_score_{name}"] == got.test_interval_score[name]
+    back = type(got).from_json("naive", got.to_json())
+    assert back.test_interval_score == pytest.approx(got.test_interval_score)
     static = score_candidates(ws, folds, forecasts, LEVELS)["naive"]
     assert static.calibration.method == "static"
     assert static.test_coverage != got.test_coverage
