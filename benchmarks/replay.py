@@ -33,10 +33,16 @@ from benchmarks.end_to_end import copy_project  # noqa: E402
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], root: Path, env: dict[str, str]) -> tuple[float, str]:
+def run(
+    cmd: list[str], root: Path, env: dict[str, str], logs: Path | None = None
+) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        n = len(list(logs.glob("run-*.log")))
+        (logs / f"run-{n:02d}.log").write_text(f"{cmd}\n{wall:.1f} s\n{proc.stdout}{proc.stderr}")
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     return wall, proc.stdout
@@ -54,6 +60,17 @@ def fits_since(root: Path, since: float) -> int:
                 for r in rec if isinstance(rec, list) else [rec]:
                     n += r.get("fit_ended", 0) > since
     return n
+
+
+def main_fits(root: Path) -> dict[str, dict[str, float]]:
+    """variant -> its main model's best validation loss and epochs run, from ``train.json``."""
+    path = root / "models" / "train.json"
+    out: dict[str, dict[str, float]] = {}
+    for variants in json.loads(path.read_text()).values():
+        for variant, rec in variants.items():
+            if isinstance(rec, dict) and rec.get("best_val_loss") is not None:
+                out[variant] = {"val": rec["best_val_loss"], "epochs": rec.get("epochs_run", 0)}
+    return out
 
 
 def versions(root: Path, env: dict[str, str]) -> int:
@@ -86,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=20)
     parser.add_argument("-S", dest="overrides", action="append", default=[])
+    parser.add_argument("--logs", type=Path, help="keep each run's output here (day-N.log)")
     args = parser.parse_args(argv)
     from flows.server import prefect_api
 
@@ -101,22 +119,25 @@ def main(argv: list[str] | None = None) -> int:
         for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "replay start"]):
             subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
 
-        cold, _ = run([sys.executable, "-m", "flows.repro"], root, env)
+        cold, _ = run([sys.executable, "-m", "flows.repro"], root, env, args.logs)
         print(f"cold pipeline run ({len(kept)} rows): {cold:.1f} s, {fits_since(root, 0)} fits")
         start_versions = versions(root, env)
         run([sys.executable, "-m", "flows.retrain", "run"], root, env)  # day 0's forecast
         print(
             "| day | date | wall s | fits | start | champion | forecast next day [80 %] "
-            "| realised (day's own forecast) | hit 80 / 95 |"
+            "| realised (day's own forecast) | hit 80 / 95 | main fits: val_loss x1e4 (epochs) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
-        walls = []
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        walls: list[float] = []
+        val_losses: list[dict[str, dict[str, float]]] = []
         for day, row in enumerate(rows[-args.days :], start=1):
             kept.append(row)
             raw.write_text("\n".join([header, *kept]) + "\n")
             began = time.time()
-            wall, out = run([sys.executable, "-m", "flows.retrain", "run"], root, env)
+            wall, out = run([sys.executable, "-m", "flows.retrain", "run"], root, env, args.logs)
             walls.append(wall)
+            fitted = main_fits(root)
+            val_losses.append(fitted)
             said = json.loads(out[out.rindex("{\n") :])
             record = json.loads((root / "models/continuation.json").read_text())
             start = ("warm" if record["warm"] else "cold") + (
@@ -134,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {day} | {made['made_on']} | {wall:.1f} | {fits_since(root, began)} "
                 f"| {start} | {champion(root)} | {float(made['forecast']):.2f} "
                 f"[{float(made['lower_80']):.2f}, {float(made['upper_80']):.2f}] "
-                f"| {realised} | {hits} |",
+                f"| {realised} | {hits} | "
+                + ", ".join(
+                    f"{v} {f['val'] * 1e4:.3f} ({f['epochs']:.0f})" for v, f in fitted.items()
+                )
+                + " |",
                 flush=True,
             )
         table = ledger(root, env)
@@ -156,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"scored days ({float(served['live_rmse_20_vs_last_close']):.3f}x)"
             )
         print(f"registry versions added: {versions(root, env) - start_versions}")
+        for variant in sorted({v for day in val_losses for v in day}):
+            vals = [day[variant]["val"] for day in val_losses if variant in day]
+            epochs = [day[variant]["epochs"] for day in val_losses if variant in day]
+            print(
+                f"{variant}: the day's main model's mean validation loss "
+                f"{statistics.mean(vals):.4e} over {len(vals)} days, "
+                f"{statistics.mean(epochs):.1f} epochs a day"
+            )
     return 0
 
 

@@ -198,6 +198,8 @@ class TrainConfig:
     # A run on new rows continues yesterday's networks (main models only, the folds kept)
     # until this many runs in a row were warm; then every fit starts cold. 0: always cold.
     cold_every: int = 20
+    # A continuation's early-stopping patience: one more day barely moves the optimum.
+    warm_patience: int = 8
 
     def __post_init__(self) -> None:
         for flag in ("warm_start", "unroll"):
@@ -211,7 +213,7 @@ class TrainConfig:
             raise ConfigError(f"train.variants lists a variant twice: {list(self.variants)}")
         if not self.units:
             raise ConfigError("train.units is empty: give at least one layer size")
-        for name in ("batch_size", "epochs", "patience"):
+        for name in ("batch_size", "epochs", "patience", "warm_patience"):
             _check_positive(f"train.{name}", getattr(self, name))
         if not isinstance(self.cold_every, int) or self.cold_every < 0:
             raise ConfigError(f"train.cold_every={self.cold_every!r} must be an integer >= 0")

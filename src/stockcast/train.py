@@ -86,6 +86,7 @@ class FitJob:
     fold: int  # MAIN_MODEL or a backtest fold 1..K
     files: tuple[str, ...]  # the window sets (.npz names) it trains on
     out: str  # its folder within models/: "AAA/gru" or "AAA/gru/fold2"
+    patience: int = 0  # early stopping's patience for this fit; 0: train.patience
 
     @property
     def name(self) -> str:
@@ -191,6 +192,7 @@ def run_job(
     gets a line per epoch; ``init`` is the ``.keras`` file whose weights it starts from (a
     warm start), None for a cold start."""
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
+    cfg = replace(cfg, patience=job.patience) if job.patience else cfg
     fitted = fit(
         data, job.variant, cfg, seed, execution or ExecutionConfig(), progress, job.name, init
     )
@@ -216,6 +218,7 @@ class TrainResult:
     error: str | None = None
     worker: str = ""  # the process that ran the fit (e.g. a Dask worker), for the record
     warm_from: str = ""  # the fit whose weights it started from; "" for a cold start
+    patience: int = 0  # early stopping's patience it ran with
 
     @property
     def ok(self) -> bool:
@@ -320,7 +323,7 @@ def fit(
 
     import_keras()  # a worker's first fit imports TensorFlow: without its start-up lines
     worker = f"{multiprocessing.current_process().name} pid {os.getpid()}"
-    result = TrainResult(ws.ticker, variant, worker=worker)
+    result = TrainResult(ws.ticker, variant, worker=worker, patience=cfg.patience)
     try:
         label = name or f"{ws.ticker}/{variant}"
         callbacks = [epoch_log(progress, label, cfg.epochs)] if progress else []
