@@ -150,7 +150,7 @@ def _in_pipeline_flow(args: argparse.Namespace, stale: list[str]) -> int:
             from prefect import tags
 
             with tags(project_tag(Path.cwd())):
-                pipeline_flow()(
+                ran = pipeline_flow()(
                     args.targets, args.force, args.single_item, args.params, stale, args.set_param
                 )
         except StockcastError as exc:
@@ -158,7 +158,31 @@ def _in_pipeline_flow(args: argparse.Namespace, stale: list[str]) -> int:
             return 1
         finally:
             flush_prefect_logs()
+    if "register" in (ran or []):
+        print_summary(Path.cwd())
     return 0
+
+
+def print_summary(root: Path) -> None:
+    """Each ticker's outcome as a table at the end of the run (the run's outputs stand
+    whether or not it can be printed)."""
+    import csv
+
+    from stockcast import leaderboard
+    from stockcast.paths import Paths, read_json
+
+    numbers = ("network_x_best_baseline", "network_dm_p_value", "network_dm_p_adjusted")
+    try:
+        paths = Paths(root)
+        with paths.leaderboard.open(encoding="utf-8", newline="") as f:
+            board = [
+                {**row, **{k: float(row[k] or "nan") for k in numbers}} for row in csv.DictReader(f)
+            ]
+        decisions = read_json(paths.registry)
+        rest = paths.leaderboard.relative_to(root)
+        print(f"\n{leaderboard.terminal(board, decisions, rest_in=str(rest))}", flush=True)
+    except Exception as exc:  # noqa: BLE001 - a summary never fails a run that succeeded
+        print(f"(no summary table: {exc})")
 
 
 def url_news(root: Path, cfg: Any) -> list[str]:

@@ -212,3 +212,96 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4g}"
     return str(value).replace("|", "/")
+
+
+TERMINAL_ROWS = 20  # a terminal's summary shows this many tickers; the rest are in the CSV
+
+
+def terminal(
+    board: list[dict[str, Any]],
+    decisions: dict[str, dict[str, Any]],
+    limit: int = TERMINAL_ROWS,
+    rest_in: str = "reports/leaderboard.csv",
+) -> str:
+    """The end of a run in a terminal: per ticker (:func:`ticker_board`'s rows) the champion,
+    the best network against the best baseline on the span that chooses with its DM p-value,
+    and whether the registered version was promoted or why not; aligned columns, at most
+    ``limit`` tickers, then how many more and where they are."""
+    header = ("ticker", "champion", "best network against the best baseline", "decision")
+    lines = []
+    for row in board[:limit]:
+        d = decisions.get(row["ticker"]) or {}
+        network = row["best_network"]
+        if network:
+            p = row["network_dm_p_adjusted"]
+            p_said = f"adjusted p={p:.2g}" if p == p else f"DM p={row['network_dm_p_value']:.2g}"
+            edge = (
+                f"{network} {row['network_x_best_baseline']:.4f}x {row['best_baseline']} "
+                f"on {row['span']} ({p_said})"
+            )
+        else:
+            edge = f"no network scored on {row['span']}"
+        if ": " in d.get("selection", ""):  # why the network was or was not chosen
+            edge += f": {d['selection'].split(': ', 1)[1]}"
+        if not d:
+            decided, champion = "nothing registered", "-"
+        elif d.get("promote"):
+            decided = f"promoted: {d.get('reason', '')}"
+            champion = f"{d.get('variant')} v{d.get('version')}"
+            if d.get("already_registered"):  # the champion's own forecaster, chosen again
+                decided = f"kept: {d.get('reason', '')}"
+            else:
+                champion += " (new)"
+        else:
+            decided = f"v{d.get('version')} {d.get('variant')} not promoted: {d.get('reason', '')}"
+            champion = f"v{d['previous_version']} kept" if d.get("previous_version") else "kept"
+        lines.append((row["ticker"], champion, edge, decided))
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(3)]
+    out = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in [header, *lines]
+    ]
+    if len(board) > limit:
+        out.append(f"... and {len(board) - limit} more tickers: every one is in {rest_in}")
+    return "\n".join(out)
+
+
+def headline_figures(reports: dict[str, TickerReport], span: str) -> tuple[dict[str, float], str]:
+    """What a pipeline's parent run shows in the runs list, under the same names as its
+    candidates' (:func:`stockcast.ui_view.headline_metrics`): the best network's figures on
+    ``span`` against the best baseline there, and its test RMSE. With many tickers, the
+    median over the tickers of each one's best network, of the ratio and the DM p-value only
+    (RMSEs in different currencies and price levels have no median). Returns the figures and
+    a line saying which they are."""
+    edges: dict[str, list[float]] = {"rmse_vs_best_baseline": [], "dm_p_value": []}
+    rmse: dict[str, float] = {}
+    best = ""
+    for report in reports.values():
+        network, _ = leaders(report.candidates, span)
+        if network is None:
+            continue
+        on = report.candidates[network].on(span)
+        for key in edges:
+            edges[key].append(float(getattr(on, key)))
+        best, rmse = network, {f"{span}_rmse": on.rmse}
+        rmse["test_rmse"] = report.candidates[network].test.rmse
+    if not best:
+        return {}, "no network was scored"
+    if len(reports) == 1:
+        figures = {f"{span}_{k}": v[0] for k, v in edges.items()} | rmse
+        said = f"the best network's ({best}) on {span}, against the best baseline"
+    else:
+        figures = {f"{span}_{k}": float(_median(v)) for k, v in edges.items()}
+        said = (
+            f"the median over {len(edges['dm_p_value'])} tickers of each one's best network "
+            f"on {span}, against its best baseline"
+        )
+    return {k: v for k, v in figures.items() if math.isfinite(v)}, said
+
+
+def _median(values: list[float]) -> float:
+    ranked = sorted(v for v in values if math.isfinite(v))
+    if not ranked:
+        return math.nan
+    mid = len(ranked) // 2
+    return ranked[mid] if len(ranked) % 2 else (ranked[mid - 1] + ranked[mid]) / 2

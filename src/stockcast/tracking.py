@@ -182,7 +182,7 @@ def _log_tree(
     client, experiment_id, tags = attempt.client, attempt.experiment_id, attempt.tags
     decisions, opened, step = attempt.decisions, attempt.opened, attempt.step
     import mlflow
-    from mlflow.entities import Param
+    from mlflow.entities import Metric, Param
 
     ticker_tag = ",".join(ws.ticker for ws in sets)
     step("opening the pipeline's parent run")
@@ -259,6 +259,10 @@ def _log_tree(
         if progress and done in report_at:
             progress(f"logged and registered {done} of {len(sets)} tickers")
     step("ending the parent run")
+    figures, which = leaderboard.headline_figures(reports, span)
+    now = int(time.time() * 1000)
+    summary += [Metric(k, float(v), now, 0) for k, v in figures.items()]
+    client.set_tag(parent, "headline_metrics", f"{', '.join(figures) or 'none'}: {which}")
     log_batch(client, parent, summary, [], [])
     _log_verdict(client, parent, reports, decisions, span, adjusted)
     _log_discoveries(client, parent, cfg, edges, decisions)

@@ -129,6 +129,15 @@ def test_every_stage_is_locked_and_each_ran_as_a_prefect_flow(project):
     # no link to the run's own Prefect server, gone when the run ends; what to do next
     assert "View at http" not in logs
     assert first.stdout.rstrip().splitlines()[-1].startswith("next: make ui")
+    # before it, a table of each ticker's outcome: champion, the networks' edge, the decision
+    out = first.stdout.splitlines()
+    (head,) = [i for i, line in enumerate(out) if line.startswith("ticker ") and "champion" in line]
+    table = out[head + 1 : head + 3]
+    assert [line.split()[0] for line in table] == sorted(
+        json.loads((root / "reports/registry.json").read_text())
+    ), table
+    assert all(re.search(r"x \w+ on backtest \(DM p=[0-9.e-]+\)", line) for line in table)
+    assert all(re.search(r"(promoted|kept): ", line) for line in table), table
     # the first line, before Prefect and the libraries load: what is about to run
     assert first.stdout.splitlines()[0].startswith("stockcast run: out of date: ")
     assert re.search(r"SH600519: v1 \w+ \((network|baseline)\) is @champion: ", logs)
@@ -170,6 +179,17 @@ def test_three_child_runs_with_metrics_history_and_model(project):
         for rule in rules:
             got = parents[0].data.metrics[f"{ticker}.{rule}_backtest_rmse"]
             assert got == pytest.approx(rules[rule]["backtest_rmse"])
+    # two tickers: the parent's runs-list columns hold the median edge of the best networks
+    edges = sorted(
+        min(
+            (m for m in metrics[t].values() if m.get("kind") == "network"),
+            key=lambda m: m["backtest_rmse"],
+        )["backtest_rmse_vs_best_baseline"]
+        for t in ("MSFT", "SH600519")
+    )
+    got = parents[0].data.metrics["backtest_rmse_vs_best_baseline"]
+    assert got == pytest.approx(sum(edges) / 2)
+    assert parents[0].data.tags["headline_metrics"].startswith("backtest_rmse_vs_best_baseline")
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "validation")}
     assert "validation/validation.json" in parent_artifacts
     assert "validation/data_docs" in parent_artifacts

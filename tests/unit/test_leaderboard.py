@@ -171,3 +171,87 @@ def test_the_register_stage_writes_the_tickers_leaderboard_as_csv(tmp_path):
     # fdr set: each network's p-value adjusted across the two tickers (both 0.25 two-sided,
     # the network ahead: one-sided 0.125 each, adjusted 0.125)
     assert table["network_dm_p_adjusted"].tolist() == [0.125, 0.125]
+
+
+def _row(ticker: str, network: str = "gru", edge: float = 0.9969, p: float = 0.832) -> dict:
+    return {
+        "ticker": ticker,
+        "span": "backtest",
+        "best_baseline": "last_close",
+        "best_network": network,
+        "network_x_best_baseline": edge,
+        "network_dm_p_value": p,
+        "network_dm_p_adjusted": float("nan"),
+    }
+
+
+def test_the_terminal_table_says_per_ticker_the_champion_the_networks_edge_and_why():
+    decisions = {
+        "AAA": {
+            "variant": "last_close",
+            "version": 1,
+            "promote": True,
+            "reason": "no champion yet",
+            "selection": "gru backtest rmse 0.9969x last_close (DM p=0.832): not significant",
+        },
+        "BBB": {
+            "variant": "lstm",
+            "version": 4,
+            "promote": False,
+            "reason": "ties the champion",
+            "previous_version": "2",
+            "selection": "lstm backtest rmse 0.9x last_close (DM p=0.01): chosen",
+        },
+    }
+    board = [_row("AAA"), _row("BBB", "lstm", 0.9, 0.01), _row("CCC", "", float("nan"))]
+    lines = leaderboard.terminal(board, decisions).splitlines()
+    assert lines[0].split()[:2] == ["ticker", "champion"]
+    aaa, bbb, ccc = lines[1:]
+    assert aaa.startswith("AAA") and "last_close v1 (new)" in aaa
+    assert "gru 0.9969x last_close on backtest (DM p=0.83): not significant" in aaa
+    assert aaa.endswith("promoted: no champion yet")
+    assert "v2 kept" in bbb and bbb.endswith("v4 lstm not promoted: ties the champion")
+    assert "lstm 0.9000x last_close on backtest (DM p=0.01): chosen" in bbb
+    assert "no network scored on backtest" in ccc and ccc.endswith("nothing registered")
+    # the columns line up: each row's edge starts where the header's does
+    at = lines[0].index("best network")
+    assert aaa[at:].startswith("gru") and bbb[at:].startswith("lstm")
+
+
+def test_the_terminal_table_of_many_tickers_stops_and_says_where_the_rest_are():
+    board = [_row(f"T{i:03d}") for i in range(500)]
+    lines = leaderboard.terminal(board, {}, limit=20, rest_in="reports/leaderboard.csv")
+    assert len(lines.splitlines()) == 1 + 20 + 1
+    assert lines.splitlines()[-1] == (
+        "... and 480 more tickers: every one is in reports/leaderboard.csv"
+    )
+
+
+def test_the_terminal_table_shows_the_fdr_adjusted_p_when_there_is_one():
+    row = {**_row("AAA"), "network_dm_p_adjusted": 0.2}
+    assert "(adjusted p=0.2)" in leaderboard.terminal([row], {})
+
+
+def test_the_parent_run_shows_the_best_networks_figures_under_the_candidates_names():
+    report = _report(naive=4.0, last_close=2.0, gru=2.2, lstm=2.1)
+    figures, said = leaderboard.headline_figures({"AAA": report}, "backtest")
+    assert figures == {
+        "backtest_rmse_vs_best_baseline": 2.1 / 2.0,
+        "backtest_dm_p_value": 0.25,
+        "backtest_rmse": 2.1,
+        "test_rmse": 4.2,
+    }
+    assert "lstm" in said
+
+
+def test_many_tickers_parent_shows_the_median_edge_and_no_rmse_across_price_levels():
+    reports = {
+        "AAA": _report("AAA", last_close=2.0, gru=1.0),
+        "BBB": _report("BBB", last_close=10.0, gru=11.0),
+        "CCC": _report("CCC", last_close=100.0, gru=300.0),
+    }
+    figures, said = leaderboard.headline_figures(reports, "backtest")
+    assert figures == {"backtest_rmse_vs_best_baseline": 1.1, "backtest_dm_p_value": 0.25}
+    assert said.startswith("the median over 3 tickers")
+    none, why = leaderboard.headline_figures({"AAA": _report(last_close=1.0)}, "backtest")
+    assert none == {} and why == "no network was scored"
