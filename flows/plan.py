@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,12 @@ def run_stages(
     single_item: bool = False,
     params: str = DEFAULT_PARAMS,
     stale: frozenset[str] = frozenset(),
+    while_training: Callable[[], object] | None = None,
 ) -> list[str]:
     """Run the stale stages in this process, as Prefect flows, upstream first. ``stale``:
     stages to run whatever DVC says (ingest, when a URL source has a new day DVC cannot see).
+    ``while_training``: work run in the background while train runs (done before the next
+    stage starts), or after the stages when train did not run.
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
     records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
@@ -121,7 +125,9 @@ def run_stages(
                     print(f"Stage '{name}' didn't change, skipping", flush=True)
                     continue
                 print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
-                warming = _warm_while(name, order, root, warming)
+                warming = _warm_while(name, order, root, warming, while_training)
+                if name == "train":
+                    while_training = None  # started beside the fits
                 _run_stage(flows_by_stage[name], name, params)
                 if own_params:
                     repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
@@ -129,19 +135,37 @@ def run_stages(
         finally:  # a failed stage waits for a store's migrations to end, never cuts them
             if warming is not None:
                 warming.join()
+    if while_training is not None:
+        while_training()
     if not own_params:
         print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
     return ran
 
 
-def _warm_while(name: str, order: list[str], root: Path, warming: Any) -> Any:
+def _warm_while(
+    name: str,
+    order: list[str],
+    root: Path,
+    warming: Any,
+    beside: Callable[[], object] | None = None,
+) -> Any:
     """While train runs, import what evaluate and register need (and open the tracking
-    store); before any later stage, wait for that: never two migrations of one store."""
+    store), then run ``beside``; before any later stage, wait for that: never two
+    migrations of one store, never two writers at once."""
     from stockcast.tracking import prepare_store
 
-    if name == "train" and {"evaluate", "register"} & set(order):
+    if name == "train" and ({"evaluate", "register"} & set(order) or beside is not None):
         store = partial(prepare_store, root) if "register" in order else None
-        return preload(AFTER_TRAIN, then=store)
+
+        def then() -> None:
+            try:
+                if store is not None:
+                    store()
+            finally:  # its own failure is its stage's to report; beside's is beside's
+                if beside is not None:
+                    beside()
+
+        return preload(AFTER_TRAIN, then=then)
     if warming is not None:  # done long ago
         warming.join()
     return warming

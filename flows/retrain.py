@@ -137,6 +137,28 @@ def report_failure(flow: Any, run: Any, state: Any) -> None:
             logger.error("could not post to the webhook %s: %s", url, exc)
 
 
+class Publishing:
+    """The ledger's live skill logged to MLflow and charted while the networks fit (off the
+    day's critical path, done before evaluate and register write the store); its failure is
+    a warning after the stages, never the run's."""
+
+    def __init__(self, cfg: Config, paths: Paths, seen: forecast.Monitoring) -> None:
+        self.cfg, self.paths, self.seen = cfg, paths, seen
+        self.error: BaseException | None = None
+        self.done = False
+
+    def __call__(self) -> None:
+        try:
+            forecast.publish(self.cfg, self.paths, self.seen)
+        except Exception as exc:  # noqa: BLE001 - reported by report()
+            self.error = exc
+        self.done = True
+
+    def report(self) -> None:
+        if self.error is not None:
+            get_run_logger().warning("live skill was not logged to MLflow: %s", self.error)
+
+
 def _artifact(markdown: str, key: str = "retrain-summary") -> None:
     """The run's summary. A run with nothing to do writes ``retrain-check``, so the latest
     ``retrain-summary`` is always the last run that did something."""
@@ -144,10 +166,11 @@ def _artifact(markdown: str, key: str = "retrain-summary") -> None:
 
 
 @task
-def monitor(cfg: Config, paths: Paths) -> forecast.Monitoring:
-    """Score the open forecasts from the validated table, log live skill, read decay."""
+def monitor(cfg: Config, paths: Paths, publish: bool = True) -> forecast.Monitoring:
+    """Score the open forecasts from the validated table, read decay, and (``publish``) log
+    live skill to MLflow and chart it; without, :class:`Publishing` does that later."""
     logger = get_run_logger()
-    seen = forecast.monitor(cfg, paths)
+    seen = (forecast.monitor if publish else forecast.read_ledger)(cfg, paths)
     logger.info("ledger: %d forecast day(s) scored", seen.recorded.added)
     for revision in seen.recorded.revisions:
         logger.warning(revision)
@@ -210,7 +233,8 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
     # The stages run as subflows of this run, in this process (flows.plan.run_stages).
     run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
     run_stages(ROOT, ["drift"], params=params)
-    seen = monitor(cfg, paths)  # the new rows score yesterday's forecasts
+    seen = monitor(cfg, paths, publish=False)  # the new rows score yesterday's forecasts
+    publishing = Publishing(cfg, paths, seen)
     notes = forecast.act_on_decay(cfg, ROOT, seen, get_run_logger())
     decayed = bool(seen.decayed) and cfg.monitor.on_decay == "retrain"
     drift = json.loads(paths.drift.read_text(encoding="utf-8"))
@@ -219,6 +243,8 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         retrain, message = True, "a champion decayed: retraining"
     if not retrain:
         logger.info(message)
+        publishing()
+        publishing.report()
         made = forecast_next(cfg, paths)
         body = ops.summary_markdown({}, {}, drift) + f"\n{message}\n\n"
         _artifact(body + live.markdown(made.rows, seen.summary, notes))
@@ -233,7 +259,12 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         ]
     )
     with ops.env_set(COLD_ENV, cold or None):  # drift or decay: every fit starts cold
-        run_stages(ROOT, params=params)
+        try:
+            run_stages(ROOT, params=params, while_training=publishing)
+        finally:
+            if not publishing.done:  # a stage before train failed
+                publishing()
+            publishing.report()
     made = forecast_next(cfg, paths)
     pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
     if pushed:

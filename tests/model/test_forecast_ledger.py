@@ -59,9 +59,15 @@ def test_the_champion_forecasts_the_next_day_once_per_version(champion_run):
     # Nothing to score until the next row arrives; then it is scored from the data.
     assert forecast.score(run.cfg, run.paths, now=NOW).added == 0
     write_parquet(frame, run.paths.validated)
-    seen = forecast.monitor(run.cfg, run.paths, now=NOW)  # what the daily job does
-    assert seen.recorded.added == 1 and seen.logged == {"TEST": 1} and seen.decays == []
-    assert (run.paths.root / "reports/live/TEST.png").read_bytes()[:4] == b"\x89PNG"
+    chart = run.paths.root / "reports/live/TEST.png"
+    # what the daily job does: read the ledger before its fits, publish while they run
+    read = forecast.read_ledger(run.cfg, run.paths, now=NOW)
+    assert read.recorded.added == 1 and read.logged == {} and read.decays == []
+    assert not chart.exists()
+    assert forecast.publish(run.cfg, run.paths, read) == {"TEST": 1}
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    seen = forecast.monitor(run.cfg, run.paths, now=NOW)  # both at once: nothing new now
+    assert seen.recorded.added == 0 and seen.logged == {"TEST": 0} and seen.decays == []
     served = seen.summary.set_index("model_version").loc["served"]
     assert served["scored_days"] == 1
     table = forecast.scored_table(run.paths)

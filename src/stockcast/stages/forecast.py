@@ -159,22 +159,42 @@ class Monitoring:
 
 
 def monitor(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> Monitoring:
-    """Score the open forecasts, log live skill to MLflow, read the decay rule per ticker."""
+    """Score the open forecasts, log live skill to MLflow, read the decay rule per ticker:
+    :func:`read_ledger`, then :func:`publish`."""
+    seen = read_ledger(cfg, paths, now)
+    return replace(seen, logged=publish(cfg, paths, seen))
+
+
+def read_ledger(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> Monitoring:
+    """Score the open forecasts and read the decay rule per ticker (no MLflow, no chart:
+    what the day's decisions need, before its fits; ``logged`` stays empty)."""
     from stockcast import live
 
     recorded = score(cfg, paths, now)
     table = scored_table(paths)
     if table.empty:
         return Monitoring(recorded, {}, [], pd.DataFrame())
-    logged = live.log_history(cfg, paths.root, table)
     decays = []
     for ticker, rows in ledger.served(table).groupby("ticker", sort=True):
-        chart = paths.live_plot(str(ticker))
-        if recorded.added or not chart.exists():
-            live.plot(rows, str(ticker), chart)
         if (found := live.decay(str(ticker), rows, cfg.monitor)) is not None:
             decays.append(found)
-    return Monitoring(recorded, logged, decays, ledger.summary(table, cfg.monitor.min_dm_days))
+    return Monitoring(recorded, {}, decays, ledger.summary(table, cfg.monitor.min_dm_days))
+
+
+def publish(cfg: Config, paths: Paths, seen: Monitoring) -> dict[str, int]:
+    """Live skill as MLflow metric history and each ticker's chart of what was served (the
+    daily job runs this while its networks fit). Returns the days logged per ticker."""
+    from stockcast import live
+
+    table = scored_table(paths)
+    if table.empty:
+        return {}
+    logged = live.log_history(cfg, paths.root, table)
+    for ticker, rows in ledger.served(table).groupby("ticker", sort=True):
+        chart = paths.live_plot(str(ticker))
+        if seen.recorded.added or not chart.exists():
+            live.plot(rows, str(ticker), chart)
+    return logged
 
 
 def act_on_decay(cfg: Config, root: Any, seen: Monitoring, log: Any) -> list[str]:
