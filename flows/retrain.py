@@ -229,6 +229,12 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         note = f"# stockcast retrain\n\nNothing to do: {news.message()}.\n"
         _artifact(note, key="retrain-check")
         return {"status": "up to date", "message": news.message(), **_made(made)}
+    # The gate's libraries, then TensorFlow, while ingest and validate run (as make pipeline
+    # imports them while its Prefect server starts): not on the train stage's clock.
+    from flows.warmup import BEFORE_VALIDATE, preload
+    from stockcast.models import import_keras
+
+    preload(BEFORE_VALIDATE, then=import_keras)
     # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
     # The stages run as subflows of this run, in this process (flows.plan.run_stages).
     run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
