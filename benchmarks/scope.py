@@ -2,15 +2,17 @@
 
 The real tickers (SH600519 from data/raw, four from benchmarks/data: tushare pro, Kaggle,
 Quandl/NSE, Yahoo layouts) and ``--tickers`` less five generated ones, through the pipeline's
-own stages with the default windows and spans, the ``log_return`` transform, no backtest
-folds, ``--epochs`` epochs with early stopping. The generated series are ten years of daily
-bars whose log returns follow an AR(1) (a third each with coefficient 0, +0.15 and -0.15: a
-random walk, momentum, mean reversion) with volatility that switches between calm (1 %) and
-storm (2.5 %) spells, so a network has something to learn on two thirds of them and nothing
-on the rest. Each scope runs in a fresh process: train (the train flow, 2 worker processes)
-then evaluate. Prints the training and evaluation wall time, the fits, and per variant and
-group (real, generated) the mean over tickers of validation and test RMSE against the
-``last_close`` rule on the same rows (below 1 beats it) and how many tickers beat it.
+own stages with the default windows and spans, the features of ``params.yaml`` (transform,
+anchor, inputs: with ``anchor: close`` a network that learns nothing falls back to the
+``last_close`` rule), no backtest folds, ``--epochs`` epochs with early stopping. The generated
+series are ten years of daily bars whose log returns follow an AR(1) (a third each with
+coefficient 0, +0.15 and -0.15: a random walk, momentum, mean reversion) with volatility that
+switches between calm (1 %) and storm (2.5 %) spells, so a network has something to learn on
+two thirds of them and nothing on the rest. Each scope runs in a fresh process: train (the
+train flow, 2 worker processes) then evaluate. Prints the training and evaluation wall time,
+the fits, and per variant and group (real, generated) the mean over tickers of validation and
+test RMSE against the ``last_close`` rule on the same rows (below 1 beats it) and how many
+tickers beat it.
 
     .venv/bin/python benchmarks/scope.py [--tickers 50] [--epochs 5] [--variants gru]
 """
@@ -73,10 +75,16 @@ def one(root: Path, scope: str, epochs: int, tickers: int, variants: list[str]) 
     from flows.runners import task_runner
     from flows.stages.train import train_variants as _train
     from stockcast import stages
-    from stockcast.config import config_from_dict
+    from stockcast.config import config_from_dict, load_config
     from stockcast.paths import Paths
     from stockcast.stages import drift, evaluate, ingest, validate, window  # noqa: F401
 
+    project = load_config(ROOT / "params.yaml").features
+    features = {
+        "target_transform": project.target_transform,
+        "anchor": project.anchor,
+        "inputs": list(project.inputs),
+    }
     generated = max(0, tickers - len(SOURCES))
     write_generated(root / "generated", generated)
     sources = SOURCES + ([{"path": str(root / "generated")}] if generated else [])
@@ -85,7 +93,8 @@ def one(root: Path, scope: str, epochs: int, tickers: int, variants: list[str]) 
             "data": {"sources": sources},
             "validate": {"max_gap_days": 60},  # warnings only; holidays and index closures
             "backtest": {"folds": 0},
-            "features": {"target_transform": "log_return"},
+            # the project's features (params.yaml): the anchor and inputs a network needs
+            "features": features,
             "train": {"scope": scope, "epochs": epochs, "patience": 2, "variants": variants},
             "execution": {"max_workers": 2},
         }
