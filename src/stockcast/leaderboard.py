@@ -5,6 +5,7 @@ its test RMSE), the decision on each registered candidate, and a one-line verdic
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from stockcast.promotion import leaders
@@ -273,35 +274,27 @@ def headline_figures(reports: dict[str, TickerReport], span: str) -> tuple[dict[
     median over the tickers of each one's best network, of the ratio and the DM p-value only
     (RMSEs in different currencies and price levels have no median). Returns the figures and
     a line saying which they are."""
-    edges: dict[str, list[float]] = {"rmse_vs_best_baseline": [], "dm_p_value": []}
-    rmse: dict[str, float] = {}
-    best = ""
-    for report in reports.values():
-        network, _ = leaders(report.candidates, span)
-        if network is None:
-            continue
-        on = report.candidates[network].on(span)
-        for key in edges:
-            edges[key].append(float(getattr(on, key)))
-        best, rmse = network, {f"{span}_rmse": on.rmse}
-        rmse["test_rmse"] = report.candidates[network].test.rmse
+    best = [(n, r.candidates[n]) for r in reports.values() if (n := leaders(r.candidates, span)[0])]
     if not best:
         return {}, "no network was scored"
+    edges = ("rmse_vs_best_baseline", "dm_p_value")
     if len(reports) == 1:
-        figures = {f"{span}_{k}": v[0] for k, v in edges.items()} | rmse
-        said = f"the best network's ({best}) on {span}, against the best baseline"
+        ((name, network),) = best
+        on = network.on(span)
+        figures = {f"{span}_{k}": float(getattr(on, k)) for k in (*edges, "rmse")}
+        figures["test_rmse"] = network.test.rmse
+        said = f"the best network's ({name}) on {span}, against the best baseline"
     else:
-        figures = {f"{span}_{k}": float(_median(v)) for k, v in edges.items()}
+        ons = [network.on(span) for _, network in best]
+        figures = {f"{span}_{k}": _finite_median([getattr(on, k) for on in ons]) for k in edges}
         said = (
-            f"the median over {len(edges['dm_p_value'])} tickers of each one's best network "
+            f"the median over {len(best)} tickers of each one's best network "
             f"on {span}, against its best baseline"
         )
     return {k: v for k, v in figures.items() if math.isfinite(v)}, said
 
 
-def _median(values: list[float]) -> float:
-    ranked = sorted(v for v in values if math.isfinite(v))
-    if not ranked:
-        return math.nan
-    mid = len(ranked) // 2
-    return ranked[mid] if len(ranked) % 2 else (ranked[mid - 1] + ranked[mid]) / 2
+def _finite_median(values: list[float]) -> float:
+    """The median of the finite values; NaN when there is none."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan

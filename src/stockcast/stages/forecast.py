@@ -152,6 +152,7 @@ class Monitoring:
     logged: dict[str, int]
     decays: list[Any]  # stockcast.live.Decay, per ticker with enough scored days
     summary: pd.DataFrame
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)  # the scored ledger it read
 
     @property
     def decayed(self) -> list[Any]:
@@ -178,15 +179,17 @@ def read_ledger(cfg: Config, paths: Paths, now: pd.Timestamp | None = None) -> M
     for ticker, rows in ledger.served(table).groupby("ticker", sort=True):
         if (found := live.decay(str(ticker), rows, cfg.monitor)) is not None:
             decays.append(found)
-    return Monitoring(recorded, {}, decays, ledger.summary(table, cfg.monitor.min_dm_days))
+    summary = ledger.summary(table, cfg.monitor.min_dm_days)
+    return Monitoring(recorded, {}, decays, summary, table)
 
 
 def publish(cfg: Config, paths: Paths, seen: Monitoring) -> dict[str, int]:
     """Live skill as MLflow metric history and each ticker's chart of what was served (the
-    daily job runs this while its networks fit). Returns the days logged per ticker."""
+    daily job runs this while its networks fit), from the ledger ``seen`` read. Returns the
+    days logged per ticker."""
     from stockcast import live
 
-    table = scored_table(paths)
+    table = seen.table
     if table.empty:
         return {}
     logged = live.log_history(cfg, paths.root, table)
