@@ -11,6 +11,15 @@ training worker. Sizes above ``--train-up-to`` run the data stages only.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10 50 100] [--variants gru]
         [--scope per_ticker|global] [--train-up-to N] [--no-register]
+
+``--daily N`` measures the daily job instead: a temporary project (git + DVC) of N synthetic
+tickers, one day short, through one cold pipeline run (``python -m flows.repro``) and the
+retrain flow's forecast (``python -m flows.retrain run``, no new rows); then one day appended to
+every ticker and the retrain flow run again, as the schedule would: the warm day, every stage
+included. Prints each run's wall time and peak RSS (the whole process tree, sampled) and what
+the warm day did (fits, warm or cold, forecasts, ledger rows scored):
+
+    .venv/bin/python benchmarks/scale.py --daily 500 [--years 10] [-S train.warm_epochs=1]
 """
 
 from __future__ import annotations
@@ -35,14 +44,14 @@ sys.path.insert(0, str(ROOT / "src"))
 DAYS = 2520  # 10 years of trading days
 
 
-def write_tickers(raw: Path, n: int, seed: int = 0) -> None:
+def write_tickers(raw: Path, n: int, seed: int = 0, days: int = DAYS) -> None:
     """Yahoo-layout CSVs of geometric random walks with consistent daily bars."""
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    dates = pd.bdate_range("2014-01-02", periods=DAYS)
+    dates = pd.bdate_range("2014-01-02", periods=days)
     for k in range(n):
-        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, DAYS)))
-        open_ = close * (1 + rng.normal(0, 0.004, DAYS))
+        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, days)))
+        open_ = close * (1 + rng.normal(0, 0.004, days))
         write_yahoo(raw / f"T{k:03d}.csv", dates, open_, close, rng)
 
 
@@ -126,6 +135,130 @@ def one(
     }
 
 
+# The daily job at scale: one GRU over every ticker (``train.scope: global``), no walk-forward
+# folds (each would be one more pass over every ticker's windows on a cold day), one epoch cold
+# and one warm: an epoch over 500 tickers' ten years is about 20 minutes on 2 cores.
+DAILY_PARAMS = [
+    "data.sources=[{path: data/raw}]",
+    "train.scope=global",
+    "train.variants=[gru]",
+    "train.epochs=1",
+    "train.warm_epochs=1",
+    "backtest.folds=0",
+]
+
+
+class TreeRSS:
+    """Peak resident memory of a process and its descendants together, sampled twice a
+    second, and the largest single process seen."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.peak, self.largest = pid, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        import psutil
+
+        while not self._done.wait(0.5):
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            sizes = []
+            for proc in procs:
+                try:
+                    sizes.append(proc.memory_info().rss)
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, sum(sizes))
+            self.largest = max(self.largest, max(sizes, default=0))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def timed(cmd: list[str], root: Path, env: dict[str, str], log: Path) -> tuple[float, TreeRSS]:
+    """Run ``cmd`` in ``root``; its wall time and memory. Its output goes to ``log``."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        rss = TreeRSS(proc.pid)
+        proc.wait()
+    rss.stop()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        tail = log.read_text().splitlines()[-30:]
+        raise SystemExit(f"{' '.join(cmd)} failed ({log}):\n" + "\n".join(tail))
+    return wall, rss
+
+
+def daily(n: int, years: float, overrides: list[str], keep: Path | None) -> None:
+    """The daily job on ``n`` tickers: cold, the day's forecast, one new day warm."""
+    from benchmarks.end_to_end import copy_project
+    from benchmarks.replay import fits_since, ledger
+    from flows.server import prefect_api
+
+    days = int(round(252 * years))
+    params = DAILY_PARAMS + overrides
+    print(f"{n} tickers x {days} trading days; params: {' '.join(params)}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp, prefect_api() as api:
+        root = Path(tmp)
+        logs = keep or root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = copy_project(root, params)
+        env["PREFECT_API_URL"] = api
+        env.pop("MLFLOW_TRACKING_URI", None)  # the project's own SQLite store, in the copy
+        (root / "data/raw/SH600519.csv").unlink()
+        full = root / "full"
+        write_tickers(full, n, days=days)
+        last: dict[str, str] = {}
+        for path in sorted(full.glob("*.csv")):
+            lines = path.read_text().splitlines()
+            (root / "data/raw" / path.name).write_text("\n".join(lines[:-1]) + "\n")
+            last[path.name] = lines[-1]
+        for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "scale start"]):
+            subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+        python = sys.executable
+        rows = []
+        cold, rss = timed([python, "-m", "flows.repro"], root, env, logs / "cold.log")
+        rows.append(("cold pipeline run (`flows.repro`)", cold, rss))
+        print(f"cold: {cold:.1f} s", flush=True)
+        wall, rss = timed([python, "-m", "flows.retrain", "run"], root, env, logs / "day0.log")
+        rows.append(("the day's forecast, no new rows (`flows.retrain run`)", wall, rss))
+        for name, line in last.items():  # the new day, for every ticker
+            with open(root / "data/raw" / name, "a") as fh:
+                fh.write(line + "\n")
+        began = time.time()
+        wall, rss = timed([python, "-m", "flows.retrain", "run"], root, env, logs / "day1.log")
+        rows.append(("**the new day (`flows.retrain run`)**", wall, rss))
+        print("\n| run | wall s | wall min | peak RSS MiB, all processes | largest process MiB |")
+        print("|---|---|---|---|---|")
+        for label, seconds, r in rows:
+            print(
+                f"| {label} | {seconds:.1f} | {seconds / 60:.1f} | {r.peak / 2**20:.0f} "
+                f"| {r.largest / 2**20:.0f} |"
+            )
+        print(
+            f"\nthe new day: {wall / 60:.1f} min (target <= 30), peak RSS "
+            f"{rss.peak / 2**30:.2f} GiB (target <= 4); {wall / cold:.2f}x the cold run"
+        )
+        record = json.loads((root / "models/continuation.json").read_text())
+        print(f"train: {'warm' if record['warm'] else 'cold'} ({record['reason']})")
+        print(
+            f"fit records dated the new day: {fits_since(root, began)}"
+            " (global: one fit, recorded on each ticker)"
+        )
+        table = ledger(root, env)
+        scored = [r for r in table if r["actual"]]
+        print(f"ledger: {len(table)} forecasts, {len(scored)} scored (expected {n} scored)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
@@ -138,7 +271,14 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--daily", type=int, help="the daily job on this many tickers")
+    parser.add_argument("--years", type=float, default=DAYS / 252, help="history, --daily")
+    parser.add_argument("-S", dest="overrides", action="append", default=[], help="--daily")
+    parser.add_argument("--keep-logs", type=Path, help="--daily: each run's output here")
     args = parser.parse_args()
+    if args.daily:
+        daily(args.daily, args.years, args.overrides, args.keep_logs)
+        return
     if args.one:
         result = one(
             Path(args.root),

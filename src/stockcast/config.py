@@ -200,6 +200,9 @@ class TrainConfig:
     cold_every: int = 20
     # A continuation's early-stopping patience: one more day barely moves the optimum.
     warm_patience: int = 8
+    # A continuation's most epochs; 0: train.epochs. With hundreds of tickers on one global
+    # model an epoch is minutes: a daily job sets 1 or 2 here and keeps the cold runs' epochs.
+    warm_epochs: int = 0
 
     def __post_init__(self) -> None:
         for flag in ("warm_start", "unroll"):
@@ -215,8 +218,10 @@ class TrainConfig:
             raise ConfigError("train.units is empty: give at least one layer size")
         for name in ("batch_size", "epochs", "patience", "warm_patience"):
             _check_positive(f"train.{name}", getattr(self, name))
-        if not isinstance(self.cold_every, int) or self.cold_every < 0:
-            raise ConfigError(f"train.cold_every={self.cold_every!r} must be an integer >= 0")
+        for name in ("cold_every", "warm_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"train.{name}={value!r} must be an integer >= 0")
         for unit in self.units:
             _check_positive("train.units", unit)
         if not 0.0 <= self.dropout < 1.0:

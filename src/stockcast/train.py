@@ -87,6 +87,7 @@ class FitJob:
     files: tuple[str, ...]  # the window sets (.npz names) it trains on
     out: str  # its folder within models/: "AAA/gru" or "AAA/gru/fold2"
     patience: int = 0  # early stopping's patience for this fit; 0: train.patience
+    epochs: int = 0  # the most epochs for this fit; 0: train.epochs
 
     @property
     def name(self) -> str:
@@ -193,6 +194,7 @@ def run_job(
     warm start), None for a cold start."""
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
     cfg = replace(cfg, patience=job.patience) if job.patience else cfg
+    cfg = replace(cfg, epochs=job.epochs) if job.epochs else cfg
     fitted = fit(
         data, job.variant, cfg, seed, execution or ExecutionConfig(), progress, job.name, init
     )

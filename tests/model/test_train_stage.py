@@ -136,7 +136,7 @@ def test_a_new_day_continues_the_main_models_and_keeps_the_folds(tmp_path: Path,
 
     paths = Paths(tmp_path)
     raw = {"data": {"sources": ["unused.csv"]}, "train": {"variants": ["gru"], "units": [4]}}
-    raw["train"].update(epochs=2, patience=2, warm_patience=1, cold_every=3)
+    raw["train"].update(epochs=2, patience=2, warm_patience=1, warm_epochs=1, cold_every=3)
     cfg = config_from_dict(raw)
     log = logging.getLogger("test-warm")
     pool = _thread_pool(cfg)
@@ -147,7 +147,8 @@ def test_a_new_day_continues_the_main_models_and_keeps_the_folds(tmp_path: Path,
     _windows(tmp_path, 200)
     train.run(cfg, paths, pool, log)
     assert record()["warm"] is False and record()["reason"] == "no earlier run to continue"
-    assert json.loads(paths.train_summary.read_text())["AAA"]["gru"]["patience"] == 2
+    cold = json.loads(paths.train_summary.read_text())["AAA"]["gru"]
+    assert cold["patience"] == 2 and cold["epochs_run"] == 2  # patience 2 waits out epochs: 2
     train.run(cfg, paths, pool, log)  # the same rows again: a rerun reproduces, cold
     assert record()["reason"].startswith("no new rows since the last run")
     fold_bytes = (paths.models / "AAA/gru/fold1/model.keras").read_bytes()
@@ -164,6 +165,7 @@ def test_a_new_day_continues_the_main_models_and_keeps_the_folds(tmp_path: Path,
     main = json.loads(paths.train_summary.read_text())["AAA"]["gru"]
     assert main["warm_from"] == train.CONTINUED
     assert main["patience"] == 1  # train.warm_patience, where a cold fit waits train.patience
+    assert main["epochs_run"] == 1  # train.warm_epochs, where a cold fit may run train.epochs
     # the fold's fit is carried: the same file, its record as it was
     assert (paths.models / "AAA/gru/fold1/model.keras").read_bytes() == fold_bytes
     (fold,) = json.loads(paths.backtest_summary.read_text())["AAA"]["gru"]

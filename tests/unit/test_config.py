@@ -154,3 +154,13 @@ def test_a_bad_interval_setting_is_named(key, value, message):
     raw = {"data": {"sources": ["x.csv"]}, "register": {key: value}}
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize(("key", "value"), [("warm_epochs", -1), ("cold_every", -2)])
+def test_the_daily_jobs_counts_are_whole_numbers_from_zero(key, value):
+    raw = _params()
+    raw.setdefault("train", {})[key] = value
+    with pytest.raises(ConfigError, match=rf"train.{key}={value} must be an integer >= 0"):
+        config_from_dict(raw)
+    raw["train"][key] = 0  # 0: off (cold_every) or train.epochs (warm_epochs)
+    assert getattr(config_from_dict(raw).train, key) == 0

@@ -62,9 +62,9 @@ def run(
     jobs = plan_fits(manifest, cfg.train.variants, cfg.train.scope)
     plan, carried = _plan(cfg, paths, manifest, jobs)
     log.info("train %s: %s", "warm" if plan.warm else "cold", plan.reason)
-    if plan.warm:  # the main models only, each from its own last weights, a shorter patience
-        patience = cfg.train.warm_patience
-        jobs = [replace(job, patience=patience) for job in jobs if job.fold == MAIN_MODEL]
+    if plan.warm:  # the main models only, each from its own last weights, their own patience
+        warm = {"patience": cfg.train.warm_patience, "epochs": cfg.train.warm_epochs}
+        jobs = [replace(job, **warm) for job in jobs if job.fold == MAIN_MODEL]
     with staged_dir(paths.models, keep_failed=paths.failed_models) as building:
         chained = warm_starts(jobs) if cfg.train.warm_start and not plan.warm else {}
         progress = Progress(len(jobs), chained)
