@@ -40,6 +40,11 @@ def test_processes_runner_with_one_global_model_per_variant(tmp_path):
 
     result = pipeline(tmp_path, env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    said = result.stdout + result.stderr
+    # each global fit is logged once, not once for every ticker it serves
+    assert said.count("_global/gru fold 0: best val_loss") == 1
+    assert "HALF/gru fold 0: best val_loss" not in said
+    assert "each global model serves all 2 tickers" in said
     summary = json.loads((tmp_path / "models/train.json").read_text())
     assert sorted(summary) == ["HALF", "SH600519"]
     for variant in ("simple_rnn", "gru"):

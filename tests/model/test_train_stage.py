@@ -162,6 +162,8 @@ def test_a_new_day_continues_the_main_models_and_keeps_the_folds(tmp_path: Path,
     assert record()["warm"] is True and record()["warm_days"] == 1
     assert "train warm: continuing the last run's networks" in caplog.text
     assert "1 of 1 done, 0 remain" in caplog.text  # the main model only
+    assert "AAA/gru fold 0: best val_loss" in caplog.text
+    assert "AAA/gru fold 1: best" not in caplog.text  # a carried fold is no fit of this run
     main = json.loads(paths.train_summary.read_text())["AAA"]["gru"]
     assert main["warm_from"] == train.CONTINUED
     assert main["patience"] == 1  # train.warm_patience, where a cold fit waits train.patience

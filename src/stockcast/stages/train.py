@@ -82,12 +82,13 @@ def run(
             keep(f, building / job.out, paths.models / job.out)
             for f, job in zip(fits, jobs, strict=True)
         ]
+        _log(results, log)  # the fits of this run, each once: a global model is one line
         if any(job.ticker == GLOBAL_MODEL for job in jobs):  # each ticker gets the shared model
             results = share_global_models(results, list(manifest), paths, building)
+            log.info("each global model serves all %d tickers", len(manifest))
         results += carry_folds(carried, paths, building)
         write_json(building / continuation.RECORD, plan.to_json())
         summary = write_summary(results, paths, building)
-        _log(results, log)
         trained = {t: [v for v, r in variants.items() if r.ok] for t, variants in summary.items()}
         if empty := [t for t, variants in trained.items() if not variants]:
             why = "; ".join(f"{t}/{v}: {r.error}" for t in empty for v, r in summary[t].items())
