@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,16 +45,37 @@ def commit() -> str:
 LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 
 
-def results(mutmut: str) -> dict[str, str]:
-    """mutant name -> status, as ``mutmut results`` prints them."""
-    out = subprocess.run(
-        [mutmut, "results", "--all", "true"], capture_output=True, text=True, check=True
-    ).stdout
+def parse(out: str) -> dict[str, str]:
+    """mutant name -> status, from the text ``mutmut results --all true`` prints."""
     found = {}
     for line in out.splitlines():
         if m := LINE.match(line):
             found[m["name"]] = m["status"].strip()
     return found
+
+
+def results(mutmut: str, earlier: Sequence[Path] = ()) -> dict[str, str]:
+    """mutant name -> status, as ``mutmut results`` prints them, with the mutants this run
+    has not checked taken from ``earlier`` runs' saved output (a run stopped and another
+    started on what was left, in a fresh ``mutants/``)."""
+    out = subprocess.run(
+        [mutmut, "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
+    found = parse(out)
+    for path in earlier:
+        for name, status in parse(path.read_text(encoding="utf-8")).items():
+            if found.get(name, "not checked") == "not checked":
+                found[name] = status
+    return found
+
+
+def only_sample(found: dict[str, str], module: str, size: int) -> dict[str, str]:
+    """``module``'s mutants outside its seeded random sample of ``size`` marked not checked:
+    the module's score is then the sample's, whatever else of it happened to run."""
+    chosen = set(sample([n for n in found if module_of(n) == module], size))
+    return {
+        n: (s if module_of(n) != module or n in chosen else "not checked") for n, s in found.items()
+    }
 
 
 def module_of(mutant: str) -> str:
@@ -167,6 +189,21 @@ def main(argv: list[str] | None = None) -> int:
         "--sampled", nargs="*", default=[], help="modules of which only a random sample ran"
     )
     parser.add_argument(
+        "--sample",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODULE", "SIZE"),
+        help="score MODULE on its seeded random sample of SIZE mutants (--print-sample's)",
+    )
+    parser.add_argument(
+        "--results-file",
+        action="append",
+        type=Path,
+        default=[],
+        help="an earlier run's `mutmut results --all true` output, for what this run skipped",
+    )
+    parser.add_argument(
         "--print-sample",
         nargs=2,
         metavar=("MODULE", "SIZE"),
@@ -174,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     mutmut = str(Path(sys.executable).parent / "mutmut")
-    found = results(mutmut)
+    found = results(mutmut, args.results_file)
+    for module, size in args.sample:
+        found = only_sample(found, module, int(size))
+    sampled = frozenset(args.sampled) | {module for module, _ in args.sample}
     if args.print_sample:
         module, size = args.print_sample
         print(" ".join(sample([n for n in found if module_of(n) == module], int(size))))
@@ -184,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         print("no mutmut results: run `make mutate` (or `mutmut run`) first", file=sys.stderr)
         return 1
-    text = report(found, mutmut, args.note, frozenset(args.sampled))
+    text = report(found, mutmut, args.note, sampled)
     if args.note_file:
         extra = Path(args.note_file).read_text(encoding="utf-8").strip()
         head, _, tail = text.partition("## Surviving mutants")
