@@ -234,3 +234,36 @@ def test_the_champion_is_read_from_the_projects_store_and_may_carry_no_intervals
         mlflow.set_tracking_uri(None)
     assert champion is not None and champion.version == str(version.version)
     assert champion.half_widths == {}
+
+
+def test_the_champions_widths_are_its_logged_ones_until_a_later_run_recalibrates_them(
+    tmp_path: Path, monkeypatch
+):
+    """``half_widths`` come from the model's ``intervals`` metadata; a version tagged by a
+    later run with plain widths (a fixed-width model's recalibration) serves those, with no
+    calibration."""
+    import json
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    echo = type("Echo", (_Echo, mlflow.pyfunc.PythonModel), {})
+    try:
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="m", python_model=echo(), metadata={"intervals": {"0.8": 1.5, "0.95": 3}}
+            )
+        version = mlflow.register_model(info.model_uri, "stockcast-W").version
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias("stockcast-W", "champion", version)
+        logged = registry.load_champion_version(tmp_path, "stockcast-W")
+        later = json.dumps({"0.8": 2.25, "0.95": 4.5})
+        client.set_model_version_tag("stockcast-W", version, registry.RECALIBRATED, later)
+        recalibrated = registry.load_champion_version(tmp_path, "stockcast-W")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert logged is not None and logged.half_widths == {"0.8": 1.5, "0.95": 3.0}
+    assert recalibrated is not None and recalibrated.version == str(version)
+    assert recalibrated.half_widths == {"0.8": 2.25, "0.95": 4.5}
+    assert recalibrated.calibration is None
