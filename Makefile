@@ -134,11 +134,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check src flows tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check src flows tests $(wildcard benchmarks)
 
-## mutate: mutation testing (mutmut) of the pure modules against the fast tests; writes benchmarks/MUTATION.md (not part of make test; ~1 h on 2 cores)
+## mutate: mutation testing (mutmut) of the rules and of the modules that wire them, against the fast tests; writes benchmarks/MUTATION.md (not part of make test; every module takes about 12 h on 2 cores, the MLflow and GX tests most of it: MUTANTS='stockcast.ops* stockcast.paths*' runs some)
+MUTANTS ?=
 .PHONY: mutate
 mutate: $(STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)') || true
 	$(BIN)/python benchmarks/mutation.py
 
 ## ui: serve the MLflow UI for the project's store on 127.0.0.1:5000 (MLFLOW_PORT)
