@@ -306,6 +306,8 @@ def test_a_version_that_beats_the_champion_says_what_it_replaced_and_why_it_was_
         mlflow, sqlite_store, run.cfg.register, "val", run.ws, candidates, {"git_commit": "abc"}
     )
     assert out["promote"] and str(out["version"]) == "2" and out["previous_version"] == "1"
+    # the gates are judged on the span that chose (here val, as with backtest.folds: 0)
+    assert "; val rmse_vs_naive " in out["reason"] and "backtest" not in out["reason"]
     assert out["champion_rmse"] == pytest.approx(2 * out["candidate_rmse"])
     assert str(sqlite_store.get_model_version_by_alias("stockcast-TEST", "champion").version) == "2"
     tags = sqlite_store.get_model_version("stockcast-TEST", "2").tags
