@@ -168,3 +168,28 @@ def test_the_gap_warning_follows_the_series_frequency(tmp_path, freq, step, miss
     gaps = [w for w in report.results[0].warnings if w.column == "gap_days"]
     assert bool(gaps) is warned, report.summary()
     assert report.success
+
+
+@pytest.mark.parametrize(("every", "step"), [("D", 1), ("2D", 1), ("3D", 1), ("4D", 4), ("7D", 7)])
+def test_a_step_of_up_to_three_days_is_daily(every, step):
+    """Rows two or three days apart are a daily series with gaps (trading days, holidays),
+    so its gap warning keeps the daily threshold; from four days on the step is the series'."""
+    dates = pd.Series(pd.date_range("2020-01-01", periods=30, freq=every))
+    assert step_days(dates) == step
+
+
+def test_the_suites_move_warning_defaults_to_a_quarter():
+    """``build_suite`` called without ``max_daily_move`` warns past a 25 % move, as
+    ``validate.max_daily_move`` does by default."""
+    import great_expectations as gx
+
+    from stockcast.validate import build_suite
+
+    gx.get_context(mode="ephemeral")  # a suite is built inside a context
+    suite = build_suite(100, TODAY)
+    moves = [
+        e.configuration.kwargs
+        for e in suite.expectations
+        if e.configuration.kwargs.get("column") == "daily_move"
+    ]
+    assert moves and all(kw["max_value"] == 0.25 for kw in moves)

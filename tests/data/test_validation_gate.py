@@ -246,3 +246,12 @@ def test_a_suite_is_named_by_what_it_checks_and_at_which_step():
     assert suite_name("rows", frozenset(), 28) == "stockcast-price-rows-monthly"
     assert suite_name("rows", frozenset(), 31) == "stockcast-price-rows-monthly"
     assert suite_name("rows", frozenset(), 32) == "stockcast-price-rows-every-32-days"
+
+
+def test_a_missing_column_is_named_in_plain_words(good, tmp_path: Path):
+    """A column no row carries fails as every ticker's, with what was expected in words."""
+    report = validate_prices(good.drop(columns=["high"]), 100, tmp_path, today=TODAY)
+    (result,) = report.results
+    exists = [f for f in result.failures if f.expectation == "expect_column_to_exist"]
+    assert [(f.column, f.plain) for f in exists] == [("high", "the column must be there")]
+    assert all(f.plain for f in result.failures)
