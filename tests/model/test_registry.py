@@ -167,6 +167,21 @@ def test_a_fingerprint_needs_clean_known_code_and_data():
     assert registry.registration_fingerprint({**CLEAN, "git_dirty": "True"}, "gru", scores) == ""
     assert registry.registration_fingerprint({**CLEAN, "git_commit": "unknown"}, "x", scores) == ""
     assert registry.registration_fingerprint({**CLEAN, "dvc_dataset_md5": ""}, "x", scores) == ""
+    # a tag that is missing is as unknown as one that says so
+    for tag in ("git_commit", "git_dirty", "dvc_dataset_md5"):
+        without = {k: v for k, v in CLEAN.items() if k != tag}
+        assert registry.registration_fingerprint(without, "x", scores) == "", tag
+
+
+def test_a_run_without_a_params_hash_still_has_a_fingerprint():
+    class Flat:  # the one thing a fingerprint reads of the scores
+        def flat(self) -> dict[str, float]:
+            return {"test_rmse": 1.5}
+
+    without = {k: v for k, v in CLEAN.items() if k != "params_hash"}
+    fingerprint = registry.registration_fingerprint(without, "x", Flat())
+    assert len(fingerprint) == 16
+    assert fingerprint != registry.registration_fingerprint(CLEAN, "x", Flat())
 
 
 def test_pipeline_run_names_read_well():

@@ -77,6 +77,21 @@ def test_the_policy_bounds_mlflows_retries_unless_the_environment_sets_them(monk
     assert store.RetryPolicy(retries=4, backoff_seconds=1).budget_seconds() == 2 + 4 + 8
 
 
+def test_the_projects_client_retries_as_its_policy_says(tmp_path, monkeypatch):
+    import mlflow
+
+    for key in store.MLFLOW_RETRY_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(store, "_SET_BY_USER", frozenset())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    try:
+        store.client_for(tmp_path, store.RetryPolicy(retries=1, backoff_seconds=3))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"  # not the default policy's 4
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "3"
+
+
 def test_a_retry_is_one_plain_line_naming_the_request_and_the_fault():
     from urllib3.util.retry import Retry
 
