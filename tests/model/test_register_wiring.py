@@ -366,3 +366,30 @@ def test_with_fdr_the_version_records_the_adjusted_p_value_and_the_run_counts_di
     )
     assert parent.data.metrics["networks_chosen"] == 0.0
     assert parent.data.metrics["networks_chosen_by_chance"] == 0.0
+
+
+def test_a_champion_logged_before_models_recorded_their_context_is_scored_on_its_window(
+    sqlite_store, tmp_path
+):
+    """A champion whose metadata has ``window`` and no ``context`` (logged by an older
+    stockcast, taking the target's prices alone) is scored on windows of that length."""
+    import mlflow
+
+    from stockcast.columns import OHLCV
+
+    run = baseline_run(tmp_path)
+    ws = run.ws
+
+    class LastPrice(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return np.asarray(model_input)[:, -1]
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="m", python_model=LastPrice(), metadata={"window": 5})
+    version = mlflow.register_model(info.model_uri, "stockcast-TEST").version
+    sqlite_store.set_registered_model_alias("stockcast-TEST", registry.CHAMPION, version)
+    rmse, named = registry.champion_rmse(mlflow, sqlite_store, "stockcast-TEST", ws)
+    idx = ws.test_idx
+    last = ws.raw_inputs(idx, 5)[:, -1, OHLCV.index(ws.target)]
+    assert named == str(version)
+    assert rmse == pytest.approx(float(np.sqrt(np.mean((last - ws.prices[idx]) ** 2))))
