@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from stockcast.config import RegisterConfig
 from stockcast.evaluate import ratio
+from stockcast.fdr import benjamini_hochberg
 from stockcast.scores import CandidateScores
 
 
@@ -73,22 +74,6 @@ def one_sided_p(statistic: float, two_sided: float) -> float:
     if not (math.isfinite(statistic) and math.isfinite(two_sided)):
         return math.nan
     return two_sided / 2 if statistic < 0 else 1.0 - two_sided / 2
-
-
-def benjamini_hochberg(p_values: dict[str, float]) -> dict[str, float]:
-    """Benjamini-Hochberg adjusted p-values (by key): ``min over j >= i of m p_(j) / j`` over
-    the p-values ranked ascending, at most 1. Rejecting every key whose adjusted p-value is
-    at most ``q`` controls the false discovery rate at ``q`` for independent (or positively
-    dependent) tests. A NaN p-value (no test) is left out of the family and stays NaN."""
-    tested = sorted((p, k) for k, p in p_values.items() if math.isfinite(p))
-    m = len(tested)
-    out = {k: math.nan for k in p_values}
-    running = 1.0
-    for rank in range(m, 0, -1):
-        p, key = tested[rank - 1]
-        running = min(running, m * p / rank)
-        out[key] = running
-    return out
 
 
 def network_edges(reports: dict[str, dict[str, CandidateScores]], span: str) -> dict[str, float]:

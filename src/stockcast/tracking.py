@@ -398,7 +398,8 @@ def _log_run_inputs(client: Any, run_id: str, paths: Paths) -> None:
     metrics = [
         Metric(f"{d['ticker']}.drift_{key}", float(d[key]), now, 0)
         for d in report["tickers"]
-        for key in ("ks_p_value", "levene_p_value", "volatility_ratio")
+        for key in ("ks_p_value", "levene_p_value", "adjusted_p_value", "volatility_ratio")
+        if key in d  # a report from before the adjusted p-value has none
     ]
     log_batch(client, run_id, metrics, [], [])
 

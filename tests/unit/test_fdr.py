@@ -10,8 +10,8 @@ import pytest
 
 from stockcast.config import ConfigError, config_from_dict
 from stockcast.evaluate import diebold_mariano
+from stockcast.fdr import benjamini_hochberg
 from stockcast.promotion import (
-    benjamini_hochberg,
     choose_candidate,
     discoveries,
     network_edges,

@@ -94,6 +94,34 @@ def test_drift_is_flagged_when_volatility_jumps_and_not_on_the_same_process():
     assert jumped.drift and jumped.levene_p_value < 1e-6 and jumped.volatility_ratio > 3
 
 
+def test_drift_across_many_tickers_controls_false_discoveries():
+    """200 unchanged random walks and one whose volatility jumps: unadjusted tests at 0.01
+    flag a few walks by chance; adjusted across the tickers only the jump drifts, and one
+    ticker alone is judged on its own p-value."""
+    from stockcast.drift import log_lines
+
+    rng = np.random.default_rng(7)
+    walks = [_frame_with_returns(rng.normal(0, 0.01, 700), f"W{k:03d}") for k in range(200)]
+    calm = rng.normal(0, 0.01, 700)
+    jump = _frame_with_returns(np.concatenate([calm[:-60], rng.normal(0, 0.05, 60)]), "JUMP")
+    found = detect_drift(pd.concat([*walks, jump], ignore_index=True), "open", _cfg())
+    by_chance = [d.ticker for d in found if min(d.ks_p_value, d.levene_p_value) < 0.01]
+    assert len(by_chance) >= 3 and "JUMP" in by_chance  # what the tests alone would flag
+    assert [d.ticker for d in found if d.drift] == ["JUMP"]
+    jumped = next(d for d in found if d.ticker == "JUMP")
+    assert jumped.adjusted_p_value < 0.01 <= min(d.adjusted_p_value for d in found if not d.drift)
+    report = {"tickers": [d.__dict__ for d in found]}
+    lines = log_lines(report, 0.01)
+    assert [line for line, drifted in lines if drifted][0].startswith("JUMP drift=True")
+    assert len(lines) == 2  # 201 tickers: the drifted one and the count, not 201 lines
+    assert lines[-1][0].startswith(
+        f"drift in 1 of 201 tickers: Benjamini-Hochberg at 0.01 across them ({len(by_chance)}"
+        " below 0.01 before adjusting"
+    )
+    (alone,) = detect_drift(walks[0], "open", _cfg())
+    assert alone.adjusted_p_value == min(alone.ks_p_value, alone.levene_p_value)
+
+
 def test_drift_p_value_threshold_comes_from_params():
     rng = np.random.default_rng(2)
     shifted = np.concatenate([rng.normal(0, 0.01, 640), rng.normal(0.004, 0.012, 60)])
