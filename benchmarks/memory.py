@@ -29,25 +29,39 @@ GIB = 1024**3
 
 
 class Sampler(threading.Thread):
-    """Total RSS of this process tree, sampled until stopped: (time, bytes) pairs."""
+    """Total RSS of a process tree (this process's, or ``pid``'s), sampled until stopped:
+    (time, bytes) pairs, and the largest single process seen."""
 
-    def __init__(self, every: float = 0.2) -> None:
+    def __init__(self, every: float = 0.2, pid: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.every, self.samples, self.halt = every, [], threading.Event()
+        self.every, self.pid, self.samples, self.halt = every, pid, [], threading.Event()
+        self.largest = 0
 
     def run(self) -> None:
         import psutil
 
-        me = psutil.Process()
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:  # ended before the first sample
+            return
         while not self.halt.is_set():
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:  # the watched process has ended
+                procs = []
+            sizes = []
+            for proc in procs:
                 try:
-                    total += proc.memory_info().rss
+                    sizes.append(proc.memory_info().rss)
                 except psutil.Error:
                     pass
-            self.samples.append((time.time(), total))
+            self.samples.append((time.time(), sum(sizes)))
+            self.largest = max(self.largest, *sizes, 0)
             time.sleep(self.every)
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
 
     def at(self, when: float) -> int:
         """The first sample at or after ``when`` (the RSS just after a fit ended)."""
@@ -94,7 +108,7 @@ def run(root: Path, tickers: int, fits_per_worker: int, workers: int) -> dict:
     return {
         "fits": len(ends),
         "wall": wall,
-        "peak": max(rss for _, rss in sampler.samples),
+        "peak": sampler.peak,
         "after_30": sampler.at(ends[min(29, len(ends) - 1)]),
         "after_last": sampler.at(ends[-1]),
     }

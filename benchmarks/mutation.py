@@ -69,10 +69,15 @@ def results(mutmut: str, earlier: Sequence[Path] = ()) -> dict[str, str]:
     return found
 
 
+def module_sample(found: dict[str, str], module: str, size: int) -> list[str]:
+    """``module``'s seeded random sample of ``size`` mutants (:func:`sample`)."""
+    return sample([n for n in found if module_of(n) == module], size)
+
+
 def only_sample(found: dict[str, str], module: str, size: int) -> dict[str, str]:
     """``module``'s mutants outside its seeded random sample of ``size`` marked not checked:
     the module's score is then the sample's, whatever else of it happened to run."""
-    chosen = set(sample([n for n in found if module_of(n) == module], size))
+    chosen = set(module_sample(found, module, size))
     return {
         n: (s if module_of(n) != module or n in chosen else "not checked") for n, s in found.items()
     }
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     sampled = frozenset(args.sampled) | {module for module, _ in args.sample}
     if args.print_sample:
         module, size = args.print_sample
-        print(" ".join(sample([n for n in found if module_of(n) == module], int(size))))
+        print(" ".join(module_sample(found, module, int(size))))
         return 0
     if args.only:
         found = {k: v for k, v in found.items() if module_of(k) in args.only}

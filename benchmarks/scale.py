@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,49 +149,19 @@ DAILY_PARAMS = [
 ]
 
 
-class TreeRSS:
-    """Peak resident memory of a process and its descendants together, sampled twice a
-    second, and the largest single process seen."""
+def timed(cmd: list[str], root: Path, env: dict[str, str], log: Path) -> tuple[float, Any]:
+    """Run ``cmd`` in ``root``; its wall time and its process tree's memory, sampled twice a
+    second (a :class:`benchmarks.memory.Sampler`). Its output goes to ``log``."""
+    from benchmarks.memory import Sampler
 
-    def __init__(self, pid: int) -> None:
-        import threading
-
-        self.pid, self.peak, self.largest = pid, 0, 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        import psutil
-
-        while not self._done.wait(0.5):
-            try:
-                root = psutil.Process(self.pid)
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-            sizes = []
-            for proc in procs:
-                try:
-                    sizes.append(proc.memory_info().rss)
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, sum(sizes))
-            self.largest = max(self.largest, max(sizes, default=0))
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-
-def timed(cmd: list[str], root: Path, env: dict[str, str], log: Path) -> tuple[float, TreeRSS]:
-    """Run ``cmd`` in ``root``; its wall time and memory. Its output goes to ``log``."""
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-        rss = TreeRSS(proc.pid)
+        rss = Sampler(every=0.5, pid=proc.pid)
+        rss.start()
         proc.wait()
-    rss.stop()
+    rss.halt.set()
+    rss.join()
     wall = time.perf_counter() - start
     if proc.returncode:
         tail = log.read_text().splitlines()[-30:]
