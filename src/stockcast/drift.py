@@ -24,10 +24,11 @@ class Drift:
     ks_p_value: float
     levene_p_value: float
     volatility_ratio: float  # std of recent returns / std of training returns
-    drift: bool
-    # min(KS, Levene) adjusted by Benjamini-Hochberg across the run's tickers: what ``drift``
-    # judges (one ticker: its own p-value)
+    # Both set once every ticker is tested: min(KS, Levene) adjusted by Benjamini-Hochberg
+    # across the run's tickers (one ticker: its own p-value), and whether it is below
+    # ``drift.p_value``
     adjusted_p_value: float = float("nan")
+    drift: bool = False
 
 
 def detect_drift(frame: pd.DataFrame, target: str, cfg: Config) -> list[Drift]:
@@ -73,7 +74,6 @@ def detect_drift(frame: pd.DataFrame, target: str, cfg: Config) -> list[Drift]:
                 float(ks.pvalue),
                 float(levene.pvalue),
                 float(np.std(recent) / np.std(reference)),
-                False,
             )
         )
     adjusted = benjamini_hochberg({d.ticker: min(d.ks_p_value, d.levene_p_value) for d in out})

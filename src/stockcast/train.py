@@ -193,8 +193,7 @@ def run_job(
     gets a line per epoch; ``init`` is the ``.keras`` file whose weights it starts from (a
     warm start), None for a cold start."""
     data = StackedWindows.stack(sets) if job.ticker == GLOBAL_MODEL else sets[0]
-    cfg = replace(cfg, patience=job.patience) if job.patience else cfg
-    cfg = replace(cfg, epochs=job.epochs) if job.epochs else cfg
+    cfg = replace(cfg, patience=job.patience or cfg.patience, epochs=job.epochs or cfg.epochs)
     fitted = fit(
         data, job.variant, cfg, seed, execution or ExecutionConfig(), progress, job.name, init
     )
