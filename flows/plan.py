@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,13 @@ def run_stages(
     params: str = DEFAULT_PARAMS,
     stale: frozenset[str] = frozenset(),
     while_training: Callable[[], object] | None = None,
+    before: Mapping[str, Callable[[], bool]] | None = None,
 ) -> list[str]:
     """Run the stale stages in this process, as Prefect flows, upstream first. ``stale``:
     stages to run whatever DVC says (ingest, when a URL source has a new day DVC cannot see).
     ``while_training``: work run in the background while train runs (done before the next
-    stage starts), or after the stages when train did not run.
+    stage starts), or after the stages when train did not run. ``before``: a check called
+    when the run reaches a stage (whether or not it is stale); False ends the run there.
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
     records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
@@ -120,6 +122,8 @@ def run_stages(
         warming = None
         try:
             for name in order:
+                if before is not None and name in before and not before[name]():
+                    break
                 unchanged = name not in stale and not repo.status(targets=[name])
                 if own_params and not force and unchanged:
                     print(f"Stage '{name}' didn't change, skipping", flush=True)

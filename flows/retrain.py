@@ -14,6 +14,7 @@ stages ``make pipeline`` runs, so both leave the same ``dvc.lock``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -140,16 +141,19 @@ def report_failure(flow: Any, run: Any, state: Any) -> None:
 class Publishing:
     """The ledger's live skill logged to MLflow and charted while the networks fit (off the
     day's critical path, done before evaluate and register write the store); its failure is
-    a warning after the stages, never the run's."""
+    a warning after the stages, never the run's. It publishes what ``day`` saw."""
 
-    def __init__(self, cfg: Config, paths: Paths, seen: forecast.Monitoring) -> None:
-        self.cfg, self.paths, self.seen = cfg, paths, seen
+    def __init__(self, cfg: Config, paths: Paths, day: Day) -> None:
+        self.cfg, self.paths, self.day = cfg, paths, day
         self.error: BaseException | None = None
         self.done = False
 
     def __call__(self) -> None:
+        if self.day.seen is None:  # the run never reached the ledger: nothing to publish
+            self.done = True
+            return
         try:
-            forecast.publish(self.cfg, self.paths, self.seen)
+            forecast.publish(self.cfg, self.paths, self.day.seen)
         except Exception as exc:  # noqa: BLE001 - reported by report()
             self.error = exc
         self.done = True
@@ -213,6 +217,48 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
         return Cancelled(message=str(exc))
 
 
+class Day:
+    """The day's decision, made when the run reaches the window stage (ingest, validate and
+    drift done): score the open forecasts from the new rows, act on decay, then retrain or
+    stop. A retrain on drift or decay starts every fit cold (:data:`COLD_ENV`, set until
+    ``cold_env`` closes)."""
+
+    def __init__(self, cfg: Config, paths: Paths, force: bool) -> None:
+        self.cfg, self.paths, self.force = cfg, paths, force
+        self.seen: forecast.Monitoring | None = None
+        self.notes: list[str] = []
+        self.drift: dict[str, Any] = {}
+        self.retrain, self.message = True, ""
+        self.cold_env: contextlib.ExitStack | None = None
+        self.publishing = Publishing(cfg, paths, self)
+
+    def decide(self) -> bool:
+        cfg, logger = self.cfg, get_run_logger()
+        self.seen = seen = monitor(cfg, self.paths, publish=False)  # yesterday's forecasts
+        self.notes = forecast.act_on_decay(cfg, ROOT, seen, logger)
+        decayed = bool(seen.decayed) and cfg.monitor.on_decay == "retrain"
+        self.drift = drift = json.loads(self.paths.drift.read_text(encoding="utf-8"))
+        retrain, message = ops.retrain_decision(cfg.drift.on_drift, drift["drift"], self.force)
+        if decayed and not retrain:
+            retrain, message = True, "a champion decayed: retraining"
+        self.retrain, self.message = retrain, message
+        if not retrain:
+            logger.info(message)
+            return False
+        drifted = [d["ticker"] for d in drift["tickers"] if d["drift"]]
+        if drifted:
+            logger.warning("drift in %s", drifted)
+        cold = "; ".join(
+            [
+                *([f"drift in {drifted}"] if drifted else []),
+                *[d.message(cfg.monitor) for d in seen.decayed],
+            ]
+        )
+        if self.cold_env is not None:  # drift or decay: every fit starts cold
+            self.cold_env.enter_context(ops.env_set(COLD_ENV, cold or None))
+        return True
+
+
 def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any]:
     """The run under the lock: sources, scoring, drift, the chain, push, the forecast, the
     summary artifact."""
@@ -235,42 +281,32 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
     from stockcast.models import import_keras
 
     preload(BEFORE_VALIDATE, then=import_keras)
-    # Sources outside data/raw (URLs, other folders) are not DVC deps: ingest explicitly.
-    # The stages run as subflows of this run, in this process (flows.plan.run_stages).
-    run_stages(ROOT, ["ingest"], force=True, single_item=True, params=params)
-    run_stages(ROOT, ["drift"], params=params)
-    seen = monitor(cfg, paths, publish=False)  # the new rows score yesterday's forecasts
-    publishing = Publishing(cfg, paths, seen)
-    notes = forecast.act_on_decay(cfg, ROOT, seen, get_run_logger())
-    decayed = bool(seen.decayed) and cfg.monitor.on_decay == "retrain"
-    drift = json.loads(paths.drift.read_text(encoding="utf-8"))
-    retrain, message = ops.retrain_decision(cfg.drift.on_drift, bool(drift["drift"]), force)
-    if decayed and not retrain:
-        retrain, message = True, "a champion decayed: retraining"
-    if not retrain:
-        logger.info(message)
-        publishing()
-        publishing.report()
+    day = Day(cfg, paths, force)
+    # One pass over DVC's stages, in this process, each a subflow of this run: ingest
+    # whatever DVC says (sources outside data/raw, URLs and other folders, are not DVC deps),
+    # then validate and drift as stale; at window, the day decides whether the rest runs.
+    with contextlib.ExitStack() as cold_env:
+        day.cold_env = cold_env
+        try:
+            run_stages(
+                ROOT,
+                params=params,
+                stale=frozenset({"ingest"}),
+                while_training=day.publishing,
+                before={"window": day.decide},
+            )
+        finally:
+            if not day.publishing.done:  # a stage after window failed before train ran
+                day.publishing()
+            day.publishing.report()
+    seen, notes, drift = day.seen, day.notes, day.drift
+    if seen is None:  # never: run_stages reaches window or raises
+        raise StockcastError("the retrain run ended before its window stage")
+    if not day.retrain:
         made = forecast_next(cfg, paths)
-        body = ops.summary_markdown({}, {}, drift) + f"\n{message}\n\n"
+        body = ops.summary_markdown({}, {}, drift) + f"\n{day.message}\n\n"
         _artifact(body + live.markdown(made.rows, seen.summary, notes))
         return {"status": "no drift", "tickers": news.tickers, "drift": False, **_made(made)}
-    drifted = [d["ticker"] for d in drift["tickers"] if d["drift"]]
-    if drifted:
-        logger.warning("drift in %s", drifted)
-    cold = "; ".join(
-        [
-            *([f"drift in {drifted}"] if drifted else []),
-            *[d.message(cfg.monitor) for d in seen.decayed],
-        ]
-    )
-    with ops.env_set(COLD_ENV, cold or None):  # drift or decay: every fit starts cold
-        try:
-            run_stages(ROOT, params=params, while_training=publishing)
-        finally:
-            if not publishing.done:  # a stage before train failed
-                publishing()
-            publishing.report()
     made = forecast_next(cfg, paths)
     pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
     if pushed:
