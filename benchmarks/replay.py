@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
         walls: list[float] = []
+        warm_walls: list[float] = []
         val_losses: list[dict[str, dict[str, float]]] = []
         for day, row in enumerate(rows[-args.days :], start=1):
             kept.append(row)
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if said["status"] != "retrained":
                 start = f"kept ({said['status']})"
+            elif record["warm"]:
+                warm_walls.append(wall)
             table = ledger(root, env)
             made = table[-1]  # the forecast this run made for the next day
             scored = sorted((r for r in table if r["actual"]), key=lambda r: r["actual_date"])
@@ -171,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
             f"\nmean day: {mean:.1f} s = {mean / cold:.3f}x the cold run ({cold:.1f} s)"
             " measured in this replay (target <= 0.25x)"
         )
+        every = yaml.safe_load((root / "params.yaml").read_text())["train"]["cold_every"]
+        if warm_walls and every:
+            # a schedule's long-run mean: each cold_every days, one cold day and the rest warm
+            cycle = (cold + (every - 1) * statistics.mean(warm_walls)) / every
+            print(
+                f"mean warm day: {statistics.mean(warm_walls):.1f} s = "
+                f"{statistics.mean(warm_walls) / cold:.3f}x the cold run; over a train.cold_every "
+                f"cycle ({every} days: 1 cold, {every - 1} warm) {cycle:.1f} s a day = "
+                f"{cycle / cold:.3f}x"
+            )
         print(f"ledger rows scored: {len(done)} of {len(table)} ({args.days} expected scored)")
         if served:
             print(
