@@ -63,7 +63,9 @@ SPEED_CHANGES = [
 def copy_project(root: Path, overrides: list[str]) -> dict[str, str]:
     for name in ("src", "flows"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml"):
+    # .gitignore as a clone has it: git, DVC's walk of the work tree and a daily run's git
+    # record skip the local stores (mlruns/, mlflow.db, .prefect/), which grow every run
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy2(ROOT / name, root / name)
     (root / "data/raw").mkdir(parents=True)
     shutil.copy2(ROOT / "data/raw/SH600519.csv", root / "data/raw/SH600519.csv")

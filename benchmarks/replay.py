@@ -106,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=20)
     parser.add_argument("-S", dest="overrides", action="append", default=[])
     parser.add_argument("--logs", type=Path, help="keep each run's output here (day-N.log)")
+    parser.add_argument("--keep", type=Path, help="replay in this new folder and leave it there")
     args = parser.parse_args(argv)
     from flows.server import prefect_api
 
     with tempfile.TemporaryDirectory() as tmp, prefect_api() as api:
         root = Path(tmp)
+        if args.keep:
+            args.keep.mkdir(parents=True)
+            root = args.keep.resolve()
         env = copy_project(root, args.overrides)
         env["PREFECT_API_URL"] = api
         raw = root / "data/raw/SH600519.csv"
