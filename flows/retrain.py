@@ -223,13 +223,14 @@ class Day:
     stop. A retrain on drift or decay starts every fit cold (:data:`COLD_ENV`, set until
     ``cold_env`` closes)."""
 
-    def __init__(self, cfg: Config, paths: Paths, force: bool) -> None:
-        self.cfg, self.paths, self.force = cfg, paths, force
+    def __init__(
+        self, cfg: Config, paths: Paths, force: bool, cold_env: contextlib.ExitStack
+    ) -> None:
+        self.cfg, self.paths, self.force, self.cold_env = cfg, paths, force, cold_env
         self.seen: forecast.Monitoring | None = None
         self.notes: list[str] = []
         self.drift: dict[str, Any] = {}
         self.retrain, self.message = True, ""
-        self.cold_env: contextlib.ExitStack | None = None
         self.publishing = Publishing(cfg, paths, self)
 
     def decide(self) -> bool:
@@ -254,8 +255,8 @@ class Day:
                 *[d.message(cfg.monitor) for d in seen.decayed],
             ]
         )
-        if self.cold_env is not None:  # drift or decay: every fit starts cold
-            self.cold_env.enter_context(ops.env_set(COLD_ENV, cold or None))
+        # drift or decay: every fit starts cold
+        self.cold_env.enter_context(ops.env_set(COLD_ENV, cold or None))
         return True
 
 
@@ -281,12 +282,11 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
     from stockcast.models import import_keras
 
     preload(BEFORE_VALIDATE, then=import_keras)
-    day = Day(cfg, paths, force)
     # One pass over DVC's stages, in this process, each a subflow of this run: ingest
     # whatever DVC says (sources outside data/raw, URLs and other folders, are not DVC deps),
     # then validate and drift as stale; at window, the day decides whether the rest runs.
     with contextlib.ExitStack() as cold_env:
-        day.cold_env = cold_env
+        day = Day(cfg, paths, force, cold_env)
         try:
             run_stages(
                 ROOT,
