@@ -182,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         every = yaml.safe_load((root / "params.yaml").read_text())["train"]["cold_every"]
         if warm_walls and every:
+            warm = statistics.mean(warm_walls)
             # a schedule's long-run mean: each cold_every days, one cold day and the rest warm
-            cycle = (cold + (every - 1) * statistics.mean(warm_walls)) / every
+            cycle = (cold + (every - 1) * warm) / every
             print(
-                f"mean warm day: {statistics.mean(warm_walls):.1f} s = "
-                f"{statistics.mean(warm_walls) / cold:.3f}x the cold run; over a train.cold_every "
+                f"mean warm day: {warm:.1f} s = "
+                f"{warm / cold:.3f}x the cold run; over a train.cold_every "
                 f"cycle ({every} days: 1 cold, {every - 1} warm) {cycle:.1f} s a day = "
                 f"{cycle / cold:.3f}x"
             )
