@@ -31,6 +31,7 @@ import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from flows.orphans import mark_orphans, project_tag
 from flows.plan import run_stages
 from flows.server import BIN, prefect_api
+from flows.stages import untagged
 from stockcast import ops
 from stockcast.config import Config, load_config
 from stockcast.continuation import COLD_ENV
@@ -235,7 +236,8 @@ class Day:
 
     def decide(self) -> bool:
         cfg, logger = self.cfg, get_run_logger()
-        self.seen = seen = monitor(cfg, self.paths, publish=False)  # yesterday's forecasts
+        with untagged():  # yesterday's forecasts
+            self.seen = seen = monitor(cfg, self.paths, publish=False)
         self.notes = forecast.act_on_decay(cfg, ROOT, seen, logger)
         decayed = bool(seen.decayed) and cfg.monitor.on_decay == "retrain"
         self.drift = drift = json.loads(self.paths.drift.read_text(encoding="utf-8"))
@@ -266,13 +268,15 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
     from stockcast import live
 
     logger = get_run_logger()
-    news = check_sources(cfg, paths)
+    with untagged():
+        news = check_sources(cfg, paths)
     logger.info(news.message())
     if not news.tickers and not force:
         made = None
         if paths.validated.exists():  # rows another run ingested may score a forecast
-            monitor(cfg, paths)
-            made = forecast_next(cfg, paths)
+            with untagged():
+                monitor(cfg, paths)
+                made = forecast_next(cfg, paths)
         note = f"# stockcast retrain\n\nNothing to do: {news.message()}.\n"
         _artifact(note, key="retrain-check")
         return {"status": "up to date", "message": news.message(), **_made(made)}
@@ -303,14 +307,17 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
     if seen is None:  # never: run_stages reaches window or raises
         raise StockcastError("the retrain run ended before its window stage")
     if not day.retrain:
-        made = forecast_next(cfg, paths)
+        with untagged():
+            made = forecast_next(cfg, paths)
         body = ops.summary_markdown({}, {}, drift) + f"\n{day.message}\n\n"
         _artifact(body + live.markdown(made.rows, seen.summary, notes))
         return {"status": "no drift", "tickers": news.tickers, "drift": False, **_made(made)}
-    made = forecast_next(cfg, paths)
+    with untagged():
+        made = forecast_next(cfg, paths)
     pushed = cfg.schedule.push and ops.dvc_remote_configured(ROOT)
     if pushed:
-        push()
+        with untagged():
+            push()
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     registry = json.loads(paths.registry.read_text(encoding="utf-8"))
     notes.append(record_run(cfg, registry))
