@@ -4,6 +4,8 @@ this process and recorded (``dvc commit``) as ``dvc repro`` would."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping
@@ -92,12 +94,15 @@ def run_stages(
     stale: frozenset[str] = frozenset(),
     while_training: Callable[[], object] | None = None,
     before: Mapping[str, Callable[[], bool]] | None = None,
+    ahead: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Run the stale stages in this process, as Prefect flows, upstream first. ``stale``:
     stages to run whatever DVC says (ingest, when a URL source has a new day DVC cannot see).
     ``while_training``: work run in the background while train runs (done before the next
     stage starts), or after the stages when train did not run. ``before``: a check called
     when the run reaches a stage (whether or not it is stale); False ends the run there.
+    ``ahead``: stages run in a process of their own started with the run
+    (:class:`StageAhead`), which gets ready while the stages before it run.
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
     records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
@@ -117,8 +122,9 @@ def run_stages(
     own_params = params == DEFAULT_PARAMS
     flows_by_stage = stage_flows()
     ran = []
-    with Repo(str(root)) as repo:
+    with Repo(str(root)) as repo, contextlib.ExitStack() as stack:
         order = stage_order(repo, targets, single_item)
+        started = {n: stack.enter_context(StageAhead(root, n, params)) for n in ahead & set(order)}
         warming = None
         try:
             for name in order:
@@ -127,12 +133,16 @@ def run_stages(
                 unchanged = name not in stale and not repo.status(targets=[name])
                 if own_params and not force and unchanged:
                     print(f"Stage '{name}' didn't change, skipping", flush=True)
+                    if name in started:
+                        started[name].close()
                     continue
                 print(f"Running stage '{name}':\n> python -m flows.stages {name}", flush=True)
-                warming = _warm_while(name, order, root, warming, while_training)
+                apart = name in started and started[name].alive()
+                warming = _warm_while(name, order, root, warming, while_training, apart)
                 if name == "train":
                     while_training = None  # started beside the fits
-                _run_stage(flows_by_stage[name], name, params)
+                if not (apart and started[name].run()):
+                    _run_stage(flows_by_stage[name], name, params)
                 if own_params:
                     repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
                 ran.append(name)
@@ -152,16 +162,23 @@ def _warm_while(
     root: Path,
     warming: Any,
     beside: Callable[[], object] | None = None,
+    apart: bool = False,
 ) -> Any:
-    """While train runs, import what evaluate and register need (and open the tracking
-    store), then run ``beside``; before any later stage, wait for that: never two
-    migrations of one store, never two writers at once."""
+    """While train runs, import what evaluate and register need (TensorFlow too when the
+    fits run ``apart``, in a process of their own) and open the tracking store, then run
+    ``beside``; before any later stage, wait for that: never two migrations of one store,
+    never two writers at once."""
     from stockcast.tracking import prepare_store
 
     if name == "train" and ({"evaluate", "register"} & set(order) or beside is not None):
         store = partial(prepare_store, root) if "register" in order else None
 
         def then() -> None:
+            if apart and "evaluate" in order:
+                from stockcast.models import import_keras
+
+                with contextlib.suppress(Exception):  # evaluate's own import reports it
+                    import_keras()
             try:
                 if store is not None:
                     store()
@@ -173,6 +190,82 @@ def _warm_while(
     if warming is not None:  # done long ago
         warming.join()
     return warming
+
+
+class StageAhead:
+    """A stage in a process of its own (``python -m flows.stages STAGE --when-told``),
+    started with the run, before the stages upstream of it: it imports what it needs and
+    prepares what it can (the train stage: TensorFlow, and the networks built and traced)
+    on the other core while they run, then waits. :meth:`run` tells it to run, as a subflow
+    of this run, with this process's ``STOCKCAST_*`` variables as they are then, and waits
+    for it; leaving the block ends a process never told (it has written nothing).
+
+    On two cores the daily job's stages before train are one busy core; the train
+    process's start-up (about 9 s) overlaps them instead of following them.
+    """
+
+    def __init__(self, root: Path, stage: str, params: str) -> None:
+        import sys
+        import tempfile
+
+        from prefect.runtime import flow_run
+
+        from flows.stages import PIPELINE_RUN
+
+        self.stage = stage
+        handle, name = tempfile.mkstemp(prefix=f"stockcast-{stage}-", suffix=".txt")
+        os.close(handle)
+        self.error_file = Path(name)
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        if run_id := flow_run.get_id():
+            env[PIPELINE_RUN] = str(run_id)
+        command = [sys.executable, "-m", "flows.stages", stage, "--params", params]
+        self.proc = subprocess.Popen(
+            [*command, "--when-told", str(self.error_file)],
+            cwd=root, env=env, stdin=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def __enter__(self) -> StageAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the process if it still waits (or still gets ready)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.error_file.unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self) -> bool:
+        """Run the stage there and wait for it; False if the process is gone before it
+        was told (the stage then runs here).
+
+        Raises:
+            StockcastError: the stage failed (its message), or its process died.
+        """
+        from stockcast.errors import StockcastError
+
+        told = {k: v for k, v in os.environ.items() if k.startswith("STOCKCAST_")}
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(told) + "\n")
+            self.proc.stdin.close()
+        except OSError:  # it died getting ready: nothing ran there
+            self.proc.wait()
+            return False
+        code = self.proc.wait()
+        if code != 0:
+            said = self.error_file.read_text(encoding="utf-8").strip()
+            raise StockcastError(
+                f"stockcast {self.stage} stopped:\n"
+                + (said or f"its process ended with exit code {code}")
+            )
+        return True
 
 
 def _run_stage(flow: Any, name: str, params: str) -> None:

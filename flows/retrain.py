@@ -280,15 +280,16 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         note = f"# stockcast retrain\n\nNothing to do: {news.message()}.\n"
         _artifact(note, key="retrain-check")
         return {"status": "up to date", "message": news.message(), **_made(made)}
-    # The gate's libraries, then TensorFlow, while ingest and validate run (as make pipeline
-    # imports them while its Prefect server starts): not on the train stage's clock.
+    # The gate's libraries while ingest runs. TensorFlow is imported by the train stage's own
+    # process, started now, which builds and traces the networks on the other core while the
+    # stages before it run here (flows.plan.StageAhead); this process imports it while the
+    # networks fit, for evaluate.
     from flows.warmup import BEFORE_VALIDATE, preload
-    from stockcast.models import import_keras
 
-    preload(BEFORE_VALIDATE, then=import_keras)
-    # One pass over DVC's stages, in this process, each a subflow of this run: ingest
-    # whatever DVC says (sources outside data/raw, URLs and other folders, are not DVC deps),
-    # then validate and drift as stale; at window, the day decides whether the rest runs.
+    preload(BEFORE_VALIDATE)
+    # One pass over DVC's stages, each a subflow of this run: ingest whatever DVC says
+    # (sources outside data/raw, URLs and other folders, are not DVC deps), then validate and
+    # drift as stale; at window, the day decides whether the rest runs.
     with contextlib.ExitStack() as cold_env:
         day = Day(cfg, paths, force, cold_env)
         try:
@@ -298,6 +299,7 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
                 stale=frozenset({"ingest"}),
                 while_training=day.publishing,
                 before={"window": day.decide},
+                ahead=frozenset({"train"}),
             )
         finally:
             if not day.publishing.done:  # a stage after window failed before train ran

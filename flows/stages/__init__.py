@@ -17,6 +17,10 @@ import flows.env  # noqa: F401  (telemetry off before the libraries load)
 PIPELINE_RUN = "STOCKCAST_PIPELINE_RUN"
 
 
+# dvc.yaml's stages, upstream first: each has its module here
+STAGES = ("ingest", "validate", "drift", "window", "train", "evaluate", "register")
+
+
 def stage_flows() -> dict[str, Any]:
     """Stage name -> its flow (imports every stage's flow module)."""
     from flows.env import plain_errors

@@ -8,30 +8,93 @@ per stage), the stage's flow run is a subflow of that run's ``pipeline`` flow ru
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from flows.stages import PIPELINE_RUN, stage_flows
+from flows.stages import PIPELINE_RUN, STAGES, stage_flows
 
 
 def main(argv: list[str] | None = None) -> int:
-    flows = stage_flows()
     parser = argparse.ArgumentParser(prog="python -m flows.stages", description=__doc__)
-    parser.add_argument("stage", choices=list(flows), help="the dvc.yaml stage to run")
+    parser.add_argument("stage", choices=STAGES, help="the dvc.yaml stage to run")
     parser.add_argument("--params", default="params.yaml", help="the parameters file")
+    parser.add_argument(
+        "--when-told",
+        metavar="FILE",
+        help="started ahead by a run in another process (flows.plan.StageAhead): get ready, "
+        "then wait for a line on stdin (the run's STOCKCAST_* variables as JSON; an empty "
+        "line or the end of stdin: exit without running); a failure's message goes to FILE",
+    )
     args = parser.parse_args(argv)
+    if args.when_told:
+        flow = _flow(args.stage)
+        prepared = _get_ready(args.stage, args.params)
+        told = sys.stdin.readline().strip()
+        if not told:
+            return 0
+        _take_environment(json.loads(told))
+        print(f"stockcast {args.stage}: started ahead ({prepared})", flush=True)
+    else:
+        flow = stage_flows()[args.stage]
+    from flows.plan import stage_settings
     from stockcast.errors import StockcastError
 
     try:
         if parent := os.environ.get(PIPELINE_RUN):
-            run_as_subflow(flows[args.stage], parent, {"params": args.params})
+            with stage_settings() if args.when_told else contextlib.nullcontext():
+                run_as_subflow(flow, parent, {"params": args.params})
         else:
-            flows[args.stage](params=args.params)
+            flow(params=args.params)
     except StockcastError as exc:
         print(f"\nstockcast {args.stage} stopped:\n{exc}", file=sys.stderr)
+        if args.when_told:
+            Path(args.when_told).write_text(str(exc), encoding="utf-8")
         return 1
     return 0
+
+
+def _flow(stage: str) -> Any:
+    """One stage's flow, importing that stage's module only."""
+    from flows.env import plain_errors
+
+    plain_errors()
+    return importlib.import_module(f"flows.stages.{stage}").flow_
+
+
+def _get_ready(stage: str, params: str) -> str:
+    """What a stage can do before its inputs exist: the train stage imports TensorFlow and
+    builds and traces the networks the windows on disk call for
+    (:func:`stockcast.train.prepare_networks`). Says what it did."""
+    if stage != "train":
+        return "nothing to prepare"
+    from stockcast.config import load_config
+    from stockcast.paths import Paths
+    from stockcast.stages.train import network_specs
+    from stockcast.train import prepare_networks
+
+    try:
+        cfg = load_config(Path.cwd() / params)
+        if cfg.execution.runner != "threads":  # the fits run in other processes
+            return "its fits run in other processes: nothing prepared"
+        specs = network_specs(cfg, Paths(Path.cwd()))
+        count = prepare_networks(specs, cfg.train.batch_size)
+    except Exception as exc:  # noqa: BLE001 - the stage builds its networks itself
+        return f"nothing prepared: {type(exc).__name__}: {exc}"
+    return f"{count} network(s) built and traced while the stages before it ran"
+
+
+def _take_environment(values: dict[str, str]) -> None:
+    """The run's ``STOCKCAST_*`` variables as they are when it reaches this stage (a reason
+    to start cold, set after this process started); the pipeline run's id stays."""
+    for name in [n for n in os.environ if n.startswith("STOCKCAST_") and n != PIPELINE_RUN]:
+        if name not in values:
+            del os.environ[name]
+    os.environ.update({k: v for k, v in values.items() if k != PIPELINE_RUN})
 
 
 def run_as_subflow(flow: Any, parent: str, parameters: dict[str, Any]) -> Any:

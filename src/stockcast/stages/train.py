@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from stockcast import continuation
 from stockcast.config import Config
@@ -97,6 +98,23 @@ def run(
                 f"models, this run's fits are in {paths.failed_models.name}/"
             )
     return trained
+
+
+def network_specs(cfg: Config, paths: Paths) -> list[tuple[Any, ...]]:
+    """The networks the next train stage builds (``build_model``'s arguments, one per
+    variant), as far as the windows on disk now tell (their window and inputs): what a
+    process may prepare before the window stage rewrites them. Empty when there are none."""
+    try:
+        manifest = read_manifest(paths.processed)
+        first = next(iter(manifest.values()))
+        ws = WindowSet.load(paths.processed / first["file"])
+    except (OSError, StopIteration, KeyError, ValueError, StockcastError):
+        return []
+    t = cfg.train
+    return [
+        (v, ws.window, ws.scaled.shape[1], t.units, t.dropout, t.learning_rate, cfg.seed, t.unroll)
+        for v in t.variants
+    ]
 
 
 def _plan(
