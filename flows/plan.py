@@ -95,6 +95,7 @@ def run_stages(
     while_training: Callable[[], object] | None = None,
     before: Mapping[str, Callable[[], bool]] | None = None,
     ahead: frozenset[str] = frozenset(),
+    ahead_command: Callable[[str], list[str]] | None = None,
 ) -> list[str]:
     """Run the stale stages in this process, as Prefect flows, upstream first. ``stale``:
     stages to run whatever DVC says (ingest, when a URL source has a new day DVC cannot see).
@@ -102,7 +103,8 @@ def run_stages(
     stage starts), or after the stages when train did not run. ``before``: a check called
     when the run reaches a stage (whether or not it is stale); False ends the run there.
     ``ahead``: stages run in a process of their own started with the run
-    (:class:`StageAhead`), which gets ready while the stages before it run.
+    (:class:`StageAhead`), which gets ready while the stages before it run; ``ahead_command``
+    gives a stage's command line there (its own by default).
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
     records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
@@ -124,7 +126,10 @@ def run_stages(
     ran = []
     with Repo(str(root)) as repo, contextlib.ExitStack() as stack:
         order = stage_order(repo, targets, single_item)
-        started = {n: stack.enter_context(StageAhead(root, n, params)) for n in ahead & set(order)}
+        started = {
+            n: stack.enter_context(StageAhead(root, n, params, (ahead_command or _none)(n)))
+            for n in ahead & set(order)
+        }
         warming = None
         try:
             for name in order:
@@ -192,6 +197,10 @@ def _warm_while(
     return warming
 
 
+def _none(stage: str) -> None:
+    return None
+
+
 class StageAhead:
     """A stage in a process of its own (``python -m flows.stages STAGE --when-told``),
     started with the run, before the stages upstream of it: it imports what it needs and
@@ -204,7 +213,11 @@ class StageAhead:
     process's start-up (about 9 s) overlaps them instead of following them.
     """
 
-    def __init__(self, root: Path, stage: str, params: str) -> None:
+    def __init__(
+        self, root: Path, stage: str, params: str, command: list[str] | None = None
+    ) -> None:
+        """``command``: the process's command line before ``--when-told FILE``; by default
+        ``python -m flows.stages STAGE --params PARAMS``."""
         import sys
         import tempfile
 
@@ -219,7 +232,7 @@ class StageAhead:
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         if run_id := flow_run.get_id():
             env[PIPELINE_RUN] = str(run_id)
-        command = [sys.executable, "-m", "flows.stages", stage, "--params", params]
+        command = command or [sys.executable, "-m", "flows.stages", stage, "--params", params]
         self.proc = subprocess.Popen(
             [*command, "--when-told", str(self.error_file)],
             cwd=root, env=env, stdin=subprocess.PIPE, text=True,

@@ -114,6 +114,29 @@ def test_a_warm_start_begins_from_the_given_weights_and_unroll_keeps_the_maths(w
     )
 
 
+def test_a_network_prepared_ahead_is_the_one_the_fit_takes_and_trains_as_a_fresh_one(
+    ws, tmp_path: Path
+):
+    """prepare_networks builds and traces a network before the windows exist (on a window of
+    zeros); the first fit of that spec takes it, and trains loss for loss as on a network
+    built for it."""
+    from stockcast import train
+
+    spec = ("gru", ws.window, ws.scaled.shape[1], TINY.units, TINY.dropout, TINY.learning_rate)
+    spec += (7, TINY.unroll)
+    train._IDLE.clear()
+    assert train.prepare_networks([spec], TINY.batch_size) == 1
+    ((prepared,),) = train._IDLE.values()
+    assert prepared.model.train_function is not None  # traced already
+    ahead = fit_variant(ws, "gru", TINY, 7, tmp_path / "ahead")
+    assert [i.model for i in train._IDLE[spec]] == [prepared.model]  # it was the one used
+    train._IDLE.clear()
+    fresh = fit_variant(ws, "gru", TINY, 7, tmp_path / "fresh")
+    assert ahead.ok and fresh.ok
+    assert ahead.history == fresh.history
+    train._IDLE.clear()
+
+
 def test_a_network_reused_by_a_later_fit_trains_exactly_as_a_fresh_one(ws, tmp_path: Path):
     """A fit puts its network back; the next fit of the same architecture in the process
     takes it, reset (initial weights, a fresh optimiser, the dropout's random state), and

@@ -76,3 +76,151 @@ def test_the_check_is_made_when_its_stage_is_up_to_date_and_stale_stages_run_any
     done = run_stages(root, stale=frozenset({"a"}), before={"b": lambda: checked.append(1) or True})
     assert done == ran == ["a"]
     assert checked == [1]
+
+
+# A stage's process started ahead, as the protocol of ``python -m flows.stages STAGE
+# --when-told FILE`` has it: wait for a line; none: exit; else take its variables and run
+# (here: write b.txt from a.txt, with the process id), or fail with a message in FILE.
+CHILD = """
+import json, os, sys
+from pathlib import Path
+error_file = sys.argv[-1]
+Path("b.started").write_text(str(os.getpid()))
+told = sys.stdin.readline().strip()
+if not told:
+    Path("b.untold").write_text("exited")
+    sys.exit(0)
+env = json.loads(told)
+if env.get("STOCKCAST_FAIL_B"):
+    Path(error_file).write_text("b could not: " + env["STOCKCAST_FAIL_B"])
+    sys.exit(1)
+Path("b.txt").write_text(Path("a.txt").read_text() + "b")
+Path("b.pid").write_text(str(os.getpid()) + " " + env.get("STOCKCAST_TRAIN_COLD", "-"))
+"""
+
+
+def _child(stage: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", CHILD]
+
+
+def test_a_stage_run_ahead_runs_in_its_own_process_with_the_run_s_variables_then(
+    project, monkeypatch: pytest.MonkeyPatch
+):
+    import os
+
+    root, ran = project
+
+    def decide() -> bool:  # set after the process started, as the day's cold reason is
+        monkeypatch.setenv("STOCKCAST_TRAIN_COLD", "drift")
+        return True
+
+    done = run_stages(root, ahead=frozenset({"b"}), ahead_command=_child, before={"b": decide})
+    assert done == ["a", "b", "c"] and ran == ["a", "c"]  # b ran there, not here
+    pid, cold = (root / "b.pid").read_text().split()
+    assert int(pid) != os.getpid() and cold == "drift"
+    assert (root / "c.txt").read_text() == "xabc"
+    assert "b:" in (root / "dvc.lock").read_text()  # committed here, as any stage
+
+
+def test_a_stage_run_ahead_that_fails_stops_the_run_with_its_message(
+    project, monkeypatch: pytest.MonkeyPatch
+):
+    root, ran = project
+    monkeypatch.setenv("STOCKCAST_FAIL_B", "no windows")
+    with pytest.raises(Exception, match="stockcast b stopped:\nb could not: no windows"):
+        run_stages(root, ahead=frozenset({"b"}), ahead_command=_child)
+    assert ran == ["a"] and not (root / "c.txt").exists()
+    assert "b:" not in (root / "dvc.lock").read_text()
+
+
+def test_a_stage_run_ahead_but_never_reached_is_ended_and_one_gone_runs_here(project):
+    import sys
+    import time
+
+    root, ran = project
+    assert run_stages(
+        root, ahead=frozenset({"b"}), ahead_command=_child, before={"b": lambda: False}
+    ) == ["a"]
+    assert not (root / "b.txt").exists()  # ended untold: it ran nothing
+    (root / "b.started").unlink()
+
+    def gone(stage: str) -> list[str]:  # a process that dies while getting ready
+        return [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+    (root / "in.txt").write_text("y")
+
+    def wait() -> bool:
+        time.sleep(1)  # it has died by now
+        return True
+
+    assert run_stages(root, ahead=frozenset({"b"}), ahead_command=gone, before={"b": wait}) == [
+        "a",
+        "b",
+        "c",
+    ]
+    assert ran[-3:] == ["a", "b", "c"]  # b ran in this process instead
+    assert (root / "c.txt").read_text() == "yabc"
+
+
+def test_the_stage_process_started_ahead_runs_only_when_told_with_the_variables_it_is_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import io
+    import json
+    import os
+
+    import flows.stages.__main__ as stage_main
+    from stockcast.errors import StockcastError
+
+    calls: list[tuple[str, str | None]] = []
+
+    def flow(params: str) -> None:
+        calls.append((params, os.environ.get("STOCKCAST_TRAIN_COLD")))
+        if os.environ.get("STOCKCAST_FAIL"):
+            raise StockcastError("the windows are gone")
+
+    monkeypatch.setattr(stage_main, "_flow", lambda stage: flow)
+    monkeypatch.delenv(stage_main.PIPELINE_RUN, raising=False)
+    monkeypatch.setenv("STOCKCAST_TRAIN_COLD", "stale reason from the start")
+    error_file = tmp_path / "error.txt"
+    argv = ["drift", "--params", "p.yaml", "--when-told", str(error_file)]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # never told: the run ended before
+    assert stage_main.main(argv) == 0 and calls == []
+
+    told = json.dumps({"STOCKCAST_TRAIN_COLD": "drift in ['AAA']"})
+    monkeypatch.setattr("sys.stdin", io.StringIO(told + "\n"))
+    assert stage_main.main(argv) == 0
+    assert calls == [("p.yaml", "drift in ['AAA']")]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"STOCKCAST_FAIL": "1"}) + "\n"))
+    assert stage_main.main(argv) == 1
+    assert "STOCKCAST_TRAIN_COLD" not in os.environ  # the run no longer had it: dropped
+    assert error_file.read_text() == "the windows are gone"
+
+
+def test_network_specs_come_from_the_windows_on_disk_and_are_none_without(tmp_path: Path):
+    from stockcast.config import load_config
+    from stockcast.paths import Paths
+    from stockcast.stages.train import network_specs
+    from stockcast.windows import make_windows, write_windows
+    from tests.conftest import synthetic_prices
+
+    cfg, paths = load_config(Path(__file__).parents[2] / "params.yaml"), Paths(tmp_path)
+    assert network_specs(cfg, paths) == []
+    ws = make_windows(synthetic_prices(400), "open", 20, 50, 50)
+    write_windows([ws], paths.processed)
+    specs = network_specs(cfg, paths)
+    t = cfg.train
+    assert [s[0] for s in specs] == list(t.variants)
+    assert specs[0][1:] == (
+        20,
+        ws.scaled.shape[1],
+        t.units,
+        t.dropout,
+        t.learning_rate,
+        cfg.seed,
+        t.unroll,
+    )
