@@ -94,20 +94,20 @@ def run_stages(
     stale: frozenset[str] = frozenset(),
     while_training: Callable[[], object] | None = None,
     before: Mapping[str, Callable[[], bool]] | None = None,
-    ahead: frozenset[str] = frozenset(),
-    ahead_command: Callable[[str], list[str]] | None = None,
+    ahead: Mapping[str, StageAhead] | None = None,
 ) -> list[str]:
     """Run the stale stages in this process, as Prefect flows, upstream first. ``stale``:
     stages to run whatever DVC says (ingest, when a URL source has a new day DVC cannot see).
     ``while_training``: work run in the background while train runs (done before the next
     stage starts), or after the stages when train did not run. ``before``: a check called
     when the run reaches a stage (whether or not it is stale); False ends the run there.
-    ``ahead``: stages run in a process of their own started with the run
-    (:class:`StageAhead`), which gets ready while the stages before it run; ``ahead_command``
-    gives a stage's command line there (its own by default).
+    ``ahead``: stages run in the process of their own the caller started with the run
+    (:class:`StageAhead`), which gets ready while the stages before it run; the caller ends
+    it.
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
-    records what ran (``dvc commit``). A stage that fails is not committed. With a parameters
+    records what ran (``dvc commit``, once the stages end). A stage that fails is not
+    committed; those that ran before it are. With a parameters
     file other than ``params.yaml``, DVC's record does not describe the run: every selected
     stage runs and nothing is committed.
 
@@ -124,12 +124,9 @@ def run_stages(
     own_params = params == DEFAULT_PARAMS
     flows_by_stage = stage_flows()
     ran = []
-    with Repo(str(root)) as repo, contextlib.ExitStack() as stack:
+    started = dict(ahead or {})
+    with Repo(str(root)) as repo:
         order = stage_order(repo, targets, single_item)
-        started = {
-            n: stack.enter_context(StageAhead(root, n, params, (ahead_command or _none)(n)))
-            for n in ahead & set(order)
-        }
         warming = None
         try:
             for name in order:
@@ -148,9 +145,15 @@ def run_stages(
                     while_training = None  # started beside the fits
                 if not (apart and started[name].run()):
                     _run_stage(flows_by_stage[name], name, params)
-                if own_params:
-                    repo.commit(target=name, force=True)  # DVC prints "Updating lock file"
                 ran.append(name)
+        except BaseException:
+            if own_params and ran:  # what ran before the failure, never the failed stage
+                with contextlib.suppress(Exception):  # the failure is the run's to report
+                    _commit(repo, ran, single_item)
+            raise
+        else:
+            if own_params and ran:
+                _commit(repo, ran, single_item)
         finally:  # a failed stage waits for a store's migrations to end, never cuts them
             if warming is not None:
                 warming.join()
@@ -159,6 +162,28 @@ def run_stages(
     if not own_params:
         print(f"ran with {params}: dvc.lock was left as it was (it records params.yaml runs)")
     return ran
+
+
+def _commit(repo: Any, ran: list[str], single_item: bool) -> None:
+    """Record the stages that ran in ``dvc.lock`` as ``dvc commit -f`` does, after the run:
+    each stage no other that ran is downstream of, with its upstream (every stage upstream
+    of one that ran either ran or was found up to date), in one write of ``dvc.lock`` each.
+    A commit per stage as it ended cost about 0.25 s each, 1.7 s over a day's seven.
+    ``single_item`` runs leave stale stages upstream: each stage that ran alone then."""
+    import networkx as nx
+
+    if single_item:
+        for name in ran:
+            repo.commit(target=name, force=True)
+        return
+    graph = repo.index.graph
+    by_name = {stage.addressing: stage for stage in graph}
+    # edges point from a stage to its upstream: a stage's ancestors are its downstream
+    leaves = [
+        n for n in ran if not {d.addressing for d in nx.ancestors(graph, by_name[n])} & set(ran)
+    ]
+    for name in leaves:
+        repo.commit(target=name, with_deps=True, force=True)  # DVC: "Updating lock file"
 
 
 def _warm_while(
@@ -197,13 +222,10 @@ def _warm_while(
     return warming
 
 
-def _none(stage: str) -> None:
-    return None
-
-
 class StageAhead:
     """A stage in a process of its own (``python -m flows.stages STAGE --when-told``),
-    started with the run, before the stages upstream of it: it imports what it needs and
+    started with the run (in its flow run, whose subflow the stage's run becomes), before
+    the stages upstream of it: it imports what it needs and
     prepares what it can (the train stage: TensorFlow, and the networks built and traced)
     on the other core while they run, then waits. :meth:`run` tells it to run, as a subflow
     of this run, with this process's ``STOCKCAST_*`` variables as they are then, and waits

@@ -29,7 +29,7 @@ from prefect.states import Cancelled
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from flows.orphans import mark_orphans, project_tag
-from flows.plan import run_stages
+from flows.plan import StageAhead, run_stages
 from flows.server import BIN, prefect_api
 from flows.stages import untagged
 from stockcast import ops
@@ -210,9 +210,14 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
     cfg, paths = load_config(ROOT / params), Paths(ROOT)
     holder = f"retrain flow run {flow_run.get_name() or flow_run.get_id()}"
     try:
-        with ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds), tags(project_tag(ROOT)):
+        with (
+            ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds),
+            tags(project_tag(ROOT)),
+            # the train stage's process, started first: it gets ready while the rest runs
+            StageAhead(ROOT, "train", params) as trainer,
+        ):
             mark_orphans(ROOT)
-            return _chain(cfg, paths, params, force)
+            return _chain(cfg, paths, params, force, trainer)
     except RunLocked as exc:  # another run is doing the work: not a failure, no alert
         get_run_logger().warning(str(exc))
         return Cancelled(message=str(exc))
@@ -262,7 +267,9 @@ class Day:
         return True
 
 
-def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any]:
+def _chain(
+    cfg: Config, paths: Paths, params: str, force: bool, trainer: StageAhead
+) -> dict[str, Any]:
     """The run under the lock: sources, scoring, drift, the chain, push, the forecast, the
     summary artifact."""
     from stockcast import live
@@ -281,9 +288,9 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
         _artifact(note, key="retrain-check")
         return {"status": "up to date", "message": news.message(), **_made(made)}
     # The gate's libraries while ingest runs. TensorFlow is imported by the train stage's own
-    # process, started now, which builds and traces the networks on the other core while the
-    # stages before it run here (flows.plan.StageAhead); this process imports it while the
-    # networks fit, for evaluate.
+    # process, which builds and traces the networks on the other core while the stages
+    # before it run here (flows.plan.StageAhead); this process imports it while the networks
+    # fit, for evaluate.
     from flows.warmup import BEFORE_VALIDATE, preload
 
     preload(BEFORE_VALIDATE)
@@ -299,7 +306,7 @@ def _chain(cfg: Config, paths: Paths, params: str, force: bool) -> dict[str, Any
                 stale=frozenset({"ingest"}),
                 while_training=day.publishing,
                 before={"window": day.decide},
-                ahead=frozenset({"train"}),
+                ahead={"train": trainer},
             )
         finally:
             if not day.publishing.done:  # a stage after window failed before train ran

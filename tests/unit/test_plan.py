@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import flows.stages
-from flows.plan import run_stages
+from flows.plan import StageAhead, run_stages
 from flows.server import BIN
 
 STAGES = {
@@ -99,10 +99,10 @@ Path("b.pid").write_text(str(os.getpid()) + " " + env.get("STOCKCAST_TRAIN_COLD"
 """
 
 
-def _child(stage: str) -> list[str]:
+def _child(root: Path, command: str = CHILD) -> StageAhead:
     import sys
 
-    return [sys.executable, "-c", CHILD]
+    return StageAhead(root, "b", "params.yaml", [sys.executable, "-c", command])
 
 
 def test_a_stage_run_ahead_runs_in_its_own_process_with_the_run_s_variables_then(
@@ -116,7 +116,8 @@ def test_a_stage_run_ahead_runs_in_its_own_process_with_the_run_s_variables_then
         monkeypatch.setenv("STOCKCAST_TRAIN_COLD", "drift")
         return True
 
-    done = run_stages(root, ahead=frozenset({"b"}), ahead_command=_child, before={"b": decide})
+    with _child(root) as b:
+        done = run_stages(root, ahead={"b": b}, before={"b": decide})
     assert done == ["a", "b", "c"] and ran == ["a", "c"]  # b ran there, not here
     pid, cold = (root / "b.pid").read_text().split()
     assert int(pid) != os.getpid() and cold == "drift"
@@ -130,36 +131,29 @@ def test_a_stage_run_ahead_that_fails_stops_the_run_with_its_message(
     root, ran = project
     monkeypatch.setenv("STOCKCAST_FAIL_B", "no windows")
     with pytest.raises(Exception, match="stockcast b stopped:\nb could not: no windows"):
-        run_stages(root, ahead=frozenset({"b"}), ahead_command=_child)
+        with _child(root) as b:
+            run_stages(root, ahead={"b": b})
     assert ran == ["a"] and not (root / "c.txt").exists()
-    assert "b:" not in (root / "dvc.lock").read_text()
+    lock = (root / "dvc.lock").read_text()
+    assert "a:" in lock and "b:" not in lock  # what ran before the failure is recorded
 
 
 def test_a_stage_run_ahead_but_never_reached_is_ended_and_one_gone_runs_here(project):
-    import sys
     import time
 
     root, ran = project
-    assert run_stages(
-        root, ahead=frozenset({"b"}), ahead_command=_child, before={"b": lambda: False}
-    ) == ["a"]
-    assert not (root / "b.txt").exists()  # ended untold: it ran nothing
-    (root / "b.started").unlink()
-
-    def gone(stage: str) -> list[str]:  # a process that dies while getting ready
-        return [sys.executable, "-c", "import sys; sys.exit(3)"]
-
-    (root / "in.txt").write_text("y")
+    with _child(root) as b:
+        assert run_stages(root, ahead={"b": b}, before={"b": lambda: False}) == ["a"]
+    assert b.proc.returncode is not None  # ended with the block
+    assert not (root / "b.txt").exists()  # untold: it ran nothing
 
     def wait() -> bool:
         time.sleep(1)  # it has died by now
         return True
 
-    assert run_stages(root, ahead=frozenset({"b"}), ahead_command=gone, before={"b": wait}) == [
-        "a",
-        "b",
-        "c",
-    ]
+    (root / "in.txt").write_text("y")
+    with _child(root, "import sys; sys.exit(3)") as gone:  # dies while getting ready
+        assert run_stages(root, ahead={"b": gone}, before={"b": wait}) == ["a", "b", "c"]
     assert ran[-3:] == ["a", "b", "c"]  # b ran in this process instead
     assert (root / "c.txt").read_text() == "yabc"
 
