@@ -223,42 +223,72 @@ def _warm_while(
 
 
 class StageAhead:
-    """A stage in a process of its own (``python -m flows.stages STAGE --when-told``),
-    started with the run (in its flow run, whose subflow the stage's run becomes), before
-    the stages upstream of it: it imports what it needs and
-    prepares what it can (the train stage: TensorFlow, and the networks built and traced)
-    on the other core while they run, then waits. :meth:`run` tells it to run, as a subflow
-    of this run, with this process's ``STOCKCAST_*`` variables as they are then, and waits
-    for it; leaving the block ends a process never told (it has written nothing).
+    """A stage in a process of its own, started with the run, before the stages upstream of
+    it: it imports what it needs and prepares what it can (the train stage: TensorFlow, and
+    the networks built and traced) on the other core while they run, then waits
+    (:func:`flows.stages.__main__.when_told`). :meth:`run` tells it to run, as a subflow of
+    this process's flow run, with this process's ``STOCKCAST_*`` variables as they are then,
+    and waits for it; leaving the block ends a process never told (it has written nothing).
 
-    On two cores the daily job's stages before train are one busy core; the train
-    process's start-up (about 9 s) overlaps them instead of following them.
+    Started before this process has any thread (a command's ``main``, before its flow), the
+    process is a fork of this one and has its imports already (Prefect, pandas: 2 s);
+    otherwise it is ``python -m flows.stages STAGE --when-told FILE`` (or ``command``).
+    On two cores the daily job's stages before train keep one core busy; the train process's
+    start-up (8-10 s) overlaps them instead of following them.
     """
 
     def __init__(
         self, root: Path, stage: str, params: str, command: list[str] | None = None
     ) -> None:
-        """``command``: the process's command line before ``--when-told FILE``; by default
-        ``python -m flows.stages STAGE --params PARAMS``."""
         import sys
         import tempfile
-
-        from prefect.runtime import flow_run
-
-        from flows.stages import PIPELINE_RUN
+        import threading
 
         self.stage = stage
         handle, name = tempfile.mkstemp(prefix=f"stockcast-{stage}-", suffix=".txt")
         os.close(handle)
         self.error_file = Path(name)
+        self.pid = 0
+        self.code: int | None = None
+        if command is None and hasattr(os, "fork") and threading.active_count() == 1:
+            self._fork(root, params)
+            return
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        if run_id := flow_run.get_id():
-            env[PIPELINE_RUN] = str(run_id)
         command = command or [sys.executable, "-m", "flows.stages", stage, "--params", params]
-        self.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [*command, "--when-told", str(self.error_file)],
             cwd=root, env=env, stdin=subprocess.PIPE, text=True,
         )  # fmt: skip
+        self.pid, self.told = proc.pid, proc.stdin
+
+    def _fork(self, root: Path, params: str) -> None:
+        """The process as a fork of this one, told through a pipe."""
+        import sys
+
+        read, write = os.pipe()
+        sys.stdout.flush()  # or both processes would write what is buffered
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # the stage's process: never returns
+            code = 1
+            try:
+                os.close(write)
+                os.chdir(root)
+                os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+                from flows.stages.__main__ import when_told
+
+                with os.fdopen(read, encoding="utf-8") as told:
+                    code = when_told(self.stage, params, told, self.error_file)
+            except BaseException:  # noqa: BLE001 - said, and the exit code says it failed
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                from flows.env import exit_now
+
+                exit_now(code)
+        os.close(read)
+        self.told = os.fdopen(write, "w", encoding="utf-8")
 
     def __enter__(self) -> StageAhead:
         return self
@@ -266,15 +296,31 @@ class StageAhead:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def alive(self) -> bool:
+        return self._poll() is None
+
+    def _poll(self, wait: bool = False) -> int | None:
+        """The process's exit code once it ended (waiting for it with ``wait``), else None."""
+        if self.code is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:  # reaped already
+                return self.code
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
     def close(self) -> None:
         """End the process if it still waits (or still gets ready)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.error_file.unlink(missing_ok=True)
+        import signal
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self._poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        self._poll(wait=True)
+        if self.told is not None and not self.told.closed:
+            with contextlib.suppress(OSError):
+                self.told.close()
+        self.error_file.unlink(missing_ok=True)
 
     def run(self) -> bool:
         """Run the stage there and wait for it; False if the process is gone before it
@@ -283,17 +329,22 @@ class StageAhead:
         Raises:
             StockcastError: the stage failed (its message), or its process died.
         """
+        from prefect.runtime import flow_run
+
+        from flows.stages import PIPELINE_RUN
         from stockcast.errors import StockcastError
 
         told = {k: v for k, v in os.environ.items() if k.startswith("STOCKCAST_")}
+        if run_id := flow_run.get_id():
+            told[PIPELINE_RUN] = str(run_id)
         try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps(told) + "\n")
-            self.proc.stdin.close()
+            assert self.told is not None
+            self.told.write(json.dumps(told) + "\n")
+            self.told.close()
         except OSError:  # it died getting ready: nothing ran there
-            self.proc.wait()
+            self._poll(wait=True)
             return False
-        code = self.proc.wait()
+        code = self._poll(wait=True)
         if code != 0:
             said = self.error_file.read_text(encoding="utf-8").strip()
             raise StockcastError(
@@ -301,6 +352,29 @@ class StageAhead:
                 + (said or f"its process ended with exit code {code}")
             )
         return True
+
+
+_STARTED: dict[str, StageAhead] = {}  # started by a command before its flow run
+
+
+@contextlib.contextmanager
+def started_ahead(root: Path, stage: str, params: str) -> Any:
+    """Start ``stage``'s process now, before the flow run that will use it exists (a fork
+    with this process's imports, while it has no thread yet); the flow takes it with
+    :func:`ahead`. Ended when the block ends."""
+    with StageAhead(root, stage, params) as started:
+        _STARTED[stage] = started
+        try:
+            yield started
+        finally:
+            _STARTED.pop(stage, None)
+
+
+def take_ahead(root: Path, stage: str, params: str) -> StageAhead:
+    """``stage``'s process started before this flow run (:func:`started_ahead`), or one
+    started now."""
+    started = _STARTED.pop(stage, None)
+    return started if started is not None and started.alive() else StageAhead(root, stage, params)
 
 
 def _run_stage(flow: Any, name: str, params: str) -> None:

@@ -29,7 +29,7 @@ from prefect.states import Cancelled
 
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from flows.orphans import mark_orphans, project_tag
-from flows.plan import StageAhead, run_stages
+from flows.plan import StageAhead, run_stages, started_ahead, take_ahead
 from flows.server import BIN, prefect_api
 from flows.stages import untagged
 from stockcast import ops
@@ -214,7 +214,7 @@ def retrain(params: str = "params.yaml", force: bool = False) -> dict[str, Any]:
             ops.run_lock(ROOT, holder, cfg.schedule.lock_wait_seconds),
             tags(project_tag(ROOT)),
             # the train stage's process, started first: it gets ready while the rest runs
-            StageAhead(ROOT, "train", params) as trainer,
+            take_ahead(ROOT, "train", params) as trainer,
         ):
             mark_orphans(ROOT)
             return _chain(cfg, paths, params, force, trainer)
@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serving retrain/{load_config(ROOT / args.params).schedule.name}")
         serve(args.params)
         return 0
-    with tags(project_tag(ROOT)):
+    # the train stage's process first, a fork with this one's imports (flows.plan.StageAhead)
+    with started_ahead(ROOT, "train", args.params), tags(project_tag(ROOT)):
         state = retrain(params=args.params, force=args.force, return_state=True)
     if state.is_cancelled():
         print(f"stockcast retrain did not start: {state.message}", file=sys.stderr)

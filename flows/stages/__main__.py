@@ -8,13 +8,12 @@ per stage), the stage's flow run is a subflow of that run's ``pipeline`` flow ru
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from flows.stages import PIPELINE_RUN, STAGES, stage_flows
 
@@ -32,28 +31,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.when_told:
-        flow = _flow(args.stage)
-        prepared = _get_ready(args.stage, args.params)
-        told = sys.stdin.readline().strip()
-        if not told:
-            return 0
-        _take_environment(json.loads(told))
-        print(f"stockcast {args.stage}: started ahead ({prepared})", flush=True)
-    else:
-        flow = stage_flows()[args.stage]
+        return when_told(args.stage, args.params, sys.stdin, Path(args.when_told))
+    return _run(stage_flows()[args.stage], args.stage, args.params)
+
+
+def when_told(stage: str, params: str, told: TextIO, error_file: Path) -> int:
+    """A stage started ahead of the run that needs it (``flows.plan.StageAhead``): get ready
+    (:func:`_get_ready`), then wait for a line on ``told``: the run's ``STOCKCAST_*``
+    variables as JSON, its flow run's id among them, and run the stage as its subflow; an
+    empty line or the end of ``told``: exit without running. A failure's message is
+    written to ``error_file``. Returns the exit code."""
+    flow = _flow(stage)
+    prepared = _get_ready(stage, params)
+    line = told.readline().strip()
+    if not line:
+        return 0
+    _take_environment(json.loads(line))
+    print(f"stockcast {stage}: started ahead ({prepared})", flush=True)
     from flows.plan import stage_settings
+
+    with stage_settings():
+        return _run(flow, stage, params, error_file)
+
+
+def _run(flow: Any, stage: str, params: str, error_file: Path | None = None) -> int:
     from stockcast.errors import StockcastError
 
     try:
         if parent := os.environ.get(PIPELINE_RUN):
-            with stage_settings() if args.when_told else contextlib.nullcontext():
-                run_as_subflow(flow, parent, {"params": args.params})
+            run_as_subflow(flow, parent, {"params": params})
         else:
-            flow(params=args.params)
+            flow(params=params)
     except StockcastError as exc:
-        print(f"\nstockcast {args.stage} stopped:\n{exc}", file=sys.stderr)
-        if args.when_told:
-            Path(args.when_told).write_text(str(exc), encoding="utf-8")
+        print(f"\nstockcast {stage} stopped:\n{exc}", file=sys.stderr)
+        if error_file is not None:
+            error_file.write_text(str(exc), encoding="utf-8")
         return 1
     return 0
 
@@ -90,11 +102,11 @@ def _get_ready(stage: str, params: str) -> str:
 
 def _take_environment(values: dict[str, str]) -> None:
     """The run's ``STOCKCAST_*`` variables as they are when it reaches this stage (a reason
-    to start cold, set after this process started); the pipeline run's id stays."""
-    for name in [n for n in os.environ if n.startswith("STOCKCAST_") and n != PIPELINE_RUN]:
+    to start cold, set after this process started; the flow run it is a subflow of)."""
+    for name in [n for n in os.environ if n.startswith("STOCKCAST_")]:
         if name not in values:
             del os.environ[name]
-    os.environ.update({k: v for k, v in values.items() if k != PIPELINE_RUN})
+    os.environ.update(values)
 
 
 def run_as_subflow(flow: Any, parent: str, parameters: dict[str, Any]) -> Any:

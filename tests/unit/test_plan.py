@@ -144,7 +144,7 @@ def test_a_stage_run_ahead_but_never_reached_is_ended_and_one_gone_runs_here(pro
     root, ran = project
     with _child(root) as b:
         assert run_stages(root, ahead={"b": b}, before={"b": lambda: False}) == ["a"]
-    assert b.proc.returncode is not None  # ended with the block
+    assert b.code is not None  # ended with the block
     assert not (root / "b.txt").exists()  # untold: it ran nothing
 
     def wait() -> bool:
@@ -218,3 +218,47 @@ def test_network_specs_come_from_the_windows_on_disk_and_are_none_without(tmp_pa
         cfg.seed,
         t.unroll,
     )
+
+
+FORKED = """
+import json, os, sys
+from pathlib import Path
+
+import flows.stages.__main__ as stage_main
+from flows.plan import started_ahead, take_ahead
+
+
+def told(stage, params, told, error_file):  # in place of the stage, in the fork only
+    line = told.readline()
+    said = {"parent": os.getppid(), "stage": stage, "line": line}
+    Path("forked.json").write_text(json.dumps(said))
+    return 0
+
+
+stage_main.when_told = told
+os.environ["STOCKCAST_TRAIN_COLD"] = "decay"
+with started_ahead(Path.cwd(), "train", "params.yaml") as started:
+    assert take_ahead(Path.cwd(), "train", "params.yaml") is started
+    assert started.run()
+print(os.getpid())
+"""
+
+
+def test_a_stage_started_before_any_thread_is_a_fork_with_this_process_s_imports(
+    tmp_path: Path,
+):
+    """Forked, it runs this process's code as it is (here a stand-in for the stage, set
+    before the fork), not a new interpreter's."""
+    import json
+    import sys
+
+    root = Path(__file__).parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": f"{root}:{root / 'src'}"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    forked = json.loads((tmp_path / "forked.json").read_text())
+    assert forked["parent"] == int(proc.stdout.split()[-1]) and forked["stage"] == "train"
+    assert json.loads(forked["line"])["STOCKCAST_TRAIN_COLD"] == "decay"
