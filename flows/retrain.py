@@ -8,7 +8,9 @@ Each run: take the project's run lock (one run at a time) → read every configu
 with ``drift.on_drift: retrain`` and no drift, stop there (data refreshed, models kept) →
 the rest of the chain → ``dvc push`` when a remote is configured → a markdown artifact with
 each ticker's metrics, baselines, promotion decision and drift. The stages are the same DVC
-stages ``make pipeline`` runs, so both leave the same ``dvc.lock``.
+stages ``make pipeline`` runs, so both leave the same ``dvc.lock``. The train stage runs in a
+process started before all that (:class:`flows.plan.StageAhead`), which imports TensorFlow and
+traces the networks meanwhile.
 """
 
 from __future__ import annotations
