@@ -262,3 +262,33 @@ def test_a_stage_started_before_any_thread_is_a_fork_with_this_process_s_imports
     forked = json.loads((tmp_path / "forked.json").read_text())
     assert forked["parent"] == int(proc.stdout.split()[-1]) and forked["stage"] == "train"
     assert json.loads(forked["line"])["STOCKCAST_TRAIN_COLD"] == "decay"
+
+
+def test_a_stage_that_reads_dvc_lock_finds_what_ran_before_it_recorded(
+    project, monkeypatch: pytest.MonkeyPatch
+):
+    """The stages' records are written together, but before a stage whose run reads them
+    (validate and register tag their MLflow runs with the data's DVC hashes)."""
+    import flows.plan
+
+    root, ran = project
+    stages = flows.stages.stage_flows()
+    seen: list[dict] = []
+
+    def c(params: str) -> None:
+        seen.append(yaml.safe_load((root / "dvc.lock").read_text())["stages"])
+        stages["c"](params)
+
+    monkeypatch.setattr(flows.stages, "stage_flows", lambda: {**stages, "c": c})
+    monkeypatch.setattr(flows.plan, "READS_LOCK", frozenset({"c"}))
+    assert run_stages(root) == ["a", "b", "c"]
+    (recorded,) = seen
+    assert sorted(recorded) == ["a", "b"]  # c had not run yet
+    assert recorded["b"]["outs"][0]["md5"] == _md5(root / "b.txt")
+    assert "c" in yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
