@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from flows.server import BIN
+from flows.server import BIN, venv_env
 from flows.warmup import AFTER_TRAIN, preload
 
 DEFAULT_PARAMS = "params.yaml"
@@ -23,8 +23,7 @@ def dvc(
     *args: str, env: dict[str, str] | None = None, quiet: bool = False, cwd: Path | None = None
 ) -> int:
     """Run the venv's ``dvc`` with its ``python`` first on PATH (stage commands use it)."""
-    env = dict(env or os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env = venv_env(env or None)
     out = subprocess.DEVNULL if quiet else None
     proc = subprocess.run([str(BIN / "dvc"), *args], env=env, stdout=out, stderr=out, cwd=cwd)
     return proc.returncode
@@ -35,10 +34,9 @@ def out_of_date(root: Path, targets: list[str] | None = None) -> list[str] | Non
     whose data files changed, by name; None when it could not tell (it failed)."""
     import json
 
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
         [str(BIN / "dvc"), "status", "--json", *(targets or [])],
-        env=env, cwd=root, capture_output=True, text=True,
+        env=venv_env(), cwd=root, capture_output=True, text=True,
     )  # fmt: skip
     try:
         found = json.loads(proc.stdout or "{}") if proc.returncode == 0 else None
@@ -264,11 +262,10 @@ class StageAhead:
         if command is None and hasattr(os, "fork") and threading.active_count() == 1:
             self._fork(root, params)
             return
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         command = command or [sys.executable, "-m", "flows.stages", stage, "--params", params]
         proc = subprocess.Popen(
             [*command, "--when-told", str(self.error_file)],
-            cwd=root, env=env, stdin=subprocess.PIPE, text=True,
+            cwd=root, env=venv_env(), stdin=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.pid, self.told = proc.pid, proc.stdin
 
@@ -285,7 +282,7 @@ class StageAhead:
             try:
                 os.close(write)
                 os.chdir(root)
-                os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+                os.environ["PATH"] = venv_env()["PATH"]
                 from flows.stages.__main__ import when_told
 
                 with os.fdopen(read, encoding="utf-8") as told:
@@ -372,7 +369,7 @@ _STARTED: dict[str, StageAhead] = {}  # started by a command before its flow run
 def started_ahead(root: Path, stage: str, params: str) -> Any:
     """Start ``stage``'s process now, before the flow run that will use it exists (a fork
     with this process's imports, while it has no thread yet); the flow takes it with
-    :func:`ahead`. Ended when the block ends."""
+    :func:`take_ahead`. Ended when the block ends."""
     with StageAhead(root, stage, params) as started:
         _STARTED[stage] = started
         try:

@@ -32,7 +32,7 @@ from prefect.states import Cancelled
 import flows.env  # noqa: F401  (telemetry off before the libraries load)
 from flows.orphans import mark_orphans, project_tag
 from flows.plan import StageAhead, run_stages, started_ahead, take_ahead
-from flows.server import BIN, prefect_api
+from flows.server import BIN, prefect_api, venv_env
 from flows.stages import untagged
 from stockcast import ops
 from stockcast.config import Config, load_config
@@ -84,9 +84,8 @@ def check_sources(cfg: Config, paths: Paths) -> ops.NewData:
 
 def run_dvc(*args: str) -> str:
     """Run ``dvc`` in the project with this run's Prefect API; the output goes to the log."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
-        [str(BIN / "dvc"), *args], cwd=ROOT, env=env, capture_output=True, text=True
+        [str(BIN / "dvc"), *args], cwd=ROOT, env=venv_env(), capture_output=True, text=True
     )
     output = (proc.stdout + proc.stderr)[-20000:]
     logger = get_run_logger()

@@ -9,11 +9,19 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+
+
+def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (this process's environment by default) with the venv's folder first on
+    ``PATH``: its ``dvc`` and ``python`` are the ones a stage command finds."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def healthy(api_url: str, timeout: float = 1.0) -> bool:
