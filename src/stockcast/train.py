@@ -382,8 +382,7 @@ def _fit(
 
     _set_threads(execution.tf_threads)
     keras.utils.set_random_seed(seed)
-    spec = (variant, ws.window, ws.scaled.shape[1], cfg.units, cfg.dropout, cfg.learning_rate)
-    spec += (seed, cfg.unroll)  # build_model's arguments, in its order
+    spec = model_spec(variant, ws.window, ws.scaled.shape[1], cfg, seed)
     with fresh_model(spec) as model:
         if init is not None:  # the weights only: a fresh optimiser on the longer span
             model.set_weights(network_from_bytes(init).get_weights())
@@ -412,6 +411,15 @@ def _fit(
             )
         _record_best(result, f"{ws.ticker}/{variant}")
         return network_bytes(model)
+
+
+def model_spec(
+    variant: str, window: int, features: int, cfg: TrainConfig, seed: int
+) -> tuple[Any, ...]:
+    """``build_model``'s arguments, in its order, for a fit of ``variant``: the key under
+    which a built network waits for the next fit of the same architecture
+    (:func:`fresh_model`, :func:`prepare_networks`)."""
+    return (variant, window, features, cfg.units, cfg.dropout, cfg.learning_rate, seed, cfg.unroll)
 
 
 @dataclass

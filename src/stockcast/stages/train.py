@@ -37,6 +37,7 @@ from stockcast.train import (
     collect,
     keep,
     model_dir,
+    model_spec,
     plan_fits,
     warm_starts,
 )
@@ -110,11 +111,8 @@ def network_specs(cfg: Config, paths: Paths) -> list[tuple[Any, ...]]:
         ws = WindowSet.load(paths.processed / first["file"])
     except (OSError, StopIteration, KeyError, ValueError, StockcastError):
         return []
-    t = cfg.train
-    return [
-        (v, ws.window, ws.scaled.shape[1], t.units, t.dropout, t.learning_rate, cfg.seed, t.unroll)
-        for v in t.variants
-    ]
+    features = ws.scaled.shape[1]
+    return [model_spec(v, ws.window, features, cfg.train, cfg.seed) for v in cfg.train.variants]
 
 
 def _plan(
