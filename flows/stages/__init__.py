@@ -23,12 +23,17 @@ STAGES = ("ingest", "validate", "drift", "window", "train", "evaluate", "registe
 
 def stage_flows() -> dict[str, Any]:
     """Stage name -> its flow (imports every stage's flow module)."""
+    return {name: stage_flow(name) for name in STAGES}
+
+
+def stage_flow(stage: str) -> Any:
+    """One stage's flow, importing that stage's module only."""
+    import importlib
+
     from flows.env import plain_errors
-    from flows.stages import drift, evaluate, ingest, register, train, validate, window
 
     plain_errors()
-    modules = (ingest, validate, drift, window, train, evaluate, register)
-    return {m.__name__.rsplit(".", 1)[-1]: m.flow_ for m in modules}
+    return importlib.import_module(f"flows.stages.{stage}").flow_
 
 
 @contextmanager

@@ -8,14 +8,13 @@ per stage), the stage's flow run is a subflow of that run's ``pipeline`` flow ru
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from flows.stages import PIPELINE_RUN, STAGES, stage_flows
+from flows.stages import PIPELINE_RUN, STAGES, stage_flow, stage_flows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +40,7 @@ def when_told(stage: str, params: str, told: TextIO, error_file: Path) -> int:
     variables as JSON, its flow run's id among them, and run the stage as its subflow; an
     empty line or the end of ``told``: exit without running. A failure's message is
     written to ``error_file``. Returns the exit code."""
-    flow = _flow(stage)
+    flow = stage_flow(stage)
     prepared = _get_ready(stage, params)
     line = told.readline().strip()
     if not line:
@@ -68,14 +67,6 @@ def _run(flow: Any, stage: str, params: str, error_file: Path | None = None) -> 
             error_file.write_text(str(exc), encoding="utf-8")
         return 1
     return 0
-
-
-def _flow(stage: str) -> Any:
-    """One stage's flow, importing that stage's module only."""
-    from flows.env import plain_errors
-
-    plain_errors()
-    return importlib.import_module(f"flows.stages.{stage}").flow_
 
 
 def _get_ready(stage: str, params: str) -> str:

@@ -175,7 +175,7 @@ def test_the_stage_process_started_ahead_runs_only_when_told_with_the_variables_
         if os.environ.get("STOCKCAST_FAIL"):
             raise StockcastError("the windows are gone")
 
-    monkeypatch.setattr(stage_main, "_flow", lambda stage: flow)
+    monkeypatch.setattr(stage_main, "stage_flow", lambda stage: flow)
     monkeypatch.delenv(stage_main.PIPELINE_RUN, raising=False)
     monkeypatch.setenv("STOCKCAST_TRAIN_COLD", "stale reason from the start")
     error_file = tmp_path / "error.txt"
