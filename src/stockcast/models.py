@@ -24,6 +24,10 @@ START_UP_NOISE = re.compile(
     r"To enable the following instructions"
 )
 _IMPORTING = threading.Lock()
+# Optional imports Keras makes at its own import when they are installed, for its
+# scikit-learn wrappers and image galleries, which stockcast never uses: about 1 s of the
+# train process's start-up. Each is imported as usual by whatever asks for it later.
+KERAS_SKIPS = ("sklearn", "matplotlib.pyplot")
 
 
 def import_keras() -> Any:
@@ -31,10 +35,25 @@ def import_keras() -> Any:
     lines; anything else written to stderr meanwhile is passed on."""
     with _IMPORTING:
         if "keras" not in sys.modules:
-            with filtered_stderr(START_UP_NOISE):
+            with filtered_stderr(START_UP_NOISE), _skipped(KERAS_SKIPS):
                 import keras  # noqa: F401
                 import tensorflow  # noqa: F401
     return sys.modules["keras"]
+
+
+@contextmanager
+def _skipped(modules: tuple[str, ...]) -> Iterator[None]:
+    """Within the block, importing one of ``modules`` not imported yet raises ImportError
+    (a ``None`` in ``sys.modules``, as Python documents), as if it were not installed."""
+    skipped = [name for name in modules if name not in sys.modules]
+    for name in skipped:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in skipped:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
 
 
 # Networks kept loaded by load_network: a global run's every variant, main model and folds
