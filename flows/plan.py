@@ -104,10 +104,12 @@ def run_stages(
     it.
 
     DVC judges what is stale (``dvc status`` per stage, after its upstream has run) and
-    records what ran (``dvc commit``, once the stages end or before a stage that reads
-    ``dvc.lock``). A stage that fails is not committed; those that ran before it are. With
-    a parameters file other than ``params.yaml``, DVC's record does not describe the run:
-    every selected stage runs and nothing is committed.
+    records what ran (``dvc commit``, once the stages end); meanwhile the DVC hashes of
+    what ran are in ``STOCKCAST_DVC_OUTS`` for the stages after it (the lineage tags of
+    validate's and register's MLflow runs: :func:`stockcast.lineage.dvc_lineage`). A stage
+    that fails is not committed; those that ran before it are. With a parameters file other
+    than ``params.yaml``, DVC's record does not describe the run: every selected stage runs
+    and nothing is committed.
 
     Returns:
         The stages that ran.
@@ -124,7 +126,8 @@ def run_stages(
     ran: list[str] = []
     pending: list[str] = []  # ran, not yet recorded in dvc.lock
     started = dict(ahead or {})
-    with Repo(str(root)) as repo:
+    fresh = FreshOuts()
+    with Repo(str(root)) as repo, fresh:
         order = stage_order(repo, targets, single_item)
         warming = None
         try:
@@ -142,13 +145,12 @@ def run_stages(
                 warming = _warm_while(name, order, root, warming, while_training, apart)
                 if name == "train":
                     while_training = None  # started beside the fits
-                if own_params and name in READS_LOCK and pending:
-                    _commit(repo, pending, single_item)
-                    pending.clear()
                 if not (apart and started[name].run()):
                     _run_stage(flows_by_stage[name], name, params)
                 ran.append(name)
                 pending.append(name)
+                if own_params:
+                    fresh.add(repo, name)
         except BaseException:
             if own_params and pending:  # what ran before the failure, never the failed stage
                 with contextlib.suppress(Exception):  # the failure is the run's to report
@@ -167,17 +169,48 @@ def run_stages(
     return ran
 
 
-# Stages whose runs read dvc.lock: their MLflow runs carry the DVC hashes of the data they
-# ran on (stockcast.lineage), so what ran before them is recorded first.
-READS_LOCK = frozenset({"validate", "register"})
+class FreshOuts:
+    """The DVC hashes of the datasets a run's lineage names (:data:`stockcast.lineage.DATASETS`)
+    made by the stages it has run and not yet recorded in ``dvc.lock``, in
+    ``STOCKCAST_DVC_OUTS`` (JSON: each output's ``dvc.yaml`` path to its hash) while the
+    block lasts, for the stages after them, in this process or told to one ahead. Each is
+    hashed as ``dvc commit`` hashes it, and DVC keeps the hash (its state database): the
+    commit at the end does not read the files again."""
+
+    def __init__(self) -> None:
+        from stockcast.lineage import DATASETS, FRESH_OUTS
+
+        self.hashes: dict[str, str] = {}
+        self.name = FRESH_OUTS
+        self.wanted = {path for _, path in DATASETS.values()}
+        self.before = os.environ.get(FRESH_OUTS)
+
+    def __enter__(self) -> FreshOuts:
+        os.environ.pop(self.name, None)  # a served process runs many runs: none of the last
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ.pop(self.name, None)
+        if self.before is not None:
+            os.environ[self.name] = self.before
+
+    def add(self, repo: Any, name: str) -> None:
+        """Hash the datasets the stage ``name``, which has just run, made."""
+        (stage,) = [s for s in repo.index.stages if s.addressing == name]
+        outs = [out for out in stage.outs if str(out.def_path) in self.wanted]
+        for out in outs:
+            out.save()
+            self.hashes[str(out.def_path)] = str(out.hash_info.value)
+        if outs:
+            os.environ[self.name] = json.dumps(self.hashes)
 
 
 def _commit(repo: Any, ran: list[str], single_item: bool) -> None:
     """Record stages that ran in ``dvc.lock`` as ``dvc commit -f`` does: each stage no other
     of ``ran`` is downstream of, with its upstream (every stage upstream of one that ran
-    either ran or was found up to date), in one write of ``dvc.lock`` each. A commit per
-    stage as it ended cost about 0.25 s each, 1.7 s over a day's seven; now a day writes
-    ``dvc.lock`` four times (before validate, before register, after it: :data:`READS_LOCK`).
+    either ran or was found up to date), in one write of ``dvc.lock`` each: a write costs
+    0.25-0.5 s (DVC reads ``dvc.yaml`` and ``dvc.lock`` back a dozen times), so a day's run
+    writes it twice (its leaves: drift and register), not once per stage.
     ``single_item`` runs leave stale stages upstream: each stage that ran alone then."""
     import networkx as nx
 

@@ -72,26 +72,38 @@ def train_start_tags(root: Path) -> dict[str, str]:
     return tags
 
 
+# The DVC hashes (JSON: path -> hash) of the datasets below a running pipeline run has made and
+# not yet recorded in dvc.lock, which it writes once its stages end (flows.plan).
+FRESH_OUTS = "STOCKCAST_DVC_OUTS"
+# The datasets a run's lineage names: tag -> (the dvc.yaml stage, its output)
+DATASETS = {
+    "dvc_dataset_md5": ("window", "data/processed"),
+    "dvc_ingested_md5": ("ingest", "data/interim/ingested.parquet"),
+}
+
+
 def dvc_lineage(root: Path) -> dict[str, str]:
-    """The DVC hashes of the datasets a run trained on, from ``dvc.lock``.
+    """The DVC hashes of the datasets a run trained on: from the running pipeline run when
+    it has just made them (:data:`FRESH_OUTS`), else from ``dvc.lock``.
 
     ``dvc_dataset_md5`` is the windowed dataset the models were fitted on (``data/processed``);
     ``dvc_ingested_md5`` the canonical table it came from. ``dvc checkout`` of a commit whose
     ``dvc.lock`` holds these hashes restores exactly that data.
     """
+    import json
+
     lock = root / "dvc.lock"
-    if not lock.exists():
-        return {}
-    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    wanted = {
-        "dvc_dataset_md5": ("window", "data/processed"),
-        "dvc_ingested_md5": ("ingest", "data/interim/ingested.parquet"),
-    }
+    stages = {}
+    if lock.exists():
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    fresh = json.loads(os.environ.get(FRESH_OUTS) or "{}")
     tags = {}
-    for tag, (stage, path) in wanted.items():
+    for tag, (stage, path) in DATASETS.items():
         for out in stages.get(stage, {}).get("outs", []):
             if out.get("path") == path and out.get("md5"):
                 tags[tag] = out["md5"]
+        if fresh.get(path):
+            tags[tag] = fresh[path]
     return tags
 
 

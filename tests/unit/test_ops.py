@@ -142,6 +142,22 @@ def test_lineage_reads_the_dataset_hashes_from_dvc_lock(tmp_path):
     assert dvc_lineage(tmp_path / "nowhere") == {}
 
 
+def test_lineage_takes_a_running_pipeline_s_fresh_hashes_over_dvc_lock(tmp_path, monkeypatch):
+    import json
+
+    from stockcast.lineage import FRESH_OUTS
+
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n"
+        "  ingest:\n    outs:\n    - path: data/interim/ingested.parquet\n      md5: aaa111\n"
+        "  window:\n    outs:\n    - path: data/processed\n      md5: bbb222.dir\n"
+    )
+    # the run has ingested again, not windowed yet: the table's new hash, the old windows'
+    monkeypatch.setenv(FRESH_OUTS, json.dumps({"data/interim/ingested.parquet": "ccc333"}))
+    assert dvc_lineage(tmp_path) == {"dvc_dataset_md5": "bbb222.dir", "dvc_ingested_md5": "ccc333"}
+    assert dvc_lineage(tmp_path / "nowhere") == {"dvc_ingested_md5": "ccc333"}
+
+
 def test_git_dirty_means_code_or_params_changed_not_what_the_run_wrote(tmp_path):
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

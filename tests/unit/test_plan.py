@@ -264,28 +264,43 @@ def test_a_stage_started_before_any_thread_is_a_fork_with_this_process_s_imports
     assert json.loads(forked["line"])["STOCKCAST_TRAIN_COLD"] == "decay"
 
 
-def test_a_stage_that_reads_dvc_lock_finds_what_ran_before_it_recorded(
+def test_dvc_lock_is_written_once_the_stages_end_and_each_stage_sees_the_hashes_before_it(
     project, monkeypatch: pytest.MonkeyPatch
 ):
-    """The stages' records are written together, but before a stage whose run reads them
-    (validate and register tag their MLflow runs with the data's DVC hashes)."""
-    import flows.plan
+    """A stage's run meanwhile finds the DVC hashes of the datasets made before it in the
+    run's environment (validate and register tag their MLflow runs with them), as
+    ``dvc.lock`` records them once the stages end; after the run the variable is as it was."""
+    import json
+    import os
+
+    import stockcast.lineage
+    from stockcast.lineage import FRESH_OUTS
 
     root, ran = project
+    datasets = {"a_md5": ("a", "a.txt"), "b_md5": ("b", "b.txt")}  # c.txt: not a dataset
+    monkeypatch.setattr(stockcast.lineage, "DATASETS", datasets)
     stages = flows.stages.stage_flows()
-    seen: list[dict] = []
+    seen: list[tuple[dict, dict]] = []
 
     def c(params: str) -> None:
-        seen.append(yaml.safe_load((root / "dvc.lock").read_text())["stages"])
+        lock = (
+            yaml.safe_load((root / "dvc.lock").read_text()) if (root / "dvc.lock").exists() else {}
+        )
+        seen.append((lock, json.loads(os.environ[FRESH_OUTS])))
         stages["c"](params)
 
     monkeypatch.setattr(flows.stages, "stage_flows", lambda: {**stages, "c": c})
-    monkeypatch.setattr(flows.plan, "READS_LOCK", frozenset({"c"}))
+    monkeypatch.setenv(FRESH_OUTS, json.dumps({"b.txt": "from another run"}))
     assert run_stages(root) == ["a", "b", "c"]
-    (recorded,) = seen
-    assert sorted(recorded) == ["a", "b"]  # c had not run yet
-    assert recorded["b"]["outs"][0]["md5"] == _md5(root / "b.txt")
-    assert "c" in yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    ((lock, fresh),) = seen
+    assert lock == {}  # not written yet
+    assert fresh == {"a.txt": _md5(root / "a.txt"), "b.txt": _md5(root / "b.txt")}
+    recorded = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert {n: recorded[n]["outs"][0]["md5"] for n in "ab"} == {
+        "a": fresh["a.txt"],
+        "b": fresh["b.txt"],
+    }
+    assert os.environ[FRESH_OUTS] == json.dumps({"b.txt": "from another run"})  # as it was
 
 
 def _md5(path: Path) -> str:
