@@ -35,21 +35,24 @@ def test_each_variant_maps_windows_to_one_value(variant):
 
 def test_tensorflow_imports_without_its_start_up_lines_and_other_stderr_passes():
     """In a fresh interpreter: TensorFlow's native start-up lines (oneDNN, absl) are gone;
-    a line of native stderr written meanwhile that is not one of them is kept."""
+    a line of native stderr written meanwhile that is not one of them is kept. Keras has
+    not imported scikit-learn or pyplot (1 s), which import as usual afterwards."""
     import subprocess
     import sys
 
     code = (
-        "import os\n"
+        "import os, sys\n"
         "from stockcast.models import START_UP_NOISE, filtered_stderr, import_keras\n"
         "keras = import_keras()\n"
         "with filtered_stderr(START_UP_NOISE):\n"
         "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on.\\n')\n"
         "    os.write(2, b'a real warning\\n')\n"
-        "print(keras.__name__)\n"
+        "print(keras.__name__, [m for m in ('sklearn', 'matplotlib.pyplot') if m in sys.modules])\n"
+        "import matplotlib.pyplot, sklearn\n"
+        "print(sklearn.__name__, matplotlib.pyplot.__name__)\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == "keras"
+    assert run.stdout.splitlines() == ["keras []", "sklearn matplotlib.pyplot"]
     assert run.stderr.splitlines() == ["a real warning"], run.stderr
 
 
