@@ -183,6 +183,7 @@ class FreshOuts:
         self.hashes: dict[str, str] = {}
         self.name = FRESH_OUTS
         self.wanted = {path for _, path in DATASETS.values()}
+        self.makers = {stage for stage, _ in DATASETS.values()}
         self.before = os.environ.get(FRESH_OUTS)
 
     def __enter__(self) -> FreshOuts:
@@ -196,6 +197,8 @@ class FreshOuts:
 
     def add(self, repo: Any, name: str) -> None:
         """Hash the datasets the stage ``name``, which has just run, made."""
+        if name not in self.makers:
+            return
         (stage,) = [s for s in repo.index.stages if s.addressing == name]
         outs = [out for out in stage.outs if str(out.def_path) in self.wanted]
         for out in outs:
