@@ -26,7 +26,9 @@ START_UP_NOISE = re.compile(
 _IMPORTING = threading.Lock()
 # Optional imports Keras makes at its own import when they are installed, for its
 # scikit-learn wrappers and image galleries, which stockcast never uses: about 1 s of the
-# train process's start-up. Each is imported as usual by whatever asks for it later.
+# train process's start-up. Each is imported as usual by whatever asks for it later; only
+# another thread importing one during Keras's own import would find it absent, and nothing
+# in stockcast imports either.
 KERAS_SKIPS = ("sklearn", "matplotlib.pyplot")
 
 
