@@ -37,7 +37,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
 IMPORTS = ["tensorflow", "great_expectations", "mlflow", "prefect", "dvc.repo", "pandas"]
 
 
@@ -61,6 +60,8 @@ SPEED_CHANGES = [
 
 
 def copy_project(root: Path, overrides: list[str]) -> dict[str, str]:
+    from flows.server import venv_env
+
     for name in ("src", "flows"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     # .gitignore as a clone has it: git, DVC's walk of the work tree and a daily run's git
@@ -78,7 +79,7 @@ def copy_project(root: Path, overrides: list[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "MLFLOW_"))}
     env.update(PREFECT_HOME=str(root / ".prefect"), DVC_NO_ANALYTICS="1")
     env["PYTHONPATH"] = str(root / "src")  # the copy's code, not the editable install's
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env = venv_env(env)  # the venv's dvc and python first on PATH
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=root, env=env, check=True)
     return env
