@@ -32,8 +32,6 @@ def dvc(
 def out_of_date(root: Path, targets: list[str] | None = None) -> list[str] | None:
     """The stages ``dvc status`` finds out of date (their deps, params or outs changed) or
     whose data files changed, by name; None when it could not tell (it failed)."""
-    import json
-
     proc = subprocess.run(
         [str(BIN / "dvc"), "status", "--json", *(targets or [])],
         env=venv_env(), cwd=root, capture_output=True, text=True,
@@ -212,7 +210,7 @@ def _commit(repo: Any, ran: list[str], single_item: bool) -> None:
     """Record stages that ran in ``dvc.lock`` as ``dvc commit -f`` does: each stage no other
     of ``ran`` is downstream of, with its upstream (every stage upstream of one that ran
     either ran or was found up to date), in one write of ``dvc.lock`` each: a write costs
-    0.25-0.5 s (DVC reads ``dvc.yaml`` and ``dvc.lock`` back a dozen times), so a day's run
+    0.25-0.75 s (DVC reads ``dvc.yaml`` and ``dvc.lock`` back a dozen times), so a day's run
     writes it twice (its leaves: drift and register), not once per stage.
     ``single_item`` runs leave stale stages upstream: each stage that ran alone then."""
     import networkx as nx
@@ -279,7 +277,7 @@ class StageAhead:
     process is a fork of this one and has its imports already (Prefect, pandas: 2 s);
     otherwise it is ``python -m flows.stages STAGE --when-told FILE`` (or ``command``).
     On two cores the daily job's stages before train keep one core busy; the train process's
-    start-up (8-10 s) overlaps them instead of following them.
+    start-up (6.5-7 s: TensorFlow, three networks traced) overlaps them instead of following them.
     """
 
     def __init__(
